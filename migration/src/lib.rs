@@ -1,0 +1,21 @@
+//! Schema migrations of the execution service, applied in file-name order.
+//!
+//! Each change is one file `mYYYYMMDD_HHMMSS_verb_noun.rs` with `up` and
+//! `down`; a file that has shipped is never edited, a new one is added.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_orders;
+mod m20261126_000002_create_trades;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_orders::Migration),
+            Box::new(m20261126_000002_create_trades::Migration),
+        ]
+    }
+}

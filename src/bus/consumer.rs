@@ -1,0 +1,186 @@
+//! The consumer group side of `ORDERS_STREAM`: create the group, read new
+//! and pending entries, claim stale ones, acknowledge.
+
+use deadpool_redis::Pool;
+use redis::Value;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+
+use super::{BusError, Topology};
+
+/// One stream entry as delivered to this consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: String,
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// How often the group has delivered it, this delivery included.
+    pub deliveries: u64,
+}
+
+#[derive(Clone)]
+pub struct Consumer {
+    pool: Pool,
+    topology: Topology,
+}
+
+impl Consumer {
+    pub fn new(pool: Pool, topology: Topology) -> Self {
+        Consumer { pool, topology }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Creates the group (and the stream) unless it exists. A new group
+    /// starts at the beginning of the stream, so no entry is skipped.
+    #[tracing::instrument(skip_all, fields(stream = %self.topology.orders_stream, group = %self.topology.group), err)]
+    pub async fn ensure_group(&self) -> Result<(), BusError> {
+        let mut conn = self.pool.get().await?;
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Entries never delivered before, waiting up to `block_ms` for the first.
+    pub async fn read_new(&self, count: usize, block_ms: u64) -> Result<Vec<Entry>, BusError> {
+        let entries = self.read_group(">", count, Some(block_ms)).await?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| Entry {
+                deliveries: 1,
+                ..entry
+            })
+            .collect())
+    }
+
+    /// This consumer's own pending entries from `after` on (a restart's
+    /// unfinished work), with their delivery counts.
+    pub async fn read_own_pending(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, BusError> {
+        let entries = self.read_group(after, count, None).await?;
+        self.with_delivery_counts(entries).await
+    }
+
+    /// Takes over entries that other consumers (or this one) left pending
+    /// for longer than `min_idle_ms`.
+    pub async fn claim_stale(
+        &self,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<Entry>, BusError> {
+        let mut conn = self.pool.get().await?;
+        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg(&self.topology.consumer)
+            .arg(min_idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        let entries = reply.claimed.into_iter().map(entry_of).collect();
+        self.with_delivery_counts(entries).await
+    }
+
+    pub async fn ack(&self, ids: &[String]) -> Result<(), BusError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let _: u64 = redis::cmd("XACK")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn read_group(
+        &self,
+        from: &str,
+        count: usize,
+        block_ms: Option<u64>,
+    ) -> Result<Vec<Entry>, BusError> {
+        let mut conn = self.pool.get().await?;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.topology.group)
+            .arg(&self.topology.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block_ms) = block_ms {
+            cmd.arg("BLOCK").arg(block_ms);
+        }
+        cmd.arg("STREAMS")
+            .arg(&self.topology.orders_stream)
+            .arg(from);
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            // A pending entry trimmed from the stream comes back without fields.
+            .map(entry_of)
+            .collect())
+    }
+
+    /// Looks the delivery counts of pending entries up with XPENDING.
+    async fn with_delivery_counts(&self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, BusError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(entries);
+        };
+        let mut conn = self.pool.get().await?;
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(entries.len())
+            .arg(&self.topology.consumer)
+            .query_async(&mut conn)
+            .await?;
+        for entry in &mut entries {
+            entry.deliveries = pending
+                .ids
+                .iter()
+                .find(|p| p.id == entry.id)
+                .map_or(1, |p| p.times_delivered as u64);
+        }
+        Ok(entries)
+    }
+}
+
+fn entry_of(id: StreamId) -> Entry {
+    let fields = id
+        .map
+        .into_iter()
+        .map(|(name, value)| {
+            let bytes = match value {
+                Value::BulkString(bytes) => bytes,
+                Value::SimpleString(text) => text.into_bytes(),
+                other => format!("{other:?}").into_bytes(),
+            };
+            (name, bytes)
+        })
+        .collect();
+    Entry {
+        id: id.id,
+        fields,
+        deliveries: 1,
+    }
+}

@@ -1,0 +1,64 @@
+//! Redis: the pub/sub shim, the consumer group, the result publisher and
+//! the dead-letter stream.
+//!
+//! Everything here speaks in stream entries and results; what an entry
+//! means is the worker's business. Commands go through one connection pool;
+//! pub/sub subscriptions use dedicated connections.
+
+mod consumer;
+mod publisher;
+mod shim;
+
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use redis::AsyncConnectionConfig;
+
+pub use consumer::{Consumer, Entry};
+pub use publisher::{DeadLetter, Publisher};
+pub use shim::{mirror_messages, run_shim};
+
+/// The names the service reads and writes, and how long streams may grow.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub orders_channel: String,
+    pub results_channel: String,
+    pub orders_stream: String,
+    pub results_stream: String,
+    pub dlq_stream: String,
+    pub group: String,
+    pub consumer: String,
+    /// Approximate cap (`MAXLEN ~`) of every stream the service appends to.
+    pub stream_maxlen: u64,
+    /// How long the shim remembers a mirrored message's identity.
+    pub dedup_ttl_secs: u64,
+}
+
+/// The longest any single command may take; above the worker's read block.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The command connection pool. Every wait is bounded, so a dead Redis
+/// surfaces as an error instead of a hang.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let connection = AsyncConnectionConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT));
+    let manager = Manager::new_with_config(url, connection)?;
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(RESPONSE_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()?)
+}
+
+/// Errors from the pool or from Redis itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("no Redis connection: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}

@@ -1,0 +1,83 @@
+//! Announces results on `RESULTS_CHANNEL` and `RESULTS_STREAM`, and parks
+//! dead letters on `DLQ_STREAM`, all of one batch in one pipeline.
+
+use deadpool_redis::Pool;
+
+use super::{BusError, Topology};
+use crate::domain::ExecutionResult;
+
+/// A message that cannot be processed, with everything needed to look at
+/// it or requeue it later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub original_id: String,
+    pub order_id: Option<String>,
+    pub reason: String,
+    pub deliveries: u64,
+    /// The entry's fields exactly as they arrived.
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    pool: Pool,
+    topology: Topology,
+}
+
+impl Publisher {
+    pub fn new(pool: Pool, topology: Topology) -> Self {
+        Publisher { pool, topology }
+    }
+
+    #[tracing::instrument(skip_all, fields(results = results.len(), dead_letters = dead.len()), err)]
+    pub async fn publish(
+        &self,
+        results: &[ExecutionResult],
+        dead: &[DeadLetter],
+    ) -> Result<(), BusError> {
+        if results.is_empty() && dead.is_empty() {
+            return Ok(());
+        }
+        let topology = &self.topology;
+        let mut pipe = redis::pipe();
+        for result in results {
+            pipe.cmd("PUBLISH")
+                .arg(&topology.results_channel)
+                .arg(result.to_json())
+                .ignore();
+            let xadd = pipe
+                .cmd("XADD")
+                .arg(&topology.results_stream)
+                .arg("MAXLEN")
+                .arg("~");
+            xadd.arg(topology.stream_maxlen).arg("*");
+            for (name, value) in result.to_fields() {
+                xadd.arg(name).arg(value);
+            }
+            xadd.ignore();
+        }
+        let failed_at = chrono::Utc::now().timestamp().to_string();
+        for letter in dead {
+            let xadd = pipe
+                .cmd("XADD")
+                .arg(&topology.dlq_stream)
+                .arg("MAXLEN")
+                .arg("~");
+            xadd.arg(topology.stream_maxlen).arg("*");
+            xadd.arg("dlq_original_id").arg(&letter.original_id);
+            xadd.arg("dlq_order_id")
+                .arg(letter.order_id.as_deref().unwrap_or(""));
+            xadd.arg("dlq_reason").arg(&letter.reason);
+            xadd.arg("dlq_deliveries").arg(letter.deliveries);
+            xadd.arg("dlq_source_stream").arg(&topology.orders_stream);
+            xadd.arg("dlq_failed_at").arg(&failed_at);
+            for (name, value) in &letter.fields {
+                xadd.arg(name).arg(value.as_slice());
+            }
+            xadd.ignore();
+        }
+        let mut conn = self.pool.get().await?;
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+}

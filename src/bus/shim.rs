@@ -1,0 +1,102 @@
+//! The pub/sub shim: mirrors every message of `ORDERS_CHANNEL` into
+//! `ORDERS_STREAM` once across all replicas.
+//!
+//! Each replica subscribes; for each message one Lua script sets a dedup key
+//! (`SET NX EX`) on the message's identity and appends the message only when
+//! that key was new, so N subscribers produce one stream entry.
+
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, Topology};
+use crate::domain::message_identity;
+
+/// Most messages mirrored in one pipeline.
+const MIRROR_CHUNK: usize = 512;
+
+const MIRROR_SCRIPT: &str = r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3])
+end
+return false
+";
+
+/// Subscribes and mirrors until cancelled, re-subscribing after any loss of
+/// the connection.
+pub async fn run_shim(
+    client: redis::Client,
+    pool: Pool,
+    topology: Topology,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        match mirror_until_disconnected(&client, &pool, &topology, &cancel).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                tracing::warn!(error = %err, channel = %topology.orders_channel, "order shim lost its subscription; re-subscribing");
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn mirror_until_disconnected(
+    client: &redis::Client,
+    pool: &Pool,
+    topology: &Topology,
+    cancel: &CancellationToken,
+) -> Result<(), BusError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&topology.orders_channel).await?;
+    tracing::info!(channel = %topology.orders_channel, stream = %topology.orders_stream, "order shim subscribed");
+    let mut messages = pubsub.on_message().ready_chunks(MIRROR_CHUNK);
+    loop {
+        let chunk = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            chunk = messages.next() => chunk,
+        };
+        let Some(chunk) = chunk else {
+            return Err(
+                redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")).into(),
+            );
+        };
+        let payloads: Vec<&[u8]> = chunk.iter().map(|msg| msg.get_payload_bytes()).collect();
+        mirror_messages(pool, topology, &payloads).await?;
+    }
+}
+
+/// Mirrors raw messages into the orders stream; returns how many were new.
+#[tracing::instrument(skip_all, fields(messages = payloads.len()), err)]
+pub async fn mirror_messages(
+    pool: &Pool,
+    topology: &Topology,
+    payloads: &[&[u8]],
+) -> Result<usize, BusError> {
+    let mut pipe = redis::pipe();
+    for payload in payloads {
+        let dedup_key = format!(
+            "{}:dedup:{}",
+            topology.orders_stream,
+            message_identity(payload)
+        );
+        pipe.cmd("EVAL")
+            .arg(MIRROR_SCRIPT)
+            .arg(2)
+            .arg(dedup_key)
+            .arg(&topology.orders_stream)
+            .arg(topology.dedup_ttl_secs)
+            .arg(topology.stream_maxlen)
+            .arg(*payload);
+    }
+    let mut conn = pool.get().await?;
+    let added: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+    Ok(added.iter().flatten().count())
+}

@@ -1,0 +1,113 @@
+//! `bench`: pushes N orders into a running service as fast as Redis takes
+//! them and measures, from each order's send to its result, the end-to-end
+//! throughput and latency percentiles.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::client::{OrderClient, Via};
+use crate::config::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many orders to send.
+    #[arg(long, default_value_t = 50_000)]
+    orders: usize,
+    /// Orders per pipeline.
+    #[arg(long, default_value_t = 500)]
+    chunk: usize,
+    #[arg(long, value_enum, default_value_t)]
+    via: Via,
+    /// Seconds to wait for the last result.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("bench-{}-", &run_id[..8]);
+    let mut client = OrderClient::connect(settings).await?;
+    let results = client.results().await?;
+
+    let receiver_prefix = prefix.clone();
+    let expected = args.orders;
+    let receiver = tokio::spawn(async move {
+        let mut results = Box::pin(results);
+        let mut arrivals = HashMap::with_capacity(expected);
+        while arrivals.len() < expected {
+            let Some(result) = results.next().await else {
+                break;
+            };
+            if result.order_id.starts_with(&receiver_prefix) {
+                arrivals.entry(result.order_id).or_insert_with(Instant::now);
+            }
+        }
+        arrivals
+    });
+
+    let started = Instant::now();
+    let mut sent_at = HashMap::with_capacity(args.orders);
+    let ids: Vec<String> = (0..args.orders).map(|i| format!("{prefix}{i}")).collect();
+    for chunk in ids.chunks(args.chunk.max(1)) {
+        let orders: Vec<String> = chunk
+            .iter()
+            .map(|id| {
+                json!({"order_id": id, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001", "price": "50000"})
+                    .to_string()
+            })
+            .collect();
+        let now = Instant::now();
+        let receivers = client.send(args.via, &orders).await?;
+        if receivers.contains(&0) {
+            anyhow::bail!(
+                "no order shim is subscribed to the orders channel; start the service first"
+            );
+        }
+        sent_at.extend(chunk.iter().map(|id| (id.clone(), now)));
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+
+    let arrivals = match tokio::time::timeout(Duration::from_secs(args.timeout), receiver).await {
+        Ok(joined) => joined?,
+        Err(_) => anyhow::bail!("not every result arrived within {} s", args.timeout),
+    };
+    let last = arrivals.values().max().copied().unwrap_or(started);
+    let total_secs = last.duration_since(started).as_secs_f64().max(f64::EPSILON);
+    let mut latencies: Vec<Duration> = arrivals
+        .iter()
+        .filter_map(|(id, at)| {
+            sent_at
+                .get(id)
+                .map(|sent| at.saturating_duration_since(*sent))
+        })
+        .collect();
+    latencies.sort();
+    let percentile = |p: f64| {
+        let index =
+            ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        latencies
+            .get(index)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "orders={} via={:?} sent_in={send_secs:.2}s results={} end_to_end={total_secs:.2}s throughput={:.0} orders/s \
+         latency_ms p50={:.1} p90={:.1} p99={:.1} max={:.1}",
+        args.orders,
+        args.via,
+        arrivals.len(),
+        arrivals.len() as f64 / total_secs,
+        percentile(0.50),
+        percentile(0.90),
+        percentile(0.99),
+        percentile(1.0),
+    );
+    Ok(if arrivals.len() == args.orders {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

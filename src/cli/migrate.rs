@@ -1,0 +1,35 @@
+//! `migrate up|down|status|fresh`.
+
+use std::process::ExitCode;
+
+use migration::{Migrator, MigratorTrait};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, Default, clap::Subcommand)]
+pub enum Action {
+    /// Apply every pending migration (the default).
+    #[default]
+    Up,
+    /// Roll back the last migration.
+    Down,
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop every table and apply all migrations again.
+    Fresh,
+}
+
+pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let store = Store::connect(settings.postgres.url.expose_secret(), 2).await?;
+    let db = store.connection();
+    match action {
+        Action::Up => store.migrate().await?,
+        Action::Down => Migrator::down(db, Some(1)).await?,
+        Action::Status => Migrator::status(db).await?,
+        Action::Fresh => Migrator::fresh(db).await?,
+    }
+    tracing::info!(?action, "migrations done");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,76 @@
+//! The command line: `serve` (the default), `migrate`, `publish`, `bench`.
+
+mod bench;
+mod client;
+mod migrate;
+mod publish;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Application;
+use crate::config::Settings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "execution-service",
+    version,
+    about = "Executes approved orders exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the shim and the worker (the default).
+    Serve,
+    /// Apply or inspect database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<migrate::Action>,
+    },
+    /// Send one order and wait for its result.
+    Publish(publish::Args),
+    /// Push many orders through a running service and report throughput and latency.
+    Bench(bench::Args),
+}
+
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate { action } => migrate::run(action.unwrap_or_default(), &settings).await,
+        Command::Publish(args) => publish::run(args, &settings).await,
+        Command::Bench(args) => bench::run(args, &settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(cancel.clone()));
+    app.run_until_stopped(cancel).await
+}
+
+/// Fires `cancel` on SIGINT or SIGTERM.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,370 @@
+//! Incoming messages, as they arrive on the channel or the stream, turned
+//! into exactly one [`Parsed`] outcome.
+//!
+//! The invariant: every message has a documented fate. A valid order is
+//! executed; a message that names its order but is invalid becomes a
+//! [`Rejection`] (a REJECTED result); a message that names no order and is not
+//! valid is unidentified (dead-lettered); another `type` is ignored. Nothing
+//! here panics, whatever the bytes.
+
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::amount::parse_amount;
+use super::order::{Order, OrderType, Side};
+use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
+
+/// A message's fields by name, whichever way it arrived.
+pub type Fields = Map<String, Value>;
+
+/// The longest symbol accepted as valid (the column holds a little more, so
+/// that a rejected order with a slightly long symbol still gets its row).
+const MAX_SYMBOL_LEN: usize = 32;
+
+/// One message as received.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    /// A JSON document (pub/sub payload, or a stream entry's `payload` field).
+    Json(&'a [u8]),
+    /// A stream entry whose fields are the order's fields, values as text.
+    Flat(&'a [(String, Vec<u8>)]),
+}
+
+impl<'a> Incoming<'a> {
+    /// A stream entry: its `payload` field when it has one, else its fields.
+    pub fn from_entry(fields: &'a [(String, Vec<u8>)]) -> Self {
+        match fields.iter().find(|(name, _)| name == "payload") {
+            Some((_, payload)) => Incoming::Json(payload),
+            None => Incoming::Flat(fields),
+        }
+    }
+
+    /// The message as a field map, or why it is not one.
+    pub fn fields(&self) -> Result<Fields, String> {
+        match self {
+            Incoming::Json(bytes) => match serde_json::from_slice::<Value>(bytes) {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(other) => Err(format!(
+                    "message is JSON but not an object ({})",
+                    json_kind(&other)
+                )),
+                Err(err) => Err(format!("message is not valid JSON: {err}")),
+            },
+            Incoming::Flat(fields) => fields
+                .iter()
+                .map(|(name, value)| match std::str::from_utf8(value) {
+                    Ok(text) => Ok((name.clone(), Value::String(text.to_owned()))),
+                    Err(_) => Err(format!("field {name} is not UTF-8")),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What a message turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    Order(Order),
+    Rejected(Rejection),
+    /// Names no order and is not a valid one: the reason.
+    Unidentified(String),
+    /// A message of another `type`: acknowledged, not executed.
+    Ignored(String),
+}
+
+/// An order that names itself but failed validation, with what could be read
+/// of it so the result and the row can repeat it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rejection {
+    pub order_id: String,
+    pub reason: String,
+    pub symbol: Option<String>,
+    pub side: Option<String>,
+    pub quantity: Option<Decimal>,
+    pub price: Option<Decimal>,
+    pub order_type: Option<String>,
+    pub client_id: Option<String>,
+    pub strategy_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub traceparent: Option<String>,
+    /// Whether every value fits its `orders` column unchanged; when not, the
+    /// raw message is dead-lettered as well.
+    pub fits_columns: bool,
+}
+
+impl Parsed {
+    pub fn from_incoming(incoming: Incoming<'_>) -> Parsed {
+        match incoming.fields() {
+            Ok(fields) => Parsed::from_fields(&fields),
+            Err(reason) => Parsed::Unidentified(reason),
+        }
+    }
+
+    /// Validates a field map against the order contract.
+    pub fn from_fields(fields: &Fields) -> Parsed {
+        let mut reader = Reader {
+            fields,
+            problems: Vec::new(),
+        };
+        if let Some(kind) = reader.text("type")
+            && !kind.eq_ignore_ascii_case("order")
+        {
+            return Parsed::Ignored(kind);
+        }
+        let order_id = reader.identifier("order_id");
+        let client_id = reader.identifier("client_id");
+        let strategy_id = reader.identifier("strategy_id");
+        let bot_id = reader.identifier("bot_id");
+        let symbol = reader.symbol();
+        let side_text = reader
+            .required_text("side")
+            .map(|side| side.trim().to_ascii_uppercase());
+        let side = side_text.as_deref().and_then(|text| {
+            let side = Side::parse(text);
+            if side.is_none() {
+                reader.problem(format!("side {text:?} is not BUY or SELL"));
+            }
+            side
+        });
+        let quantity = reader.amount("quantity", true);
+        let price = reader.amount("price", false);
+        let type_text = reader
+            .text("order_type")
+            .map(|text| text.trim().to_ascii_uppercase());
+        let order_type = match type_text.as_deref() {
+            None => Some(OrderType::Market),
+            Some(text) => OrderType::parse(text).or_else(|| {
+                reader.problem(format!("order_type {text:?} is not MARKET or LIMIT"));
+                None
+            }),
+        };
+        if order_type == Some(OrderType::Limit) && price.is_none() {
+            reader.problem("a LIMIT order needs a price".to_owned());
+        }
+        let stop_loss_pct = reader.amount("stop_loss_pct", false);
+        if stop_loss_pct.is_some_and(|pct| pct >= Decimal::ONE_HUNDRED) {
+            reader.problem("stop_loss_pct must be below 100".to_owned());
+        }
+        let timestamp = reader.timestamp();
+        let traceparent = reader.text("traceparent").filter(|tp| is_traceparent(tp));
+
+        let named = order_id.clone().or_else(|| client_id.clone());
+        if let (true, Some(symbol), Some(side), Some(quantity), Some(order_type)) = (
+            reader.problems.is_empty(),
+            &symbol,
+            side,
+            quantity,
+            order_type,
+        ) {
+            let mut order = Order {
+                order_id: named.unwrap_or_default(),
+                symbol: symbol.clone(),
+                side,
+                quantity,
+                price,
+                order_type,
+                client_id,
+                strategy_id,
+                bot_id,
+                stop_loss_pct,
+                timestamp,
+                traceparent,
+            };
+            if order.order_id.is_empty() {
+                order.order_id = order.content_id();
+            }
+            return Parsed::Order(order);
+        }
+        let reason = reader.problems.join("; ");
+        let Some(order_id) = named else {
+            return Parsed::Unidentified(reason);
+        };
+        let fits = |text: &Option<String>, len: usize| {
+            text.as_ref().is_none_or(|t| t.chars().count() <= len)
+        };
+        let fits_columns = order_id.chars().count() <= MAX_ID_LEN
+            && symbol
+                .as_ref()
+                .is_some_and(|s| s.chars().count() <= SYMBOL_COLUMN_LEN)
+            && side_text.as_ref().is_some_and(|s| s.chars().count() <= 10)
+            && quantity.is_some()
+            && reader.raw("price").is_none_or(|_| price.is_some())
+            && fits(&type_text, 10)
+            && [&client_id, &strategy_id, &bot_id]
+                .into_iter()
+                .all(|id| fits(id, MAX_ID_LEN));
+        Parsed::Rejected(Rejection {
+            order_id,
+            reason,
+            symbol,
+            side: side_text,
+            quantity,
+            price,
+            order_type: type_text.or(Some(OrderType::Market.as_str().to_owned())),
+            client_id,
+            strategy_id,
+            bot_id,
+            timestamp,
+            traceparent,
+            fits_columns,
+        })
+    }
+}
+
+/// The identity the shim de-duplicates a raw message on: the order's id when
+/// it has one (or derives one), else a hash of the bytes.
+pub fn message_identity(bytes: &[u8]) -> String {
+    match Parsed::from_incoming(Incoming::Json(bytes)) {
+        Parsed::Order(order) => order.order_id,
+        Parsed::Rejected(rejection) => rejection.order_id,
+        Parsed::Unidentified(_) | Parsed::Ignored(_) => {
+            format!("raw-{}", hex::encode(Sha256::digest(bytes)))
+        }
+    }
+}
+
+/// Reads typed fields and collects every problem found on the way.
+struct Reader<'a> {
+    fields: &'a Fields,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, text: String) {
+        self.problems.push(text);
+    }
+
+    fn raw(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name).filter(|value| !value.is_null())
+    }
+
+    /// A string, or a number written as one; other JSON kinds are a problem.
+    fn text(&mut self, name: &str) -> Option<String> {
+        match self.raw(name)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            other => {
+                let kind = json_kind(other);
+                self.problem(format!("{name} must be a string, not {kind}"));
+                None
+            }
+        }
+    }
+
+    fn required_text(&mut self, name: &str) -> Option<String> {
+        if self.raw(name).is_none() {
+            self.problem(format!("{name} is required"));
+            return None;
+        }
+        let text = self.text(name)?;
+        if text.trim().is_empty() {
+            self.problem(format!("{name} must not be empty"));
+            return None;
+        }
+        Some(text)
+    }
+
+    /// An optional identifier of 1..=255 characters. An empty one is absent.
+    fn identifier(&mut self, name: &str) -> Option<String> {
+        let text = self.text(name)?;
+        let length = text.chars().count();
+        if length == 0 {
+            self.problem(format!("{name} must not be empty"));
+            return None;
+        }
+        if length > MAX_ID_LEN || text.chars().any(char::is_control) {
+            self.problem(format!(
+                "{name} must be 1..={MAX_ID_LEN} printable characters"
+            ));
+        }
+        Some(text)
+    }
+
+    fn symbol(&mut self) -> Option<String> {
+        let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.:".contains(c);
+        if symbol.chars().count() > MAX_SYMBOL_LEN {
+            self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
+        } else if !symbol.chars().all(allowed) {
+            self.problem(format!(
+                "symbol {symbol:?} has characters other than letters, digits and /-_.:"
+            ));
+        }
+        Some(symbol)
+    }
+
+    /// A positive exact amount; `None` when absent or unreadable.
+    fn amount(&mut self, name: &str, required: bool) -> Option<Decimal> {
+        let text = if required {
+            self.required_text(name)?
+        } else {
+            self.text(name)?
+        };
+        match parse_amount(&text) {
+            Ok(value) if value > Decimal::ZERO => Some(value),
+            Ok(value) => {
+                self.problem(format!("{name} must be greater than 0, got {value}"));
+                // The value is exact and fits the column: the row may keep it.
+                Some(value)
+            }
+            Err(err) => {
+                let shown: String = text.chars().take(40).collect();
+                self.problem(format!("{name} {shown:?} {err}"));
+                None
+            }
+        }
+    }
+
+    /// Unix seconds, unix milliseconds, or ISO-8601.
+    fn timestamp(&mut self) -> Option<DateTime<Utc>> {
+        let text = self.text("timestamp")?;
+        let parsed = match text.trim().parse::<Decimal>() {
+            Ok(number) => {
+                let millis = if number.abs() >= Decimal::from(100_000_000_000_i64) {
+                    number
+                } else {
+                    number * Decimal::ONE_THOUSAND
+                };
+                i64::try_from(millis.trunc())
+                    .ok()
+                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            }
+            Err(_) => DateTime::parse_from_rfc3339(text.trim())
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        };
+        if parsed.is_none() {
+            self.problem("timestamp is not unix seconds, unix milliseconds or ISO-8601".to_owned());
+        }
+        parsed
+    }
+}
+
+/// W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.
+fn is_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

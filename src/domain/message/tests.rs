@@ -1,0 +1,202 @@
+use super::*;
+use std::str::FromStr;
+
+fn parse_json(text: &str) -> Parsed {
+    Parsed::from_incoming(Incoming::Json(text.as_bytes()))
+}
+
+fn order(text: &str) -> Order {
+    match parse_json(text) {
+        Parsed::Order(order) => order,
+        other => panic!("expected an order from {text}, got {other:?}"),
+    }
+}
+
+fn rejection(text: &str) -> Rejection {
+    match parse_json(text) {
+        Parsed::Rejected(rejection) => rejection,
+        other => panic!("expected a rejection from {text}, got {other:?}"),
+    }
+}
+
+fn dec(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap()
+}
+
+#[test]
+fn a_full_order_parses_with_exact_amounts() {
+    let parsed = order(
+        r#"{"order_id":"o-1","symbol":"btc/usdt","side":"buy","quantity":0.001,"price":"50000.5",
+            "order_type":"limit","client_id":"c-1","strategy_id":"s","bot_id":"b","stop_loss_pct":2.5,
+            "timestamp":1764124800,"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}"#,
+    );
+    assert_eq!(parsed.order_id, "o-1");
+    assert_eq!(parsed.symbol, "BTC/USDT");
+    assert_eq!(parsed.market(), "BTCUSDT");
+    assert_eq!(parsed.side, Side::Buy);
+    assert_eq!(parsed.quantity, dec("0.001"));
+    assert_eq!(parsed.price, Some(dec("50000.5")));
+    assert_eq!(parsed.order_type, OrderType::Limit);
+    assert_eq!(parsed.stop_loss_pct, Some(dec("2.5")));
+    assert_eq!(parsed.timestamp.map(|t| t.timestamp()), Some(1_764_124_800));
+    assert!(parsed.traceparent.is_some());
+}
+
+#[test]
+fn numbers_and_strings_give_the_same_decimal() {
+    let a = order(r#"{"order_id":"a","symbol":"X","side":"SELL","quantity":0.1}"#);
+    let b = order(r#"{"order_id":"a","symbol":"X","side":"SELL","quantity":"0.1"}"#);
+    assert_eq!(a.quantity, b.quantity);
+    assert_eq!(a.quantity.to_string(), "0.1");
+}
+
+#[test]
+fn identity_falls_back_to_client_id_then_content() {
+    assert_eq!(
+        order(r#"{"client_id":"c-9","symbol":"X","side":"BUY","quantity":1}"#).order_id,
+        "c-9"
+    );
+    let derived = order(r#"{"symbol":"BTCUSDT","side":"BUY","quantity":1}"#).order_id;
+    let again = order(r#"{"symbol":"BTC/USDT","side":"buy","quantity":"1.0"}"#).order_id;
+    assert_eq!(derived, again);
+    assert!(derived.starts_with("ord-"));
+}
+
+#[test]
+fn timestamps_accept_seconds_millis_and_iso() {
+    let at = |ts: &str| {
+        order(&format!(
+            r#"{{"order_id":"t","symbol":"X","side":"BUY","quantity":1,"timestamp":{ts}}}"#
+        ))
+        .timestamp
+        .map(|t| t.timestamp_millis())
+    };
+    assert_eq!(at("1764124800"), Some(1_764_124_800_000));
+    assert_eq!(at("1764124800123"), Some(1_764_124_800_123));
+    assert_eq!(at(r#""2025-11-26T02:40:00Z""#), Some(1_764_124_800_000));
+}
+
+#[test]
+fn named_invalid_orders_are_rejected_with_reasons() {
+    let hold = rejection(r#"{"order_id":"h","symbol":"BTCUSDT","side":"HOLD","quantity":1}"#);
+    assert!(hold.reason.contains("side"), "{}", hold.reason);
+    assert!(hold.fits_columns);
+    assert_eq!(hold.side.as_deref(), Some("HOLD"));
+
+    let negative = rejection(r#"{"order_id":"n","symbol":"BTCUSDT","side":"BUY","quantity":-1}"#);
+    assert!(
+        negative.reason.contains("greater than 0"),
+        "{}",
+        negative.reason
+    );
+    assert!(negative.fits_columns);
+    assert_eq!(negative.quantity, Some(dec("-1")));
+
+    let abc = rejection(r#"{"order_id":"a","symbol":"BTCUSDT","side":"BUY","quantity":"abc"}"#);
+    assert!(abc.reason.contains("not a decimal"), "{}", abc.reason);
+    assert!(!abc.fits_columns);
+
+    let precise =
+        rejection(r#"{"order_id":"p","symbol":"BTCUSDT","side":"BUY","quantity":0.000000001}"#);
+    assert!(
+        precise.reason.contains("8 decimal places"),
+        "{}",
+        precise.reason
+    );
+    assert!(!precise.fits_columns);
+
+    let huge = rejection(r#"{"order_id":"g","symbol":"BTCUSDT","side":"BUY","quantity":1e40}"#);
+    assert!(huge.reason.contains("too large"), "{}", huge.reason);
+    assert!(!huge.fits_columns);
+
+    let long_symbol = "S".repeat(10_000);
+    let long = rejection(&format!(
+        r#"{{"order_id":"l","symbol":"{long_symbol}","side":"BUY","quantity":1}}"#
+    ));
+    assert!(long.reason.contains("longer than"), "{}", long.reason);
+    assert!(!long.fits_columns);
+
+    let limit = rejection(
+        r#"{"order_id":"x","symbol":"X","side":"BUY","quantity":1,"order_type":"LIMIT"}"#,
+    );
+    assert!(limit.reason.contains("needs a price"));
+}
+
+#[test]
+fn unnamed_invalid_messages_are_unidentified() {
+    for text in [
+        "not json",
+        "[1,2]",
+        "42",
+        "{}",
+        r#"{"symbol":"X","side":"HOLD","quantity":1}"#,
+        "\u{0}\u{ff}",
+    ] {
+        assert!(
+            matches!(parse_json(text), Parsed::Unidentified(_)),
+            "{text:?}"
+        );
+    }
+    let bytes = [0xff_u8, 0xfe, 0x00];
+    assert!(matches!(
+        Parsed::from_incoming(Incoming::Json(&bytes)),
+        Parsed::Unidentified(_)
+    ));
+}
+
+#[test]
+fn other_types_are_ignored() {
+    assert_eq!(
+        parse_json(r#"{"type":"heartbeat"}"#),
+        Parsed::Ignored("heartbeat".into())
+    );
+    assert!(matches!(
+        parse_json(r#"{"type":"ORDER","order_id":"o","symbol":"X","side":"BUY","quantity":1}"#),
+        Parsed::Order(_)
+    ));
+}
+
+#[test]
+fn flat_stream_entries_parse_like_json() {
+    let fields: Vec<(String, Vec<u8>)> = [
+        ("order_id", "f-1"),
+        ("symbol", "ETHUSDT"),
+        ("side", "sell"),
+        ("quantity", "0.5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    let Parsed::Order(parsed) = Parsed::from_incoming(Incoming::from_entry(&fields)) else {
+        panic!("flat entry did not parse");
+    };
+    assert_eq!(parsed.quantity, dec("0.5"));
+    assert_eq!(parsed.side, Side::Sell);
+
+    let wrapped = vec![(
+        "payload".to_owned(),
+        br#"{"order_id":"w","symbol":"X","side":"BUY","quantity":1}"#.to_vec(),
+    )];
+    assert!(matches!(
+        Parsed::from_incoming(Incoming::from_entry(&wrapped)),
+        Parsed::Order(_)
+    ));
+}
+
+#[test]
+fn message_identity_prefers_ids_then_hashes_bytes() {
+    assert_eq!(
+        message_identity(br#"{"order_id":"o-7","symbol":"X","side":"HOLD"}"#),
+        "o-7"
+    );
+    let raw = message_identity(b"garbage");
+    assert!(raw.starts_with("raw-"));
+    assert_eq!(raw, message_identity(b"garbage"));
+}
+
+#[test]
+fn wrong_json_kinds_are_reported_not_panicked_on() {
+    let r = rejection(r#"{"order_id":"k","symbol":["X"],"side":true,"quantity":{"a":1}}"#);
+    assert!(r.reason.contains("symbol must be a string"), "{}", r.reason);
+    assert!(!r.fits_columns);
+}

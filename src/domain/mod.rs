@@ -1,0 +1,19 @@
+//! The trading domain: orders as they arrive, their validation and identity,
+//! and the results the service announces. Pure data and arithmetic: nothing
+//! here does I/O, so every rule is unit-tested beside its code.
+
+mod amount;
+mod message;
+mod order;
+mod result;
+
+pub use amount::{AmountError, SCALE, format_amount, parse_amount};
+pub use message::message_identity;
+pub use message::{Fields, Incoming, Parsed, Rejection};
+pub use order::{Order, OrderType, Side, normalise_symbol};
+pub use result::{ExecutionResult, Fill, OrderStatus, TradingMode};
+
+/// Largest number of characters an `order_id` (or other identifier) may have.
+pub const MAX_ID_LEN: usize = 255;
+/// Longest symbol the `orders.symbol` column holds.
+pub const SYMBOL_COLUMN_LEN: usize = 64;

@@ -1,0 +1,247 @@
+//! The result the service announces for every order, and the states an
+//! order row moves through.
+//!
+//! One type serves both outputs: JSON on the results channel and flat text
+//! fields on the results stream, with the same names and values.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use super::amount::format_amount;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OrderStatus {
+    /// Recorded, not yet executed.
+    Pending,
+    /// Sent to the exchange, answer not yet recorded.
+    Submitted,
+    Filled,
+    Rejected,
+    Error,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Submitted => "SUBMITTED",
+            OrderStatus::Filled => "FILLED",
+            OrderStatus::Rejected => "REJECTED",
+            OrderStatus::Error => "ERROR",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Submitted,
+            Self::Filled,
+            Self::Rejected,
+            Self::Error,
+        ]
+        .into_iter()
+        .find(|status| status.as_str().eq_ignore_ascii_case(text))
+    }
+
+    /// A terminal order is never executed again; its result is re-emitted.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled | OrderStatus::Rejected | OrderStatus::Error
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TradingMode {
+    /// Deterministic fills at the order's (or a reference) price.
+    Paper,
+    /// Seeded random fills and slippage.
+    Mock,
+    /// Real orders on the exchange.
+    Live,
+}
+
+impl TradingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingMode::Paper => "paper",
+            TradingMode::Mock => "mock",
+            TradingMode::Live => "live",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Paper, Self::Mock, Self::Live]
+            .into_iter()
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// An execution of (part of) an order, as the venue reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    pub exchange_order_id: Option<String>,
+}
+
+/// What happened to one order, as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    #[serde(rename = "type", default = "result_type")]
+    pub kind: String,
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub symbol: Option<String>,
+    pub side: Option<String>,
+    #[serde(serialize_with = "amount_opt")]
+    pub quantity: Option<Decimal>,
+    #[serde(serialize_with = "amount")]
+    pub filled_quantity: Decimal,
+    /// The fill price; absent when nothing was filled.
+    #[serde(serialize_with = "amount_opt")]
+    pub price: Option<Decimal>,
+    #[serde(serialize_with = "amount")]
+    pub fee: Decimal,
+    /// Unix seconds of the outcome.
+    pub timestamp: i64,
+    pub client_id: Option<String>,
+    pub strategy_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub error_message: Option<String>,
+    pub exchange_order_id: Option<String>,
+    pub mode: TradingMode,
+    pub traceparent: Option<String>,
+}
+
+fn result_type() -> String {
+    "order_result".to_owned()
+}
+
+fn amount<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_amount(*value))
+}
+
+fn amount_opt<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => amount(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl ExecutionResult {
+    /// A result with the contract's `type` and no fill.
+    pub fn new(order_id: String, status: OrderStatus, mode: TradingMode, timestamp: i64) -> Self {
+        ExecutionResult {
+            kind: result_type(),
+            order_id,
+            status,
+            symbol: None,
+            side: None,
+            quantity: None,
+            filled_quantity: Decimal::ZERO,
+            price: None,
+            fee: Decimal::ZERO,
+            timestamp,
+            client_id: None,
+            strategy_id: None,
+            bot_id: None,
+            error_message: None,
+            exchange_order_id: None,
+            mode,
+            traceparent: None,
+        }
+    }
+
+    /// The JSON document for the results channel.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|err| format!(r#"{{"type":"order_result","error":"{err}"}}"#))
+    }
+
+    /// The same fields as text, absent ones left out, for the results stream.
+    pub fn to_fields(&self) -> Vec<(String, String)> {
+        let Ok(Value::Object(map)) = serde_json::to_value(self) else {
+            return Vec::new();
+        };
+        map.into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::Null => None,
+                Value::String(text) => Some((name, text)),
+                other => Some((name, other.to_string())),
+            })
+            .collect()
+    }
+
+    /// Reads a result back from its JSON (for clients and tests).
+    pub fn from_json(text: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn filled() -> ExecutionResult {
+        let mut result = ExecutionResult::new(
+            "o-1".into(),
+            OrderStatus::Filled,
+            TradingMode::Paper,
+            1_764_124_800,
+        );
+        result.quantity = Some(Decimal::from_str("0.001").unwrap());
+        result.filled_quantity = Decimal::from_str("0.001").unwrap();
+        result.price = Some(Decimal::from(50_000));
+        result.fee = Decimal::from_str("0.05").unwrap();
+        result
+    }
+
+    #[test]
+    fn json_has_the_contract_fields_and_exact_amounts() {
+        let json: Value = serde_json::from_str(&filled().to_json()).unwrap();
+        assert_eq!(json["type"], "order_result");
+        assert_eq!(json["status"], "FILLED");
+        assert_eq!(json["quantity"], "0.00100000");
+        assert_eq!(json["price"], "50000.00000000");
+        assert_eq!(json["fee"], "0.05000000");
+        assert_eq!(json["mode"], "paper");
+        assert!(json["timestamp"].is_i64());
+    }
+
+    #[test]
+    fn fields_are_text_and_skip_absent_values() {
+        let fields = filled().to_fields();
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("timestamp"), Some("1764124800"));
+        assert_eq!(get("filled_quantity"), Some("0.00100000"));
+        assert_eq!(get("error_message"), None);
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let result = filled();
+        assert_eq!(
+            ExecutionResult::from_json(result.to_json().as_bytes()).unwrap(),
+            result
+        );
+    }
+
+    #[test]
+    fn statuses_know_which_are_terminal() {
+        assert!(OrderStatus::Filled.is_terminal());
+        assert!(!OrderStatus::Pending.is_terminal());
+        assert_eq!(OrderStatus::parse("rejected"), Some(OrderStatus::Rejected));
+    }
+}

@@ -1,0 +1,73 @@
+//! Executors turn one validated order into one outcome.
+//!
+//! They know the domain and nothing else: no database, no Redis. Paper and
+//! mock outcomes are pure functions of the order (and the seed), so a retry
+//! after a crash reproduces the same result exactly.
+
+mod mock;
+mod paper;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::domain::{Fill, Order, TradingMode};
+
+pub use mock::MockExecutor;
+pub use paper::PaperExecutor;
+
+/// What executing an order produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Filled(Fill),
+    /// The venue (or a guard) refused the order: the reason.
+    Rejected(String),
+    /// Execution failed for a reason that is not the order's fault.
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Executor: Send + Sync {
+    fn mode(&self) -> TradingMode;
+
+    async fn execute(&self, order: &Order) -> Outcome;
+}
+
+/// Where a simulated fill gets its price from.
+#[derive(Debug, Clone, Default)]
+pub struct PriceBook {
+    /// Used for MARKET orders that carry no price, by normalised symbol.
+    pub reference_prices: HashMap<String, Decimal>,
+}
+
+impl PriceBook {
+    /// The order's own price, else the symbol's reference price.
+    fn price_for(&self, order: &Order) -> Result<Decimal, String> {
+        order
+            .price
+            .or_else(|| self.reference_prices.get(&order.market()).copied())
+            .ok_or_else(|| {
+                format!(
+                    "no price: a MARKET order for {} without a price needs PAPER_REFERENCE_PRICES to name the symbol",
+                    order.market()
+                )
+            })
+    }
+}
+
+/// Rounds a computed amount to the 8 places the columns keep.
+fn to_scale(value: Decimal) -> Decimal {
+    value.round_dp_with_strategy(crate::domain::SCALE, RoundingStrategy::MidpointAwayFromZero)
+}
+
+/// A fill of the whole order at `price`, with `fee_rate` of the notional.
+fn full_fill(order: &Order, price: Decimal, fee_rate: Decimal) -> Fill {
+    let price = to_scale(price);
+    Fill {
+        quantity: order.quantity,
+        price,
+        fee: to_scale(order.quantity * price * fee_rate),
+        exchange_order_id: None,
+    }
+}

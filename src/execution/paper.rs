@@ -1,0 +1,93 @@
+//! Paper trading: every order fills in full at its own price (or the
+//! symbol's reference price for a MARKET order without one), with a fee of
+//! `notional × fee_rate`. Deterministic by construction.
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+
+use super::{Executor, Outcome, PriceBook, full_fill};
+use crate::domain::{Order, TradingMode};
+
+#[derive(Debug, Clone)]
+pub struct PaperExecutor {
+    fee_rate: Decimal,
+    prices: PriceBook,
+}
+
+impl PaperExecutor {
+    pub fn new(fee_rate: Decimal, prices: PriceBook) -> Self {
+        PaperExecutor { fee_rate, prices }
+    }
+
+    pub fn fill(&self, order: &Order) -> Outcome {
+        match self.prices.price_for(order) {
+            Ok(price) => Outcome::Filled(full_fill(order, price, self.fee_rate)),
+            Err(reason) => Outcome::Rejected(reason),
+        }
+    }
+}
+
+#[async_trait]
+impl Executor for PaperExecutor {
+    fn mode(&self) -> TradingMode {
+        TradingMode::Paper
+    }
+
+    async fn execute(&self, order: &Order) -> Outcome {
+        self.fill(order)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::{OrderType, Side};
+    use std::str::FromStr;
+
+    pub(crate) fn order(id: &str, quantity: &str, price: Option<&str>) -> Order {
+        Order {
+            order_id: id.into(),
+            symbol: "BTC/USDT".into(),
+            side: Side::Buy,
+            quantity: Decimal::from_str(quantity).unwrap(),
+            price: price.map(|p| Decimal::from_str(p).unwrap()),
+            order_type: OrderType::Market,
+            client_id: None,
+            strategy_id: None,
+            bot_id: None,
+            stop_loss_pct: None,
+            timestamp: None,
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn fills_in_full_at_the_order_price_with_an_exact_fee() {
+        let paper = PaperExecutor::new(Decimal::new(1, 3), PriceBook::default());
+        let Outcome::Filled(fill) = paper.fill(&order("p", "0.001", Some("50000"))) else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.quantity.to_string(), "0.001");
+        assert_eq!(fill.price, Decimal::from(50_000));
+        assert_eq!(fill.fee, Decimal::from_str("0.05").unwrap());
+    }
+
+    #[test]
+    fn market_orders_use_the_reference_price_or_are_rejected() {
+        let mut prices = PriceBook::default();
+        prices
+            .reference_prices
+            .insert("BTCUSDT".into(), Decimal::from(60_000));
+        let paper = PaperExecutor::new(Decimal::ZERO, prices);
+        let Outcome::Filled(fill) = paper.fill(&order("m", "1", None)) else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.price, Decimal::from(60_000));
+
+        let bare = PaperExecutor::new(Decimal::ZERO, PriceBook::default());
+        let Outcome::Rejected(reason) = bare.fill(&order("m", "1", None)) else {
+            panic!("not rejected")
+        };
+        assert!(reason.contains("PAPER_REFERENCE_PRICES"), "{reason}");
+    }
+}

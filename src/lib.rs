@@ -1,0 +1,13 @@
+#![forbid(unsafe_code)]
+//! execution-service: turns approved orders into executions, exactly once.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod execution;
+pub mod stats;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

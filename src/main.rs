@@ -1,0 +1,30 @@
+#![forbid(unsafe_code)]
+//! `execution-service`: parse the command line, load settings, start
+//! logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use execution_service::cli::{self, Cli};
+use execution_service::config::Settings;
+use execution_service::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("execution-service: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.telemetry);
+    match cli::run(cli, settings).await {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "execution-service failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! SeaORM entities, one per table the migrations create.
+
+pub mod orders;
+pub mod trades;

@@ -1,0 +1,51 @@
+//! `orders`: one row per `order_id`, from first sight to terminal state.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub order_type: String,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
+    pub quantity: Decimal,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
+    pub price: Option<Decimal>,
+    pub status: String,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
+    pub filled_quantity: Option<Decimal>,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
+    pub fill_price: Option<Decimal>,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
+    pub fee: Option<Decimal>,
+    pub client_id: Option<String>,
+    pub strategy_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub mode: String,
+    pub reject_reason: Option<String>,
+    pub exchange_order_id: Option<String>,
+    pub attempts: i32,
+    pub order_timestamp: Option<DateTimeWithTimeZone>,
+    pub created_at: DateTimeWithTimeZone,
+    pub updated_at: DateTimeWithTimeZone,
+    pub filled_at: Option<DateTimeWithTimeZone>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::trades::Entity")]
+    Trades,
+}
+
+impl Related<super::trades::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Trades.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

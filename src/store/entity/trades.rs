@@ -1,0 +1,42 @@
+//! `trades`: one row per fill, with a `trade_id` derived from the order.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "trades")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub trade_id: String,
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
+    pub price: Decimal,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
+    pub quantity: Decimal,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
+    pub fee: Decimal,
+    pub mode: String,
+    pub exchange_order_id: Option<String>,
+    pub executed_at: DateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::orders::Entity",
+        from = "Column::OrderId",
+        to = "super::orders::Column::OrderId"
+    )]
+    Order,
+}
+
+impl Related<super::orders::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Order.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

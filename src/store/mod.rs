@@ -1,0 +1,66 @@
+//! Postgres through SeaORM: the entities and every query the service runs.
+//!
+//! `orders.order_id` is unique, and a batch's rows are locked from the
+//! upsert to the commit, so two replicas that meet the same order never both
+//! execute it: the second waits, then finds the row terminal.
+
+mod batch;
+pub mod entity;
+mod rows;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+};
+
+pub use batch::BatchTx;
+pub use rows::{completed_row, pending_row, rejected_row, result_from_row, trade_for};
+
+/// An arbitrary constant that serialises concurrent migration runs.
+const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        Ok(Store {
+            db: Database::connect(options).await?,
+        })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies pending migrations; replicas starting together take turns.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn migrate(&self) -> Result<(), DbErr> {
+        let txn = self.db.begin().await?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    }
+
+    /// Starts the transaction one batch is recorded in.
+    pub async fn begin_batch(&self) -> Result<BatchTx, DbErr> {
+        Ok(BatchTx::new(self.db.begin().await?))
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+}

@@ -1,0 +1,291 @@
+//! The batch pipeline: parse → upsert → execute → commit → publish → ack.
+//!
+//! [`Worker::process_batch`] is that sequence, in one place: nothing is
+//! acknowledged before its outcome is committed in Postgres and its result
+//! published. [`Worker::run_until_stopped`] feeds it: first this consumer's
+//! own pending entries, then new ones, with periodic claims of entries that
+//! other consumers left idle. A batch that fails on infrastructure is kept
+//! and retried with backoff, so an outage never consumes deliveries.
+
+mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{BusError, Consumer, Entry, Publisher};
+use crate::domain::{ExecutionResult, OrderStatus};
+use crate::execution::{Executor, Outcome};
+use crate::stats::Stats;
+use crate::store::{self, Store};
+
+use plan::{BatchPlan, Disposition};
+
+/// How the worker reads the stream.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub batch_size: usize,
+    pub block_ms: u64,
+    pub claim_idle_ms: u64,
+    pub claim_interval_ms: u64,
+    pub max_deliveries: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("postgres: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("redis: {0}")]
+    Redis(#[from] BusError),
+}
+
+/// What one batch did, for callers and tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BatchReport {
+    pub results: Vec<ExecutionResult>,
+    pub executed: usize,
+    pub dead_lettered: usize,
+    pub ignored: usize,
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    pub consumer: Consumer,
+    pub publisher: Publisher,
+    pub store: Store,
+    pub executor: Arc<dyn Executor>,
+    pub options: WorkerOptions,
+    pub stats: Arc<Stats>,
+}
+
+impl Worker {
+    /// Consumes until `cancel` fires, then finishes the batch in hand.
+    pub async fn run_until_stopped(&self, cancel: CancellationToken) {
+        let mut backoff = Backoff::default();
+        while let Err(err) = self.consumer.ensure_group().await {
+            tracing::warn!(error = %err, "cannot create the consumer group yet; retrying");
+            if !backoff.wait(&cancel).await {
+                return;
+            }
+        }
+        tracing::info!(consumer = %self.consumer.topology().consumer, "worker started");
+        if !self.drain_own_pending(&cancel).await {
+            return;
+        }
+        let mut next_claim = Instant::now();
+        while !cancel.is_cancelled() {
+            let claiming = Instant::now() >= next_claim;
+            let read = if claiming {
+                next_claim = Instant::now() + Duration::from_millis(self.options.claim_interval_ms);
+                self.consumer
+                    .claim_stale(self.options.claim_idle_ms, self.options.batch_size)
+                    .await
+            } else {
+                self.consumer
+                    .read_new(self.options.batch_size, self.options.block_ms)
+                    .await
+            };
+            match read {
+                Ok(entries) => {
+                    backoff.reset();
+                    if claiming && entries.len() == self.options.batch_size {
+                        next_claim = Instant::now();
+                    }
+                    if !entries.is_empty() && !self.process_until_done(&entries, &cancel).await {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading the orders stream failed; retrying");
+                    // A restarted Redis has lost the group: make it again.
+                    let _ = self.consumer.ensure_group().await;
+                    if !backoff.wait(&cancel).await {
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Re-reads what this consumer had read but not acknowledged before.
+    /// Returns false when cancelled first.
+    async fn drain_own_pending(&self, cancel: &CancellationToken) -> bool {
+        let mut after = "0-0".to_owned();
+        let mut backoff = Backoff::default();
+        while !cancel.is_cancelled() {
+            match self
+                .consumer
+                .read_own_pending(&after, self.options.batch_size)
+                .await
+            {
+                Ok(entries) if entries.is_empty() => return true,
+                Ok(entries) => {
+                    after = entries.last().map(|e| e.id.clone()).unwrap_or(after);
+                    tracing::info!(entries = entries.len(), "resuming own pending entries");
+                    if !self.process_until_done(&entries, cancel).await {
+                        return false;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading own pending entries failed; retrying");
+                    if !backoff.wait(cancel).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Processes a batch, retrying on infrastructure failure until it
+    /// succeeds. Returns false when cancelled before it could.
+    async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.process_batch(entries).await {
+                Ok(_) => return true,
+                Err(err) => {
+                    tracing::error!(error = %err, entries = entries.len(), "batch failed; it stays pending and is retried");
+                    if !backoff.wait(cancel).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one batch of entries from start to acknowledgement.
+    #[tracing::instrument(skip_all, fields(entries = entries.len()), err)]
+    pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
+        let mode = self.executor.mode();
+        let now = Utc::now();
+        // 1. Parse every entry and decide what it needs.
+        let mut plan = BatchPlan::new(entries, self.options.max_deliveries, mode, now);
+
+        // 2. Upsert all rows in one statement; they stay locked until commit.
+        let batch = self.store.begin_batch().await?;
+        let stored = batch.upsert_orders(std::mem::take(&mut plan.rows)).await?;
+
+        // 3. Execute the orders whose rows are not terminal yet.
+        let to_execute: Vec<_> = plan
+            .orders()
+            .filter(|order| {
+                stored
+                    .get(&order.order_id)
+                    .is_some_and(|row| !is_terminal(&row.status))
+            })
+            .collect();
+        let outcomes = join_all(to_execute.iter().map(|order| self.executor.execute(order))).await;
+
+        // 4. Record outcomes and fills, and commit.
+        let mut finished = HashMap::new();
+        let mut fills = Vec::new();
+        for (order, outcome) in to_execute.iter().zip(&outcomes) {
+            let Some(row) = stored.get(&order.order_id) else {
+                continue;
+            };
+            let (status, fill, reason) = match outcome {
+                Outcome::Filled(fill) => (OrderStatus::Filled, Some(fill), None),
+                Outcome::Rejected(reason) => (OrderStatus::Rejected, None, Some(reason.clone())),
+                Outcome::Failed(reason) => (OrderStatus::Error, None, Some(reason.clone())),
+            };
+            let done = store::completed_row(row, status, fill, reason, now);
+            if let Some(fill) = fill {
+                fills.push(store::trade_for(&done, fill, 1));
+            }
+            finished.insert(order.order_id.clone(), done);
+        }
+        batch
+            .record(finished.values().cloned().collect(), fills)
+            .await?;
+        batch.commit().await?;
+
+        // 5. Publish a result for every entry that names an order, and the dead letters.
+        let current = |order_id: &str| finished.get(order_id).or_else(|| stored.get(order_id));
+        let results: Vec<ExecutionResult> = plan
+            .dispositions()
+            .filter_map(|disposition| match disposition {
+                Disposition::Order {
+                    order_id,
+                    traceparent,
+                } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
+                Disposition::Rejected { rejection } => Some(
+                    current(&rejection.order_id)
+                        .filter(|row| is_terminal(&row.status))
+                        .map(|row| store::result_from_row(row, rejection.traceparent.clone()))
+                        .unwrap_or_else(|| plan::rejection_result(rejection, mode, now)),
+                ),
+                Disposition::DeadLetter | Disposition::Ignored => None,
+            })
+            .collect();
+        self.publisher.publish(&results, &plan.dead_letters).await?;
+
+        // 6. Only now acknowledge.
+        self.consumer.ack(&plan.entry_ids).await?;
+
+        self.count(entries, &results, &plan, to_execute.len());
+        Ok(BatchReport {
+            results,
+            executed: to_execute.len(),
+            dead_lettered: plan.dead_letters.len(),
+            ignored: plan.ignored,
+        })
+    }
+
+    fn count(
+        &self,
+        entries: &[Entry],
+        results: &[ExecutionResult],
+        plan: &BatchPlan,
+        executed: usize,
+    ) {
+        let stats = &self.stats;
+        Stats::add(&stats.batches, 1);
+        Stats::add(&stats.received, entries.len() as u64);
+        Stats::add(
+            &stats.redeliveries,
+            entries.iter().filter(|e| e.deliveries > 1).count() as u64,
+        );
+        Stats::add(&stats.dead_lettered, plan.dead_letters.len() as u64);
+        Stats::add(&stats.ignored, plan.ignored as u64);
+        Stats::add(&stats.executed, executed as u64);
+        for result in results {
+            stats.count_result(result.status);
+        }
+    }
+}
+
+fn is_terminal(status: &str) -> bool {
+    OrderStatus::parse(status).is_some_and(OrderStatus::is_terminal)
+}
+
+/// Exponential backoff from 100 ms to 5 s that gives way to cancellation.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// Sleeps one step; false when cancelled meanwhile.
+    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
