@@ -103,7 +103,7 @@ impl Settings {
             },
             postgres: PostgresSettings {
                 url: postgres_url(&mut env),
-                max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 10),
+                max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 16),
                 run_migrations: env.flag("RUN_MIGRATIONS", true),
             },
             http: HttpSettings {
@@ -163,6 +163,7 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             claim_idle_ms: env.parse("CLAIM_IDLE_MS", 30_000),
             claim_interval_ms: env.parse("CLAIM_INTERVAL_MS", 5_000),
             max_deliveries,
+            concurrency: env.parse("WORKER_CONCURRENCY", 8),
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),

@@ -9,6 +9,9 @@ use execution_service::cli::{self, Cli};
 use execution_service::config::Settings;
 use execution_service::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

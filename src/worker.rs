@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
@@ -33,6 +34,8 @@ pub struct WorkerOptions {
     pub claim_idle_ms: u64,
     pub claim_interval_ms: u64,
     pub max_deliveries: u64,
+    /// Batches processed at the same time by one instance.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +79,15 @@ impl Worker {
         if !self.drain_own_pending(&cancel).await {
             return;
         }
+        let mut in_flight = JoinSet::new();
         let mut next_claim = Instant::now();
         while !cancel.is_cancelled() {
+            // Keep up to `concurrency` batches in flight, so Postgres works on
+            // one while the next is read and the last is published.
+            while in_flight.len() >= self.options.concurrency.max(1) {
+                in_flight.join_next().await;
+            }
+            while in_flight.try_join_next().is_some() {}
             let claiming = Instant::now() >= next_claim;
             let read = if claiming {
                 next_claim = Instant::now() + Duration::from_millis(self.options.claim_interval_ms);
@@ -95,8 +105,11 @@ impl Worker {
                     if claiming && entries.len() == self.options.batch_size {
                         next_claim = Instant::now();
                     }
-                    if !entries.is_empty() && !self.process_until_done(&entries, &cancel).await {
-                        return;
+                    if !entries.is_empty() {
+                        let (worker, cancel) = (self.clone(), cancel.clone());
+                        in_flight.spawn(async move {
+                            worker.process_until_done(&entries, &cancel).await
+                        });
                     }
                 }
                 Err(err) => {
@@ -104,11 +117,13 @@ impl Worker {
                     // A restarted Redis has lost the group: make it again.
                     let _ = self.consumer.ensure_group().await;
                     if !backoff.wait(&cancel).await {
-                        return;
+                        break;
                     }
                 }
             }
         }
+        // Stop reading, but finish (and acknowledge) every batch already read.
+        while in_flight.join_next().await.is_some() {}
         tracing::info!("worker stopped");
     }
 
@@ -165,11 +180,11 @@ impl Worker {
         let mode = self.executor.mode();
         let now = Utc::now();
         // 1. Parse every entry and decide what it needs.
-        let mut plan = BatchPlan::new(entries, self.options.max_deliveries, mode, now);
+        let plan = BatchPlan::new(entries, self.options.max_deliveries, mode, now);
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
         let batch = self.store.begin_batch().await?;
-        let stored = batch.upsert_orders(std::mem::take(&mut plan.rows)).await?;
+        let stored = batch.upsert_orders(&plan.rows).await?;
 
         // 3. Execute the orders whose rows are not terminal yet.
         let to_execute: Vec<_> = plan
@@ -201,7 +216,7 @@ impl Worker {
             finished.insert(order.order_id.clone(), done);
         }
         batch
-            .record(finished.values().cloned().collect(), fills)
+            .record(&finished.values().cloned().collect::<Vec<_>>(), &fills)
             .await?;
         batch.commit().await?;
 

@@ -22,6 +22,9 @@ pub struct Args {
     chunk: usize,
     #[arg(long, value_enum, default_value_t)]
     via: Via,
+    /// Orders per second to send at; as fast as possible when absent.
+    #[arg(long)]
+    rate: Option<u32>,
     /// Seconds to wait for the last result.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -52,7 +55,13 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut sent_at = HashMap::with_capacity(args.orders);
     let ids: Vec<String> = (0..args.orders).map(|i| format!("{prefix}{i}")).collect();
-    for chunk in ids.chunks(args.chunk.max(1)) {
+    let pace = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(args.chunk.max(1) as f64 / f64::from(rate.max(1))));
+    for (index, chunk) in ids.chunks(args.chunk.max(1)).enumerate() {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until((started + pace * index as u32).into()).await;
+        }
         let orders: Vec<String> = chunk
             .iter()
             .map(|id| {

@@ -16,7 +16,9 @@ use sea_orm::{
 };
 
 pub use batch::BatchTx;
-pub use rows::{completed_row, pending_row, rejected_row, result_from_row, trade_for};
+pub use rows::{
+    NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
+};
 
 /// An arbitrary constant that serialises concurrent migration runs.
 const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;

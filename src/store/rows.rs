@@ -4,71 +4,74 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
-use sea_orm::ActiveValue::{NotSet, Set};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::entity::{orders, trades};
+use super::entity::orders;
 use crate::domain::{ExecutionResult, Fill, Order, OrderStatus, Rejection, TradingMode};
 
-/// A first sight of a valid order: PENDING, one attempt.
-pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> orders::ActiveModel {
-    let now = now.fixed_offset();
-    orders::ActiveModel {
-        id: NotSet,
-        order_id: Set(order.order_id.clone()),
-        symbol: Set(order.symbol.clone()),
-        side: Set(order.side.as_str().to_owned()),
-        order_type: Set(order.order_type.as_str().to_owned()),
-        quantity: Set(order.quantity),
-        price: Set(order.price),
-        status: Set(OrderStatus::Pending.as_str().to_owned()),
-        filled_quantity: Set(None),
-        fill_price: Set(None),
-        fee: Set(None),
-        client_id: Set(order.client_id.clone()),
-        strategy_id: Set(order.strategy_id.clone()),
-        bot_id: Set(order.bot_id.clone()),
-        mode: Set(mode.as_str().to_owned()),
-        reject_reason: Set(None),
-        exchange_order_id: Set(None),
-        attempts: Set(1),
-        order_timestamp: Set(order.timestamp.map(|t| t.fixed_offset())),
-        created_at: Set(now),
-        updated_at: Set(now),
-        filled_at: Set(None),
+/// A row to insert: a first sight of an order, PENDING or already REJECTED.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewOrder {
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub order_type: String,
+    pub quantity: Decimal,
+    pub price: Option<Decimal>,
+    pub status: &'static str,
+    pub filled_quantity: Option<Decimal>,
+    pub fee: Option<Decimal>,
+    pub client_id: Option<String>,
+    pub strategy_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub mode: &'static str,
+    pub reject_reason: Option<String>,
+    pub order_timestamp: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A valid order seen for the first time: PENDING.
+pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewOrder {
+    NewOrder {
+        order_id: order.order_id.clone(),
+        symbol: order.symbol.clone(),
+        side: order.side.as_str().to_owned(),
+        order_type: order.order_type.as_str().to_owned(),
+        quantity: order.quantity,
+        price: order.price,
+        status: OrderStatus::Pending.as_str(),
+        filled_quantity: None,
+        fee: None,
+        client_id: order.client_id.clone(),
+        strategy_id: order.strategy_id.clone(),
+        bot_id: order.bot_id.clone(),
+        mode: mode.as_str(),
+        reject_reason: None,
+        order_timestamp: order.timestamp,
+        created_at: now,
     }
 }
 
 /// A rejected order whose fields fit the columns: REJECTED from the start.
-pub fn rejected_row(
-    rejection: &Rejection,
-    mode: TradingMode,
-    now: DateTime<Utc>,
-) -> orders::ActiveModel {
-    let now = now.fixed_offset();
-    orders::ActiveModel {
-        id: NotSet,
-        order_id: Set(rejection.order_id.clone()),
-        symbol: Set(rejection.symbol.clone().unwrap_or_default()),
-        side: Set(rejection.side.clone().unwrap_or_default()),
-        order_type: Set(rejection.order_type.clone().unwrap_or_default()),
-        quantity: Set(rejection.quantity.unwrap_or_default()),
-        price: Set(rejection.price),
-        status: Set(OrderStatus::Rejected.as_str().to_owned()),
-        filled_quantity: Set(Some(Decimal::ZERO)),
-        fill_price: Set(None),
-        fee: Set(Some(Decimal::ZERO)),
-        client_id: Set(rejection.client_id.clone()),
-        strategy_id: Set(rejection.strategy_id.clone()),
-        bot_id: Set(rejection.bot_id.clone()),
-        mode: Set(mode.as_str().to_owned()),
-        reject_reason: Set(Some(rejection.reason.clone())),
-        exchange_order_id: Set(None),
-        attempts: Set(1),
-        order_timestamp: Set(rejection.timestamp.map(|t| t.fixed_offset())),
-        created_at: Set(now),
-        updated_at: Set(now),
-        filled_at: Set(None),
+pub fn rejected_row(rejection: &Rejection, mode: TradingMode, now: DateTime<Utc>) -> NewOrder {
+    NewOrder {
+        order_id: rejection.order_id.clone(),
+        symbol: rejection.symbol.clone().unwrap_or_default(),
+        side: rejection.side.clone().unwrap_or_default(),
+        order_type: rejection.order_type.clone().unwrap_or_default(),
+        quantity: rejection.quantity.unwrap_or_default(),
+        price: rejection.price,
+        status: OrderStatus::Rejected.as_str(),
+        filled_quantity: Some(Decimal::ZERO),
+        fee: Some(Decimal::ZERO),
+        client_id: rejection.client_id.clone(),
+        strategy_id: rejection.strategy_id.clone(),
+        bot_id: rejection.bot_id.clone(),
+        mode: mode.as_str(),
+        reject_reason: Some(rejection.reason.clone()),
+        order_timestamp: rejection.timestamp,
+        created_at: now,
     }
 }
 
@@ -94,25 +97,39 @@ pub fn completed_row(
     }
 }
 
+/// A fill to record in `trades`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewTrade {
+    pub trade_id: String,
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub price: Decimal,
+    pub quantity: Decimal,
+    pub fee: Decimal,
+    pub mode: String,
+    pub exchange_order_id: Option<String>,
+    pub executed_at: DateTime<FixedOffset>,
+}
+
 /// The trade row of a fill. Its id is derived from the order, so recording
 /// the same fill again is a no-op.
-pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> trades::ActiveModel {
+pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
     let digest = Sha256::new()
         .chain_update(row.order_id.as_bytes())
         .chain_update(sequence.to_le_bytes())
         .finalize();
-    trades::ActiveModel {
-        id: NotSet,
-        trade_id: Set(format!("trd-{}", &hex::encode(digest)[..32])),
-        order_id: Set(row.order_id.clone()),
-        symbol: Set(row.symbol.clone()),
-        side: Set(row.side.clone()),
-        price: Set(fill.price),
-        quantity: Set(fill.quantity),
-        fee: Set(fill.fee),
-        mode: Set(row.mode.clone()),
-        exchange_order_id: Set(fill.exchange_order_id.clone()),
-        executed_at: Set(row.filled_at.unwrap_or(row.updated_at)),
+    NewTrade {
+        trade_id: format!("trd-{}", &hex::encode(digest)[..32]),
+        order_id: row.order_id.clone(),
+        symbol: row.symbol.clone(),
+        side: row.side.clone(),
+        price: fill.price,
+        quantity: fill.quantity,
+        fee: fill.fee,
+        mode: row.mode.clone(),
+        exchange_order_id: fill.exchange_order_id.clone(),
+        executed_at: row.filled_at.unwrap_or(row.updated_at),
     }
 }
 

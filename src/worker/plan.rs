@@ -12,7 +12,7 @@ use crate::bus::{DeadLetter, Entry};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
-use crate::store::{self, entity::orders};
+use crate::store::{self, NewOrder};
 
 /// What becomes of one entry.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub(super) enum Disposition {
 pub(super) struct BatchPlan {
     dispositions: Vec<Disposition>,
     orders: Vec<Order>,
-    pub rows: Vec<orders::ActiveModel>,
+    pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
     pub ignored: usize,

@@ -1,0 +1,159 @@
+//! At-least-once delivery: unfinished entries are resumed or claimed,
+//! over-delivered ones are dead-lettered, and a stop finishes what it read.
+
+use std::time::Duration;
+
+use crate::helpers::{DEADLINE, TestEnv, order_json};
+
+#[tokio::test]
+async fn entries_left_pending_by_a_stopped_consumer_are_claimed_and_completed() {
+    let env = TestEnv::new().await;
+    for i in 0..10 {
+        env.xadd_payload(&order_json(&format!("orphan-{i}"), "1", "10"))
+            .await;
+    }
+    // A replica read these and died before acknowledging them.
+    assert_eq!(env.read_as("dead-replica", 10).await, 10);
+    assert_eq!(env.pending().await, 10);
+
+    let app = env
+        .spawn(
+            "survivor",
+            &[
+                ("SHIM_ENABLED", "false"),
+                ("CLAIM_IDLE_MS", "300"),
+                ("CLAIM_INTERVAL_MS", "100"),
+            ],
+        )
+        .await;
+    let results = env.wait_for_results(10).await;
+    assert!(results.iter().all(|r| r["status"] == "FILLED"));
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 10);
+    assert_eq!(
+        execution_service::stats::Stats::get(&app.stats.redeliveries),
+        10
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restarted_consumer_resumes_its_own_pending_entries_first() {
+    let env = TestEnv::new().await;
+    for i in 0..5 {
+        env.xadd_payload(&order_json(&format!("mine-{i}"), "1", "10"))
+            .await;
+    }
+    assert_eq!(env.read_as("replica-1", 5).await, 5);
+
+    // Claims are effectively off: only the own-pending pass can finish these.
+    let app = env
+        .spawn(
+            "replica-1",
+            &[("SHIM_ENABLED", "false"), ("CLAIM_IDLE_MS", "3600000")],
+        )
+        .await;
+    env.wait_for_results(5).await;
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_entry_delivered_more_than_max_deliveries_goes_to_the_dead_letter_stream() {
+    let env = TestEnv::new().await;
+    let payload = order_json("poison-1", "1", "10");
+    env.xadd_payload(&payload).await;
+    assert_eq!(env.read_as("crashy", 1).await, 1);
+    // Two more deliveries to the same consumer, as after two crashes.
+    let worker = env.worker("crashy").await;
+    for _ in 0..2 {
+        assert_eq!(
+            worker
+                .consumer
+                .read_own_pending("0-0", 10)
+                .await
+                .expect("re-read")
+                .len(),
+            1
+        );
+    }
+
+    let app = env
+        .spawn(
+            "crashy",
+            &[("SHIM_ENABLED", "false"), ("MAX_DELIVERIES", "3")],
+        )
+        .await;
+    env.wait_until("the entry is dead-lettered", || async {
+        env.stream_len("DLQ_STREAM").await == 1
+    })
+    .await;
+    let letter = &env.stream("DLQ_STREAM").await[0];
+    assert!(
+        letter["dlq_reason"].contains("MAX_DELIVERIES=3"),
+        "{letter:?}"
+    );
+    assert_eq!(letter["dlq_deliveries"], "4");
+    assert_eq!(letter["payload"], payload, "the raw message is kept");
+    assert_eq!(letter["dlq_source_stream"], env.var("ORDERS_STREAM"));
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders").await,
+        0,
+        "a dead letter was executed"
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn stopping_finishes_and_acknowledges_the_batch_in_flight() {
+    let env = TestEnv::new().await;
+    let app = env
+        .spawn(
+            "stopper",
+            &[("SHIM_ENABLED", "false"), ("BATCH_SIZE", "50")],
+        )
+        .await;
+    for i in 0..400 {
+        env.xadd_payload(&order_json(&format!("stop-{i}"), "1", "10"))
+            .await;
+    }
+    env.wait_until("processing has begun", || async {
+        env.stream_len("RESULTS_STREAM").await > 0
+    })
+    .await;
+
+    let stopped_at = tokio::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        stopped_at.elapsed()
+    );
+    // Whatever was read was finished: nothing is left pending, and every
+    // result on the stream belongs to a committed row.
+    assert_eq!(env.pending().await, 0);
+    let done = env.stream_len("RESULTS_STREAM").await as i64;
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE status = 'FILLED'")
+            .await,
+        done
+    );
+
+    // A new instance picks up the rest.
+    let app = env.spawn("stopper-2", &[("SHIM_ENABLED", "false")]).await;
+    env.wait_for_results(400).await;
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 400);
+    app.stop().await;
+    let _ = DEADLINE;
+    env.cleanup().await;
+}

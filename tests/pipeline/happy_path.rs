@@ -1,0 +1,113 @@
+//! A valid order, through the channel and through the stream, ends FILLED
+//! on both outputs and in both tables, with exact decimals.
+
+use futures_util::StreamExt;
+
+use crate::helpers::{DEADLINE, TestEnv};
+
+#[tokio::test]
+async fn an_order_on_the_channel_is_filled_and_announced_on_both_outputs() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[]).await;
+    let mut results = Box::pin(env.subscribe_results().await);
+
+    let order = r#"{"order_id":"happy-1","symbol":"BTCUSDT","side":"buy","quantity":0.001,"price":50000,
+                   "client_id":"cl-1","strategy_id":"momentum","bot_id":"bot-7"}"#;
+    env.publish(&[order.to_owned()]).await;
+
+    let announced = tokio::time::timeout(DEADLINE, results.next())
+        .await
+        .expect("a result")
+        .expect("open channel");
+    assert_eq!(announced.order_id, "happy-1");
+    assert_eq!(announced.status.as_str(), "FILLED");
+    assert_eq!(announced.filled_quantity.to_string(), "0.00100000");
+    assert_eq!(announced.fee.to_string(), "0.05000000");
+    assert_eq!(announced.bot_id.as_deref(), Some("bot-7"));
+
+    let streamed = env.wait_for_results(1).await;
+    let result = &streamed[0];
+    assert_eq!(result["type"], "order_result");
+    assert_eq!(result["order_id"], "happy-1");
+    assert_eq!(result["status"], "FILLED");
+    assert_eq!(result["symbol"], "BTCUSDT");
+    assert_eq!(result["side"], "BUY");
+    assert_eq!(result["quantity"], "0.00100000");
+    assert_eq!(result["filled_quantity"], "0.00100000");
+    assert_eq!(result["price"], "50000.00000000");
+    assert_eq!(result["fee"], "0.05000000");
+    assert_eq!(result["client_id"], "cl-1");
+    assert_eq!(result["strategy_id"], "momentum");
+    assert_eq!(result["mode"], "paper");
+    assert!(
+        result["timestamp"].parse::<i64>().is_ok(),
+        "timestamp {:?} is not an integer",
+        result["timestamp"]
+    );
+    assert!(!result.contains_key("error_message"));
+
+    let quantity = env
+        .scalar_text("SELECT quantity::text FROM orders WHERE order_id = 'happy-1'")
+        .await;
+    assert_eq!(quantity.as_deref(), Some("0.00100000"));
+    let status = env
+        .scalar_text("SELECT status FROM orders WHERE order_id = 'happy-1'")
+        .await;
+    assert_eq!(status.as_deref(), Some("FILLED"));
+    let trade = env
+        .scalar_text("SELECT price::text || ' ' || quantity::text || ' ' || fee::text FROM trades WHERE order_id = 'happy-1'")
+        .await;
+    assert_eq!(
+        trade.as_deref(),
+        Some("50000.00000000 0.00100000 0.05000000")
+    );
+    assert_eq!(env.pending().await, 0);
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_flat_stream_entry_is_filled_like_a_json_one() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[("SHIM_ENABLED", "false")]).await;
+
+    env.xadd(&[
+        ("order_id", "flat-1"),
+        ("symbol", "ETH/USDT"),
+        ("side", "SELL"),
+        ("quantity", "1.5"),
+        ("price", "3000.25"),
+        ("timestamp", "1764124800000"),
+    ])
+    .await;
+    env.xadd_payload(
+        r#"{"order_id":"wrapped-1","symbol":"ETHUSDT","side":"BUY","quantity":"2","price":"10"}"#,
+    )
+    .await;
+
+    let results = env.wait_for_results(2).await;
+    let flat = results
+        .iter()
+        .find(|r| r["order_id"] == "flat-1")
+        .expect("flat result");
+    assert_eq!(flat["status"], "FILLED");
+    assert_eq!(flat["symbol"], "ETH/USDT");
+    assert_eq!(flat["quantity"], "1.50000000");
+    assert_eq!(flat["price"], "3000.25000000");
+    assert_eq!(flat["fee"], "4.50037500");
+    let wrapped = results
+        .iter()
+        .find(|r| r["order_id"] == "wrapped-1")
+        .expect("wrapped result");
+    assert_eq!(wrapped["status"], "FILLED");
+
+    let stamp = env
+        .scalar_text("SELECT order_timestamp::text FROM orders WHERE order_id = 'flat-1'")
+        .await;
+    assert_eq!(stamp.as_deref(), Some("2025-11-26 02:40:00+00"));
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 2);
+
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -1,0 +1,395 @@
+//! `TestEnv`: one private database and one private set of stream names,
+//! shared by the application instances a test spawns.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use execution_service::app::Application;
+use execution_service::config::Settings;
+use execution_service::domain::ExecutionResult;
+use execution_service::stats::Stats;
+use execution_service::worker::Worker;
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+pub struct TestEnv {
+    pub prefix: String,
+    pub database: String,
+    pub db: DatabaseConnection,
+    pub redis: MultiplexedConnection,
+    redis_client: redis::Client,
+    vars: HashMap<String, String>,
+}
+
+/// A running application instance.
+pub struct Running {
+    pub stats: Arc<Stats>,
+    pub cancel: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Cancels and waits for a clean exit.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(DEADLINE, self.handle)
+            .await
+            .expect("the application did not stop in time")
+            .expect("the application task panicked")
+            .expect("the application failed");
+    }
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// A fresh database and stream names, with extra settings.
+    pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("t{}", &id[..12]);
+        let database = format!("exec_{prefix}");
+        let admin = Database::connect(admin_url())
+            .await
+            .expect("connect to Postgres as admin");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {database}"))
+            .await
+            .expect("create test database");
+        let base = admin_url();
+        let db_url = format!(
+            "{}/{database}",
+            base.rsplit_once('/').expect("admin URL has a database").0
+        );
+
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", db_url.as_str()),
+            ("REDIS_URL", redis_url().as_str()),
+            ("ORDERS_CHANNEL", &format!("{prefix}.orders")),
+            ("RESULTS_CHANNEL", &format!("{prefix}.order_results")),
+            ("ORDERS_STREAM", &format!("{prefix}.stream.orders")),
+            ("RESULTS_STREAM", &format!("{prefix}.stream.order_results")),
+            ("DLQ_STREAM", &format!("{prefix}.stream.orders.dlq")),
+            ("SHUTDOWN_STREAM", &format!("{prefix}.stream.bot_shutdown")),
+            ("CONSUMER_GROUP", &format!("{prefix}.execution")),
+            ("READ_BLOCK_MS", "100"),
+            ("POSTGRES_MAX_CONNECTIONS", "4"),
+            ("REDIS_POOL_SIZE", "4"),
+            ("LOG_LEVEL", "warn"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+
+        let settings =
+            Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings");
+        let store = execution_service::store::Store::connect(&db_url, 2)
+            .await
+            .expect("connect to test database");
+        store.migrate().await.expect("migrate the test database");
+        drop(settings);
+        let redis_client = redis::Client::open(redis_url()).expect("Redis URL");
+        let redis = redis_client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis");
+        TestEnv {
+            prefix,
+            database,
+            db: store.connection().clone(),
+            redis,
+            redis_client,
+            vars,
+        }
+    }
+
+    pub fn var(&self, name: &str) -> String {
+        self.vars[name].clone()
+    }
+
+    pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
+        let mut vars = self.vars.clone();
+        vars.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings")
+    }
+
+    /// Builds an instance (named `consumer`) without starting it.
+    pub async fn build(&self, consumer: &str, overrides: &[(&str, &str)]) -> Application {
+        let mut all = vec![("CONSUMER_NAME", consumer)];
+        all.extend_from_slice(overrides);
+        Application::build(self.settings(&all))
+            .await
+            .expect("build the application")
+    }
+
+    pub async fn worker(&self, consumer: &str) -> Worker {
+        self.build(consumer, &[]).await.worker()
+    }
+
+    /// Builds and starts an instance; waits until its shim listens.
+    pub async fn spawn(&self, consumer: &str, overrides: &[(&str, &str)]) -> Running {
+        let subscribers = self.subscribers().await;
+        let app = self.build(consumer, overrides).await;
+        let stats = app.stats();
+        let shim = app.settings().streams.shim_enabled;
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
+        if shim {
+            self.wait_until("the shim subscribes", || async {
+                self.subscribers().await > subscribers
+            })
+            .await;
+        }
+        Running {
+            stats,
+            cancel,
+            handle,
+        }
+    }
+
+    pub async fn subscribers(&self) -> i64 {
+        let mut conn = self.redis.clone();
+        let reply: (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(self.var("ORDERS_CHANNEL"))
+            .query_async(&mut conn)
+            .await
+            .expect("PUBSUB NUMSUB");
+        reply.1
+    }
+
+    /// Polls `check` until it holds, failing the test at the deadline.
+    pub async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !check().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn publish(&self, payloads: &[String]) {
+        let mut conn = self.redis.clone();
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.cmd("PUBLISH")
+                .arg(self.var("ORDERS_CHANNEL"))
+                .arg(payload)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("PUBLISH");
+    }
+
+    /// XADDs one entry with the given fields; returns its id.
+    pub async fn xadd(&self, fields: &[(&str, &str)]) -> String {
+        let mut conn = self.redis.clone();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.var("ORDERS_STREAM")).arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(*value);
+        }
+        cmd.query_async(&mut conn).await.expect("XADD")
+    }
+
+    pub async fn xadd_payload(&self, payload: &str) -> String {
+        self.xadd(&[("payload", payload)]).await
+    }
+
+    /// Every entry of a stream, fields as text.
+    pub async fn stream(&self, var: &str) -> Vec<HashMap<String, String>> {
+        let mut conn = self.redis.clone();
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.var(var))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        entries
+            .into_iter()
+            .map(|(_, fields)| {
+                fields
+                    .into_iter()
+                    .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn stream_len(&self, var: &str) -> usize {
+        let mut conn = self.redis.clone();
+        redis::cmd("XLEN")
+            .arg(self.var(var))
+            .query_async(&mut conn)
+            .await
+            .expect("XLEN")
+    }
+
+    pub async fn results(&self) -> Vec<HashMap<String, String>> {
+        self.stream("RESULTS_STREAM").await
+    }
+
+    /// Waits until the results stream holds at least `count` entries.
+    pub async fn wait_for_results(&self, count: usize) -> Vec<HashMap<String, String>> {
+        self.wait_until(&format!("{count} results are on the stream"), || async {
+            self.stream_len("RESULTS_STREAM").await >= count
+        })
+        .await;
+        self.results().await
+    }
+
+    /// The results stream's entries for one order.
+    pub async fn results_for(&self, order_id: &str) -> Vec<HashMap<String, String>> {
+        self.results()
+            .await
+            .into_iter()
+            .filter(|r| r.get("order_id").map(String::as_str) == Some(order_id))
+            .collect()
+    }
+
+    /// Results as announced on the results channel (subscribe first).
+    pub async fn subscribe_results(
+        &self,
+    ) -> impl futures_util::Stream<Item = ExecutionResult> + use<> {
+        let mut pubsub = self
+            .redis_client
+            .get_async_pubsub()
+            .await
+            .expect("pubsub connection");
+        pubsub
+            .subscribe(self.var("RESULTS_CHANNEL"))
+            .await
+            .expect("SUBSCRIBE");
+        pubsub.into_on_message().map(|msg| {
+            ExecutionResult::from_json(msg.get_payload_bytes())
+                .expect("results are valid JSON results")
+        })
+    }
+
+    /// Entries still pending in the group, for all consumers.
+    pub async fn pending(&self) -> usize {
+        let mut conn = self.redis.clone();
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(self.var("ORDERS_STREAM"))
+            .arg(self.var("CONSUMER_GROUP"))
+            .query_async(&mut conn)
+            .await
+            .expect("XPENDING");
+        match reply {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(count)) => *count as usize,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    /// Reads entries as another consumer, without acknowledging them.
+    pub async fn read_as(&self, consumer: &str, count: usize) -> usize {
+        let mut conn = self.redis.clone();
+        let _: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.var("ORDERS_STREAM"))
+            .arg(self.var("CONSUMER_GROUP"))
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(self.var("CONSUMER_GROUP"))
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(self.var("ORDERS_STREAM"))
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .expect("XREADGROUP");
+        reply.keys.iter().map(|key| key.ids.len()).sum()
+    }
+
+    /// One value from a query.
+    pub async fn scalar_text(&self, sql: &str) -> Option<String> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .expect("query");
+        row.and_then(|row| {
+            row.try_get_by_index::<Option<String>>(0)
+                .expect("a text column")
+        })
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("a count")
+    }
+
+    /// Drops the database and the Redis keys the test used.
+    pub async fn cleanup(self) {
+        let mut conn = self.redis.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}.*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        self.db.close_by_ref().await.ok();
+        if let Ok(admin) = Database::connect(admin_url()).await {
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.database
+                ))
+                .await;
+        }
+    }
+}
+
+/// A valid order as JSON.
+pub fn order_json(order_id: &str, quantity: &str, price: &str) -> String {
+    serde_json::json!({"order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "quantity": quantity, "price": price})
+        .to_string()
+}

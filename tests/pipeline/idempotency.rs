@@ -1,0 +1,143 @@
+//! The same order, however often it arrives, is executed once.
+
+use execution_service::bus::Entry;
+
+use crate::helpers::{TestEnv, order_json};
+
+#[tokio::test]
+async fn the_same_order_published_five_times_is_mirrored_and_executed_once() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[]).await;
+
+    let order = order_json("dup-1", "0.25", "100");
+    env.publish(&vec![order; 5]).await;
+    env.publish(&[order_json("after-dup", "1", "1")]).await;
+
+    // The later order's result proves the duplicates were all seen first.
+    env.wait_until("the later order is done", || async {
+        !env.results_for("after-dup").await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        env.stream_len("ORDERS_STREAM").await,
+        2,
+        "the shim mirrored duplicates"
+    );
+    assert_eq!(env.results_for("dup-1").await.len(), 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE order_id = 'dup-1'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades WHERE order_id = 'dup-1'")
+            .await,
+        1
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_order_added_to_the_stream_three_times_gets_one_execution_and_equal_results() {
+    let env = TestEnv::new().await;
+    let app = env
+        .spawn(
+            "replica-a",
+            &[("SHIM_ENABLED", "false"), ("BATCH_SIZE", "1")],
+        )
+        .await;
+
+    for _ in 0..3 {
+        env.xadd_payload(&order_json("dup-2", "0.5", "20000")).await;
+    }
+    env.wait_until("three results", || async {
+        env.results_for("dup-2").await.len() == 3
+    })
+    .await;
+    let results = env.results_for("dup-2").await;
+    for result in &results[1..] {
+        assert_eq!(
+            result, &results[0],
+            "a re-emitted result differs from the first"
+        );
+    }
+    assert_eq!(results[0]["status"], "FILLED");
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE order_id = 'dup-2'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT attempts::bigint FROM orders WHERE order_id = 'dup-2'")
+            .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades WHERE order_id = 'dup-2'")
+            .await,
+        1
+    );
+    assert_eq!(execution_service::stats::Stats::get(&app.stats.executed), 1);
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_entry_delivered_twice_is_executed_once() {
+    let env = TestEnv::new().await;
+    let worker = env.worker("direct").await;
+    worker.consumer.ensure_group().await.expect("group");
+    let payload = order_json("redelivered-1", "3", "7.5");
+    env.xadd_payload(&payload).await;
+    let entries: Vec<Entry> = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 1);
+
+    let first = worker
+        .process_batch(&entries)
+        .await
+        .expect("first delivery");
+    let again: Vec<Entry> = entries
+        .iter()
+        .map(|e| Entry {
+            deliveries: 2,
+            ..e.clone()
+        })
+        .collect();
+    let second = worker.process_batch(&again).await.expect("second delivery");
+
+    assert_eq!(first.executed, 1);
+    assert_eq!(second.executed, 0, "a terminal order was executed again");
+    assert_eq!(first.results, second.results);
+    assert_eq!(first.results[0].status.as_str(), "FILLED");
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades WHERE order_id = 'redelivered-1'")
+            .await,
+        1
+    );
+    assert_eq!(env.results_for("redelivered-1").await.len(), 2);
+
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn duplicates_inside_one_batch_share_one_execution() {
+    let env = TestEnv::new().await;
+    let worker = env.worker("direct").await;
+    worker.consumer.ensure_group().await.expect("group");
+    for _ in 0..4 {
+        env.xadd_payload(&order_json("same-batch", "1", "2")).await;
+    }
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 4);
+    let report = worker.process_batch(&entries).await.expect("batch");
+    assert_eq!(report.executed, 1);
+    assert_eq!(report.results.len(), 4);
+    assert!(report.results.iter().all(|r| r == &report.results[0]));
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
+    assert_eq!(env.pending().await, 0);
+
+    env.cleanup().await;
+}

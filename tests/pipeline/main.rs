@@ -1,0 +1,10 @@
+//! Integration tests of the order pipeline against the real Redis and the
+//! real Postgres. Every test has its own database, streams and group.
+
+mod helpers;
+
+mod delivery;
+mod happy_path;
+mod idempotency;
+mod malformed;
+mod replicas;
