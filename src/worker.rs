@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{BusError, Consumer, Entry, Publisher};
+use crate::bus::{BusError, Consumer, DeadLetter, Entry, Publisher};
 use crate::domain::{ExecutionResult, OrderStatus};
 use crate::execution::{Executor, Outcome};
 use crate::stats::Stats;
@@ -44,6 +44,13 @@ pub enum BatchError {
     Database(#[from] sea_orm::DbErr),
     #[error("redis: {0}")]
     Redis(#[from] BusError),
+}
+
+impl BatchError {
+    /// A failure caused by some message's content rather than by an outage.
+    pub fn is_message_level(&self) -> bool {
+        matches!(self, BatchError::Database(err) if store::is_data_error(err))
+    }
 }
 
 /// What one batch did, for callers and tests.
@@ -158,20 +165,63 @@ impl Worker {
     }
 
     /// Processes a batch, retrying on infrastructure failure until it
-    /// succeeds. Returns false when cancelled before it could.
+    /// succeeds. A batch that Postgres refuses for its data is split up, so
+    /// the one bad message is dead-lettered and the rest go through. Returns
+    /// false when cancelled before it could finish.
     async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
         let mut backoff = Backoff::default();
         loop {
-            match self.process_batch(entries).await {
+            let err = match self.process_batch(entries).await {
                 Ok(_) => return true,
-                Err(err) => {
-                    tracing::error!(error = %err, entries = entries.len(), "batch failed; it stays pending and is retried");
-                    if !backoff.wait(cancel).await {
-                        return false;
+                Err(err) => err,
+            };
+            match entries {
+                [entry] if err.is_message_level() => {
+                    match self.dead_letter_alone(entry, &err).await {
+                        Ok(()) => return true,
+                        Err(bus) => {
+                            tracing::error!(error = %bus, "cannot dead-letter a failing message; retrying")
+                        }
                     }
                 }
+                _ if err.is_message_level() => {
+                    tracing::warn!(error = %err, entries = entries.len(), "a message broke the batch; processing one by one");
+                    for entry in entries {
+                        if !Box::pin(self.process_until_done(std::slice::from_ref(entry), cancel))
+                            .await
+                        {
+                            return false;
+                        }
+                    }
+                    return true;
+                }
+                _ => {
+                    tracing::error!(error = %err, entries = entries.len(), "batch failed; it stays pending and is retried")
+                }
+            }
+            if !backoff.wait(cancel).await {
+                return false;
             }
         }
+    }
+
+    /// Parks a message that cannot be recorded, and acknowledges it.
+    async fn dead_letter_alone(&self, entry: &Entry, err: &BatchError) -> Result<(), BusError> {
+        tracing::warn!(entry = %entry.id, error = %err, "dead-lettering a message Postgres refuses");
+        let letter = DeadLetter {
+            original_id: entry.id.clone(),
+            order_id: None,
+            reason: format!("cannot be recorded: {err}"),
+            deliveries: entry.deliveries,
+            fields: entry.fields.clone(),
+        };
+        self.publisher
+            .publish(&[], std::slice::from_ref(&letter))
+            .await?;
+        self.consumer.ack(std::slice::from_ref(&entry.id)).await?;
+        Stats::add(&self.stats.received, 1);
+        Stats::add(&self.stats.dead_lettered, 1);
+        Ok(())
     }
 
     /// Handles one batch of entries from start to acknowledgement.

@@ -182,14 +182,15 @@ impl Parsed {
         let Some(order_id) = named else {
             return Parsed::Unidentified(reason);
         };
-        let fits = |text: &Option<String>, len: usize| {
-            text.as_ref().is_none_or(|t| t.chars().count() <= len)
-        };
-        let fits_columns = order_id.chars().count() <= MAX_ID_LEN
+        // Postgres text cannot hold NUL, so a value with one fits no column.
+        let storable = |text: &str, len: usize| text.chars().count() <= len && !text.contains('\0');
+        let fits =
+            |text: &Option<String>, len: usize| text.as_deref().is_none_or(|t| storable(t, len));
+        let fits_columns = storable(&order_id, MAX_ID_LEN)
             && symbol
-                .as_ref()
-                .is_some_and(|s| s.chars().count() <= SYMBOL_COLUMN_LEN)
-            && side_text.as_ref().is_some_and(|s| s.chars().count() <= 10)
+                .as_deref()
+                .is_some_and(|s| storable(s, SYMBOL_COLUMN_LEN))
+            && side_text.as_deref().is_some_and(|s| storable(s, 10))
             && quantity.is_some()
             && reader.raw("price").is_none_or(|_| price.is_some())
             && fits(&type_text, 10)

@@ -12,13 +12,33 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
+    TransactionTrait,
 };
 
 pub use batch::BatchTx;
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
 };
+
+/// Whether Postgres refused the data itself (a data exception, a violated
+/// constraint, a program limit): the fault of a message, not of the
+/// database, and retrying the same rows will fail again.
+pub fn is_data_error(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx))) =
+        err
+    else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    }
+}
 
 /// An arbitrary constant that serialises concurrent migration runs.
 const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;

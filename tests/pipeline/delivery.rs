@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{DEADLINE, TestEnv, order_json};
+use sea_orm::ConnectionTrait;
+
+use crate::helpers::{TestEnv, order_json};
 
 #[tokio::test]
 async fn entries_left_pending_by_a_stopped_consumer_are_claimed_and_completed() {
@@ -154,6 +156,49 @@ async fn stopping_finishes_and_acknowledges_the_batch_in_flight() {
     env.wait_for_results(400).await;
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 400);
     app.stop().await;
-    let _ = DEADLINE;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_message_postgres_refuses_is_dead_lettered_and_the_rest_of_its_batch_completes() {
+    let env = TestEnv::new().await;
+    // Stands in for any value Postgres rejects that validation let through.
+    env.db
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+               IF NEW.order_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .expect("install the trigger");
+    for i in 0..5 {
+        env.xadd_payload(&order_json(&format!("before-{i}"), "1", "10"))
+            .await;
+    }
+    env.xadd_payload(&order_json("poison-db", "1", "10")).await;
+    for i in 0..5 {
+        env.xadd_payload(&order_json(&format!("after-{i}"), "1", "10"))
+            .await;
+    }
+
+    let app = env.spawn("isolating", &[("SHIM_ENABLED", "false")]).await;
+    env.wait_for_results(10).await;
+    env.wait_until("the poison is dead-lettered", || async {
+        env.stream_len("DLQ_STREAM").await == 1
+    })
+    .await;
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    let letter = &env.stream("DLQ_STREAM").await[0];
+    assert!(
+        letter["dlq_reason"].contains("cannot be recorded"),
+        "{letter:?}"
+    );
+    assert!(letter["payload"].contains("poison-db"));
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 10);
+    assert!(env.results_for("poison-db").await.is_empty());
+
+    app.stop().await;
     env.cleanup().await;
 }

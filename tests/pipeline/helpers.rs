@@ -125,6 +125,11 @@ impl TestEnv {
         }
     }
 
+    /// Every variable the instances of this test are configured with.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+
     pub fn var(&self, name: &str) -> String {
         self.vars[name].clone()
     }

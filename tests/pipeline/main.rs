@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod cli;
 mod delivery;
 mod happy_path;
 mod idempotency;

@@ -200,3 +200,10 @@ fn wrong_json_kinds_are_reported_not_panicked_on() {
     assert!(r.reason.contains("symbol must be a string"), "{}", r.reason);
     assert!(!r.fits_columns);
 }
+
+#[test]
+fn text_with_nul_characters_never_fits_a_column() {
+    let r = rejection(r#"{"order_id":"z","symbol":"BTCUSDT","side":"BU\u0000Y","quantity":1}"#);
+    assert!(r.reason.contains("side"), "{}", r.reason);
+    assert!(!r.fits_columns);
+}
