@@ -3,16 +3,22 @@
 //!
 //! Tests build the same application with their own names and databases.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, Consumer, Publisher};
+use crate::bus::{self, Consumer, Probe, Publisher};
 use crate::config::{Settings, TradingSettings};
 use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
+use crate::http::{self, ApiContext};
 use crate::stats::Stats;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -24,6 +30,10 @@ pub struct Application {
     pool: deadpool_redis::Pool,
     executor: Arc<dyn Executor>,
     stats: Arc<Stats>,
+    http: TcpAcceptor,
+    http_addr: SocketAddr,
+    started_at: DateTime<Utc>,
+    started: Instant,
 }
 
 impl Application {
@@ -44,14 +54,49 @@ impl Application {
         let redis = redis::Client::open(redis_url).context("parsing the Redis URL")?;
         let pool =
             bus::pool(redis_url, settings.redis.pool_size).context("creating the Redis pool")?;
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
+        let http = TcpListener::bind(address.clone())
+            .into_acceptor()
+            .await
+            .with_context(|| format!("binding the HTTP listener to {address}"))?;
+        let http_addr = http
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .context("the HTTP listener has no address")?;
         Ok(Application {
             settings,
             store,
             redis,
             pool,
             executor,
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(Stats::new()),
+            http,
+            http_addr,
+            started_at: Utc::now(),
+            started: Instant::now(),
         })
+    }
+
+    /// Where the HTTP API listens (the real port when `HTTP_PORT=0`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn api_context(&self) -> ApiContext {
+        let topology = self.settings.streams.topology.clone();
+        let block = Duration::from_millis(self.settings.streams.worker.block_ms);
+        ApiContext {
+            store: self.store.clone(),
+            probe: Probe::new(self.pool.clone(), topology.clone()),
+            stats: self.stats.clone(),
+            topology,
+            mode: self.executor.mode(),
+            dry_run: self.settings.trading.dry_run,
+            started_at: self.started_at,
+            started: self.started,
+            read_freshness: (block * 4).max(Duration::from_secs(10)),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -81,27 +126,34 @@ impl Application {
     /// Runs the shim and the worker until `cancel` fires; the batch in
     /// flight is finished and acknowledged before this returns.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        let topology = &self.settings.streams.topology;
+        let topology = self.settings.streams.topology.clone();
         tracing::info!(
             mode = self.executor.mode().as_str(),
             consumer = %topology.consumer,
             group = %topology.group,
             stream = %topology.orders_stream,
-            "execution service running"
+            http = %self.http_addr,
+            "execution service running; Swagger UI at /docs"
         );
+        let worker = self.worker();
+        let context = self.api_context();
+        let http = tokio::spawn(http::serve(self.http, context, cancel.clone()));
         let shim = self.settings.streams.shim_enabled.then(|| {
             tokio::spawn(bus::run_shim(
-                self.redis.clone(),
-                self.pool.clone(),
-                topology.clone(),
+                self.redis,
+                self.pool,
+                topology,
                 cancel.clone(),
             ))
         });
-        self.worker().run_until_stopped(cancel.clone()).await;
+        worker.run_until_stopped(cancel.clone()).await;
         cancel.cancel();
         if let Some(shim) = shim {
             shim.await.context("the order shim panicked")?;
         }
+        http.await
+            .context("the HTTP server panicked")?
+            .context("serving HTTP")?;
         tracing::info!("execution service stopped");
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod execution;
+pub mod http;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -1,39 +1,173 @@
-//! Counters the worker keeps and the status and metrics endpoints read.
+//! The service's counters and histograms, kept in a Prometheus registry:
+//! the worker records, `/status` and `/metrics` read.
+//!
+//! Each application instance owns its own registry, so instances in one
+//! process (tests) never share counts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry, TextEncoder,
+};
 
 use crate::domain::OrderStatus;
 
-#[derive(Debug, Default)]
+/// Stages of a batch, as the `stage` label of the latency histogram.
+pub const STAGES: [&str; 6] = ["parse", "upsert", "execute", "commit", "publish", "ack"];
+
+#[derive(Debug, Clone)]
 pub struct Stats {
-    pub received: AtomicU64,
-    pub filled: AtomicU64,
-    pub rejected: AtomicU64,
-    pub errored: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub ignored: AtomicU64,
+    registry: Registry,
+    pub received: IntCounter,
+    pub filled: IntCounter,
+    pub rejected: IntCounter,
+    pub errored: IntCounter,
+    pub dead_lettered: IntCounter,
+    pub ignored: IntCounter,
     /// Entries delivered more than once (after a crash, a claim or a retry).
-    pub redeliveries: AtomicU64,
+    pub redeliveries: IntCounter,
     /// Orders actually handed to the executor (re-emitted results excluded).
-    pub executed: AtomicU64,
-    pub batches: AtomicU64,
+    pub executed: IntCounter,
+    pub batch_size: Histogram,
+    pub stage_seconds: HistogramVec,
+    pub stream_length: IntGauge,
+    pub pending: IntGauge,
+    pub lag: IntGauge,
+    pub dlq_length: IntGauge,
+    pub uptime_seconds: IntGauge,
+    /// Unix milliseconds of the worker's last successful read (0: never).
+    last_read_ms: std::sync::Arc<AtomicI64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Stats {
-    pub fn add(counter: &AtomicU64, amount: u64) {
-        counter.fetch_add(amount, Ordering::Relaxed);
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let counter =
+                IntCounter::new(format!("execution_{name}"), help).expect("valid counter name");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique counter");
+            counter
+        };
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(format!("execution_{name}"), help).expect("valid gauge name");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique gauge");
+            gauge
+        };
+        let stats = Stats {
+            received: counter("orders_received_total", "Stream entries received"),
+            filled: counter(
+                "orders_filled_total",
+                "Results published with status FILLED",
+            ),
+            rejected: counter(
+                "orders_rejected_total",
+                "Results published with status REJECTED",
+            ),
+            errored: counter(
+                "orders_errored_total",
+                "Results published with status ERROR",
+            ),
+            dead_lettered: counter(
+                "orders_dead_lettered_total",
+                "Messages moved to the dead-letter stream",
+            ),
+            ignored: counter(
+                "orders_ignored_total",
+                "Messages of another type, acknowledged and ignored",
+            ),
+            redeliveries: counter(
+                "orders_redeliveries_total",
+                "Entries delivered more than once",
+            ),
+            executed: counter("orders_executed_total", "Orders handed to the executor"),
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new("execution_batch_size", "Entries per processed batch").buckets(
+                    vec![
+                        1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0,
+                    ],
+                ),
+            )
+            .expect("valid histogram"),
+            stage_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "execution_stage_seconds",
+                    "Time a batch spends in each stage",
+                )
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 14).expect("valid buckets")),
+                &["stage"],
+            )
+            .expect("valid histogram"),
+            stream_length: gauge("stream_length", "Entries in the orders stream"),
+            pending: gauge(
+                "stream_pending",
+                "Entries read by the group but not yet acknowledged",
+            ),
+            lag: gauge(
+                "consumer_lag",
+                "Entries in the orders stream not yet read by the group",
+            ),
+            dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
+            uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),
+            last_read_ms: Default::default(),
+            registry: registry.clone(),
+        };
+        registry
+            .register(Box::new(stats.batch_size.clone()))
+            .expect("unique histogram");
+        registry
+            .register(Box::new(stats.stage_seconds.clone()))
+            .expect("unique histogram");
+        for stage in STAGES {
+            stats.stage_seconds.with_label_values(&[stage]);
+        }
+        stats
     }
 
     pub fn count_result(&self, status: OrderStatus) {
-        let counter = match status {
-            OrderStatus::Filled => &self.filled,
-            OrderStatus::Rejected => &self.rejected,
-            OrderStatus::Error | OrderStatus::Pending | OrderStatus::Submitted => &self.errored,
-        };
-        Self::add(counter, 1);
+        match status {
+            OrderStatus::Filled => self.filled.inc(),
+            OrderStatus::Rejected => self.rejected.inc(),
+            OrderStatus::Error | OrderStatus::Pending | OrderStatus::Submitted => {
+                self.errored.inc()
+            }
+        }
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub fn observe_stage(&self, stage: &str, took: Duration) {
+        self.stage_seconds
+            .with_label_values(&[stage])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The worker read the stream successfully just now.
+    pub fn mark_read(&self) {
+        self.last_read_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// How long ago the worker last read the stream, if ever.
+    pub fn since_last_read(&self) -> Option<Duration> {
+        let at = self.last_read_ms.load(Ordering::Relaxed);
+        (at > 0).then(|| {
+            Duration::from_millis((chrono::Utc::now().timestamp_millis() - at).max(0) as u64)
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }

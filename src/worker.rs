@@ -19,12 +19,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, Consumer, DeadLetter, Entry, Publisher};
-use crate::domain::{ExecutionResult, OrderStatus};
+use crate::domain::{ExecutionResult, Order, OrderStatus};
 use crate::execution::{Executor, Outcome};
 use crate::stats::Stats;
-use crate::store::{self, Store};
+use crate::store::entity::orders;
+use crate::store::{self, NewTrade, Store};
 
-use plan::{BatchPlan, Disposition};
+use plan::BatchPlan;
 
 /// How the worker reads the stream.
 #[derive(Debug, Clone)]
@@ -109,6 +110,7 @@ impl Worker {
             match read {
                 Ok(entries) => {
                     backoff.reset();
+                    self.stats.mark_read();
                     if claiming && entries.len() == self.options.batch_size {
                         next_claim = Instant::now();
                     }
@@ -219,8 +221,8 @@ impl Worker {
             .publish(&[], std::slice::from_ref(&letter))
             .await?;
         self.consumer.ack(std::slice::from_ref(&entry.id)).await?;
-        Stats::add(&self.stats.received, 1);
-        Stats::add(&self.stats.dead_lettered, 1);
+        self.stats.received.inc();
+        self.stats.dead_lettered.inc();
         Ok(())
     }
 
@@ -229,15 +231,19 @@ impl Worker {
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
         let mode = self.executor.mode();
         let now = Utc::now();
+        let mut clock = StageClock::start(&self.stats);
+
         // 1. Parse every entry and decide what it needs.
         let plan = BatchPlan::new(entries, self.options.max_deliveries, mode, now);
+        clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
         let batch = self.store.begin_batch().await?;
         let stored = batch.upsert_orders(&plan.rows).await?;
+        clock.lap("upsert");
 
         // 3. Execute the orders whose rows are not terminal yet.
-        let to_execute: Vec<_> = plan
+        let to_execute: Vec<&Order> = plan
             .orders()
             .filter(|order| {
                 stored
@@ -246,52 +252,30 @@ impl Worker {
             })
             .collect();
         let outcomes = join_all(to_execute.iter().map(|order| self.executor.execute(order))).await;
+        clock.lap("execute");
 
         // 4. Record outcomes and fills, and commit.
-        let mut finished = HashMap::new();
-        let mut fills = Vec::new();
-        for (order, outcome) in to_execute.iter().zip(&outcomes) {
-            let Some(row) = stored.get(&order.order_id) else {
-                continue;
-            };
-            let (status, fill, reason) = match outcome {
-                Outcome::Filled(fill) => (OrderStatus::Filled, Some(fill), None),
-                Outcome::Rejected(reason) => (OrderStatus::Rejected, None, Some(reason.clone())),
-                Outcome::Failed(reason) => (OrderStatus::Error, None, Some(reason.clone())),
-            };
-            let done = store::completed_row(row, status, fill, reason, now);
-            if let Some(fill) = fill {
-                fills.push(store::trade_for(&done, fill, 1));
-            }
-            finished.insert(order.order_id.clone(), done);
-        }
-        batch
-            .record(&finished.values().cloned().collect::<Vec<_>>(), &fills)
-            .await?;
+        let (finished, fills) = completions(&to_execute, &outcomes, &stored, now);
+        batch.record(&finished, &fills).await?;
         batch.commit().await?;
+        clock.lap("commit");
 
         // 5. Publish a result for every entry that names an order, and the dead letters.
-        let current = |order_id: &str| finished.get(order_id).or_else(|| stored.get(order_id));
-        let results: Vec<ExecutionResult> = plan
-            .dispositions()
-            .filter_map(|disposition| match disposition {
-                Disposition::Order {
-                    order_id,
-                    traceparent,
-                } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
-                Disposition::Rejected { rejection } => Some(
-                    current(&rejection.order_id)
-                        .filter(|row| is_terminal(&row.status))
-                        .map(|row| store::result_from_row(row, rejection.traceparent.clone()))
-                        .unwrap_or_else(|| plan::rejection_result(rejection, mode, now)),
-                ),
-                Disposition::DeadLetter | Disposition::Ignored => None,
-            })
+        let finished: HashMap<&str, &orders::Model> = finished
+            .iter()
+            .map(|row| (row.order_id.as_str(), row))
             .collect();
+        let results = plan.results(
+            |id| finished.get(id).copied().or_else(|| stored.get(id)),
+            mode,
+            now,
+        );
         self.publisher.publish(&results, &plan.dead_letters).await?;
+        clock.lap("publish");
 
         // 6. Only now acknowledge.
         self.consumer.ack(&plan.entry_ids).await?;
+        clock.lap("ack");
 
         self.count(entries, &results, &plan, to_execute.len());
         Ok(BatchReport {
@@ -310,18 +294,65 @@ impl Worker {
         executed: usize,
     ) {
         let stats = &self.stats;
-        Stats::add(&stats.batches, 1);
-        Stats::add(&stats.received, entries.len() as u64);
-        Stats::add(
-            &stats.redeliveries,
-            entries.iter().filter(|e| e.deliveries > 1).count() as u64,
-        );
-        Stats::add(&stats.dead_lettered, plan.dead_letters.len() as u64);
-        Stats::add(&stats.ignored, plan.ignored as u64);
-        Stats::add(&stats.executed, executed as u64);
+        stats.batch_size.observe(entries.len() as f64);
+        stats.received.inc_by(entries.len() as u64);
+        stats
+            .redeliveries
+            .inc_by(entries.iter().filter(|e| e.deliveries > 1).count() as u64);
+        stats.dead_lettered.inc_by(plan.dead_letters.len() as u64);
+        stats.ignored.inc_by(plan.ignored as u64);
+        stats.executed.inc_by(executed as u64);
         for result in results {
             stats.count_result(result.status);
         }
+    }
+}
+
+/// The rows executed orders end up as, and the fills to record.
+fn completions(
+    orders: &[&Order],
+    outcomes: &[Outcome],
+    stored: &HashMap<String, orders::Model>,
+    now: chrono::DateTime<Utc>,
+) -> (Vec<orders::Model>, Vec<NewTrade>) {
+    let mut finished = Vec::with_capacity(orders.len());
+    let mut fills = Vec::new();
+    for (order, outcome) in orders.iter().zip(outcomes) {
+        let Some(row) = stored.get(&order.order_id) else {
+            continue;
+        };
+        let (status, fill, reason) = match outcome {
+            Outcome::Filled(fill) => (OrderStatus::Filled, Some(fill), None),
+            Outcome::Rejected(reason) => (OrderStatus::Rejected, None, Some(reason.clone())),
+            Outcome::Failed(reason) => (OrderStatus::Error, None, Some(reason.clone())),
+        };
+        let done = store::completed_row(row, status, fill, reason, now);
+        if let Some(fill) = fill {
+            fills.push(store::trade_for(&done, fill, 1));
+        }
+        finished.push(done);
+    }
+    (finished, fills)
+}
+
+/// Times the stages of one batch into the stage histogram.
+struct StageClock<'a> {
+    stats: &'a Stats,
+    since: Instant,
+}
+
+impl<'a> StageClock<'a> {
+    fn start(stats: &'a Stats) -> Self {
+        StageClock {
+            stats,
+            since: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, stage: &str) {
+        let now = Instant::now();
+        self.stats.observe_stage(stage, now - self.since);
+        self.since = now;
     }
 }
 

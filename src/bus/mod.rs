@@ -6,6 +6,7 @@
 //! pub/sub subscriptions use dedicated connections.
 
 mod consumer;
+mod probe;
 mod publisher;
 mod shim;
 
@@ -15,11 +16,12 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
 pub use consumer::{Consumer, Entry};
+pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher};
 pub use shim::{mirror_messages, run_shim};
 
 /// The names the service reads and writes, and how long streams may grow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Topology {
     pub orders_channel: String,
     pub results_channel: String,

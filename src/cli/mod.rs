@@ -37,6 +37,8 @@ pub enum Command {
     Publish(publish::Args),
     /// Push many orders through a running service and report throughput and latency.
     Bench(bench::Args),
+    /// Print the OpenAPI document of the HTTP API (committed as openapi/openapi.json).
+    Openapi,
 }
 
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
@@ -45,6 +47,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Migrate { action } => migrate::run(action.unwrap_or_default(), &settings).await,
         Command::Publish(args) => publish::run(args, &settings).await,
         Command::Bench(args) => bench::run(args, &settings).await,
+        Command::Openapi => {
+            println!("{}", crate::http::spec().await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

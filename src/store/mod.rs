@@ -6,6 +6,7 @@
 
 mod batch;
 pub mod entity;
+mod queries;
 mod rows;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use sea_orm::{
 };
 
 pub use batch::BatchTx;
+pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
 };
@@ -40,6 +42,17 @@ pub fn is_data_error(err: &DbErr) -> bool {
     }
 }
 
+fn options(url: &str, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    options
+}
+
 /// An arbitrary constant that serialises concurrent migration runs.
 const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
 
@@ -51,13 +64,16 @@ pub struct Store {
 impl Store {
     #[tracing::instrument(skip_all, err)]
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .max_connections(max_connections)
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
-            .sqlx_logging(false);
+        Ok(Store {
+            db: Database::connect(options(url, max_connections)).await?,
+        })
+    }
+
+    /// A store whose connections open on first use: building it needs no
+    /// running Postgres.
+    pub async fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, DbErr> {
+        let mut options = options(url, max_connections);
+        options.connect_lazy(true).min_connections(0);
         Ok(Store {
             db: Database::connect(options).await?,
         })

@@ -12,11 +12,11 @@ use crate::bus::{DeadLetter, Entry};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
-use crate::store::{self, NewOrder};
+use crate::store::{self, NewOrder, entity::orders};
 
 /// What becomes of one entry.
 #[derive(Debug)]
-pub(super) enum Disposition {
+enum Disposition {
     /// A valid order: its result comes from its row.
     Order {
         order_id: String,
@@ -117,13 +117,38 @@ impl BatchPlan {
         self.orders.iter()
     }
 
-    pub fn dispositions(&self) -> impl Iterator<Item = &Disposition> {
-        self.dispositions.iter()
+    /// A result for every entry that names an order, in entry order:
+    /// from its row as it now stands, or from the rejection itself when the
+    /// rejection has no row to speak for it.
+    pub fn results<'a>(
+        &self,
+        current: impl Fn(&str) -> Option<&'a orders::Model>,
+        mode: TradingMode,
+        now: DateTime<Utc>,
+    ) -> Vec<ExecutionResult> {
+        self.dispositions
+            .iter()
+            .filter_map(|disposition| match disposition {
+                Disposition::Order {
+                    order_id,
+                    traceparent,
+                } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
+                Disposition::Rejected { rejection } => Some(
+                    current(&rejection.order_id)
+                        .filter(|row| {
+                            OrderStatus::parse(&row.status).is_some_and(OrderStatus::is_terminal)
+                        })
+                        .map(|row| store::result_from_row(row, rejection.traceparent.clone()))
+                        .unwrap_or_else(|| rejection_result(rejection, mode, now)),
+                ),
+                Disposition::DeadLetter | Disposition::Ignored => None,
+            })
+            .collect()
     }
 }
 
 /// The result of a rejected order that has no row to speak for it.
-pub(super) fn rejection_result(
+fn rejection_result(
     rejection: &Rejection,
     mode: TradingMode,
     now: DateTime<Utc>,

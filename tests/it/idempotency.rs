@@ -79,7 +79,7 @@ async fn the_same_order_added_to_the_stream_three_times_gets_one_execution_and_e
             .await,
         1
     );
-    assert_eq!(execution_service::stats::Stats::get(&app.stats.executed), 1);
+    assert_eq!(app.stats.executed.get(), 1);
 
     app.stop().await;
     env.cleanup().await;

@@ -148,12 +148,11 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     );
 
     let stats = &app.stats;
-    use execution_service::stats::Stats;
-    assert_eq!(Stats::get(&stats.received), 14);
-    assert_eq!(Stats::get(&stats.dead_lettered), 9);
-    assert_eq!(Stats::get(&stats.ignored), 1);
-    assert_eq!(Stats::get(&stats.rejected), 7);
-    assert_eq!(Stats::get(&stats.filled), 1);
+    assert_eq!(stats.received.get(), 14);
+    assert_eq!(stats.dead_lettered.get(), 9);
+    assert_eq!(stats.ignored.get(), 1);
+    assert_eq!(stats.rejected.get(), 7);
+    assert_eq!(stats.filled.get(), 1);
 
     app.stop().await;
     env.cleanup().await;

@@ -33,10 +33,7 @@ async fn entries_left_pending_by_a_stopped_consumer_are_claimed_and_completed() 
     env.wait_until("nothing is pending", || async { env.pending().await == 0 })
         .await;
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 10);
-    assert_eq!(
-        execution_service::stats::Stats::get(&app.stats.redeliveries),
-        10
-    );
+    assert_eq!(app.stats.redeliveries.get(), 10);
 
     app.stop().await;
     env.cleanup().await;

@@ -1,8 +1,10 @@
-//! Integration tests of the order pipeline against the real Redis and the
+//! Integration tests of the service against the real Redis and the
 //! real Postgres. Every test has its own database, streams and group.
 
 mod helpers;
+mod proxy;
 
+mod api;
 mod cli;
 mod delivery;
 mod happy_path;

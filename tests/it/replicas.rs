@@ -1,8 +1,6 @@
 //! Two instances on one group (and two shims on one channel) share the
 //! work, and every order is executed exactly once.
 
-use execution_service::stats::Stats;
-
 use crate::helpers::{TestEnv, order_json};
 
 #[tokio::test]
@@ -45,7 +43,7 @@ async fn two_replicas_execute_two_thousand_orders_exactly_once() {
             .await,
         0
     );
-    let (done_a, done_b) = (Stats::get(&a.stats.executed), Stats::get(&b.stats.executed));
+    let (done_a, done_b) = (a.stats.executed.get(), b.stats.executed.get());
     assert_eq!(done_a + done_b, 2000);
     assert!(
         done_a > 0 && done_b > 0,

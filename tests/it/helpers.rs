@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// How long any wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var("TEST_POSTGRES_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -40,6 +40,8 @@ pub struct TestEnv {
 /// A running application instance.
 pub struct Running {
     pub stats: Arc<Stats>,
+    /// Base URL of the instance's HTTP API.
+    pub url: String,
     pub cancel: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -90,6 +92,8 @@ impl TestEnv {
             ("SHUTDOWN_STREAM", &format!("{prefix}.stream.bot_shutdown")),
             ("CONSUMER_GROUP", &format!("{prefix}.execution")),
             ("READ_BLOCK_MS", "100"),
+            ("HTTP_HOST", "127.0.0.1"),
+            ("HTTP_PORT", "0"),
             ("POSTGRES_MAX_CONNECTIONS", "4"),
             ("REDIS_POOL_SIZE", "4"),
             ("LOG_LEVEL", "warn"),
@@ -162,6 +166,7 @@ impl TestEnv {
         let subscribers = self.subscribers().await;
         let app = self.build(consumer, overrides).await;
         let stats = app.stats();
+        let url = format!("http://{}", app.http_addr());
         let shim = app.settings().streams.shim_enabled;
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
@@ -173,6 +178,7 @@ impl TestEnv {
         }
         Running {
             stats,
+            url,
             cancel,
             handle,
         }

@@ -1,0 +1,308 @@
+//! The operations. Each handler extracts, asks the store, the bus probe or
+//! the statistics, and maps the answer to its documented response.
+
+use std::time::Duration;
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, OpenApi, Tags};
+
+use super::ApiContext;
+use super::schema::{
+    ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView, Readiness,
+    Statistics, Status, StatusFilter, StreamInfo,
+};
+use crate::store::OrderQuery;
+
+/// How long a live check may take before it counts as failed.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+#[derive(Tags)]
+enum Tag {
+    /// Liveness, readiness, status and metrics.
+    Service,
+    /// Orders and their fills, from Postgres.
+    Orders,
+}
+
+pub struct Api(pub ApiContext);
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// The process is up (whatever the state of Redis and Postgres).
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Redis and Postgres answer and the consumer group is being read.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// A part is failing; `failing` names it.
+    #[oai(status = 503)]
+    Unavailable(Json<Readiness>),
+}
+
+#[derive(ApiResponse)]
+enum StatusResponse {
+    #[oai(status = 200)]
+    Ok(Json<Status>),
+}
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Prometheus text exposition format 0.0.4.
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "list_bad_request")]
+enum ListResponse {
+    #[oai(status = 200)]
+    Ok(Json<OrderPage>),
+    /// A query parameter is invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    /// Postgres does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+fn list_bad_request(err: poem::Error) -> ListResponse {
+    ListResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "order_bad_request")]
+enum OrderResponse {
+    #[oai(status = 200)]
+    Ok(Json<Box<OrderDetail>>),
+    /// The order id is invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    /// No order has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    /// Postgres does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+fn order_bad_request(err: poem::Error) -> OrderResponse {
+    OrderResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
+}
+
+/// Runs a check, counting a timeout as a failure.
+async fn within<T, E>(check: impl Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+#[OpenApi]
+impl Api {
+    /// Liveness
+    ///
+    /// Answers 200 as long as the process runs, even when Redis or Postgres
+    /// is down.
+    #[oai(path = "/health", method = "get", tag = "Tag::Service")]
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(Health {
+            status: "ok".into(),
+            service: "execution".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    /// Readiness
+    ///
+    /// 200 when Redis and Postgres answer and the worker has read the orders
+    /// stream recently; 503 naming the failing parts otherwise.
+    #[oai(path = "/ready", method = "get", tag = "Tag::Service")]
+    async fn ready(&self) -> ReadyResponse {
+        let ctx = &self.0;
+        let (redis, postgres) = tokio::join!(within(ctx.probe.ping()), within(ctx.store.ping()));
+        let consumer = ctx
+            .stats
+            .since_last_read()
+            .is_some_and(|since| since <= ctx.read_freshness);
+        let failing: Vec<String> = [
+            ("redis", redis.is_some()),
+            ("postgres", postgres.is_some()),
+            ("consumer", consumer),
+        ]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+        let readiness = Readiness {
+            status: if failing.is_empty() {
+                "ready"
+            } else {
+                "unavailable"
+            }
+            .into(),
+            redis: redis.is_some(),
+            postgres: postgres.is_some(),
+            consumer,
+            failing,
+        };
+        if readiness.failing.is_empty() {
+            ReadyResponse::Ready(Json(readiness))
+        } else {
+            ReadyResponse::Unavailable(Json(readiness))
+        }
+    }
+
+    /// Status
+    ///
+    /// Counters, stored totals, the consumer group and the stream. Each live
+    /// check gives up after one second.
+    #[oai(path = "/status", method = "get", tag = "Tag::Service")]
+    async fn status(&self) -> StatusResponse {
+        let ctx = &self.0;
+        let (stream, counts) = tokio::join!(
+            within(ctx.probe.stream_stats()),
+            within(ctx.store.order_counts())
+        );
+        let redis_connected = match stream {
+            Some(_) => true,
+            None => within(ctx.probe.ping()).await.is_some(),
+        };
+        let database_connected = match counts {
+            Some(_) => true,
+            None => within(ctx.store.ping()).await.is_some(),
+        };
+        let stats = &ctx.stats;
+        StatusResponse::Ok(Json(Status {
+            service: "execution".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            mode: ctx.mode.as_str().into(),
+            dry_run: ctx.dry_run,
+            uptime_seconds: ctx.uptime().as_secs() as i64,
+            start_time: ctx.started_at.to_rfc3339(),
+            redis_connected,
+            database_connected,
+            statistics: Statistics {
+                orders_received: stats.received.get(),
+                orders_filled: stats.filled.get(),
+                orders_rejected: stats.rejected.get(),
+            },
+            database_stats: counts.map(|c| DatabaseStats {
+                total_orders: c.total,
+                filled_orders: c.filled,
+                rejected_orders: c.rejected,
+            }),
+            consumer: ConsumerInfo {
+                group: ctx.topology.group.clone(),
+                name: ctx.topology.consumer.clone(),
+            },
+            stream: stream.map(|s| StreamInfo {
+                length: s.length,
+                pending: s.pending,
+                lag: s.lag,
+                dlq_length: s.dlq_length,
+            }),
+        }))
+    }
+
+    /// Prometheus metrics
+    ///
+    /// Counters of received, filled, rejected, dead-lettered and redelivered
+    /// orders; histograms of batch size and of each stage's duration; gauges
+    /// of stream length, pending entries, consumer lag and uptime.
+    #[oai(path = "/metrics", method = "get", tag = "Tag::Service")]
+    async fn metrics(&self) -> MetricsResponse {
+        let ctx = &self.0;
+        let stats = &ctx.stats;
+        stats.uptime_seconds.set(ctx.uptime().as_secs() as i64);
+        if let Some(stream) = within(ctx.probe.stream_stats()).await {
+            stats.stream_length.set(stream.length as i64);
+            stats.pending.set(stream.pending as i64);
+            stats.lag.set(stream.lag as i64);
+            stats.dlq_length.set(stream.dlq_length as i64);
+        }
+        MetricsResponse::Ok(PlainText(stats.render()))
+    }
+
+    /// Recent orders
+    ///
+    /// The most recent orders, newest first. Page with `before`: pass the
+    /// `next_before` of the previous page.
+    #[oai(path = "/orders", method = "get", tag = "Tag::Orders")]
+    async fn orders(
+        &self,
+        /// How many orders to return (1..=500).
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "500"))
+        )]
+        limit: Query<u64>,
+        /// Only orders in this state.
+        status: Query<Option<StatusFilter>>,
+        /// Only orders for this symbol, as sent (e.g. `BTCUSDT`).
+        #[oai(validator(min_length = 1, max_length = 64))]
+        symbol: Query<Option<String>>,
+        /// Only orders older than this cursor.
+        #[oai(validator(minimum(value = "1")))]
+        before: Query<Option<i64>>,
+    ) -> ListResponse {
+        let query = OrderQuery {
+            limit: limit.0,
+            status: status.0.map(Into::into),
+            symbol: symbol.0.map(|s| s.to_ascii_uppercase()),
+            before: before.0,
+        };
+        match within(self.0.store.recent_orders(&query)).await {
+            Some(rows) => {
+                let next_before = (rows.len() as u64 == query.limit)
+                    .then(|| rows.last().map(|r| r.id))
+                    .flatten();
+                ListResponse::Ok(Json(OrderPage {
+                    orders: rows.iter().map(OrderView::from).collect(),
+                    next_before,
+                }))
+            }
+            None => ListResponse::Unavailable(Json(ApiError::new(
+                "unavailable",
+                "Postgres does not answer",
+            ))),
+        }
+    }
+
+    /// One order
+    ///
+    /// An order with its fills.
+    #[oai(path = "/orders/:order_id", method = "get", tag = "Tag::Orders")]
+    async fn order(
+        &self,
+        /// The order's `order_id`.
+        #[oai(validator(min_length = 1, max_length = 255))]
+        order_id: Path<String>,
+    ) -> OrderResponse {
+        match within(self.0.store.order_with_trades(&order_id.0)).await {
+            Some(Some((order, fills))) => OrderResponse::Ok(Json(Box::new(OrderDetail {
+                order: OrderView::from(&order),
+                trades: fills.iter().map(Into::into).collect(),
+            }))),
+            Some(None) => OrderResponse::NotFound(Json(ApiError::new(
+                "not_found",
+                format!("no order with order_id {:?}", order_id.0),
+            ))),
+            None => OrderResponse::Unavailable(Json(ApiError::new(
+                "unavailable",
+                "Postgres does not answer",
+            ))),
+        }
+    }
+}
+
+fn default_limit() -> u64 {
+    20
+}

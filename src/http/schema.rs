@@ -1,0 +1,263 @@
+//! The documented shapes of every response body. Amounts are strings that
+//! hold exact decimals with 8 places, never JSON numbers.
+
+use poem_openapi::{Enum, Object};
+
+use crate::domain::{OrderStatus, format_amount};
+use crate::store::entity::{orders, trades};
+
+/// Liveness: the process is up.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Health {
+    /// Always `ok` while the process runs.
+    #[oai(validator(pattern = "^ok$"))]
+    pub status: String,
+    /// Always `execution`.
+    pub service: String,
+    /// The service's version, e.g. `0.1.0`.
+    pub version: String,
+}
+
+/// Readiness: whether this instance can do its work.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    /// Redis answers a PING.
+    pub redis: bool,
+    /// Postgres answers a query.
+    pub postgres: bool,
+    /// The worker has read the orders stream recently.
+    pub consumer: bool,
+    /// The parts that failed (`redis`, `postgres`, `consumer`); empty when ready.
+    pub failing: Vec<String>,
+}
+
+/// Counters of this instance since it started.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Statistics {
+    /// Stream entries received.
+    pub orders_received: u64,
+    /// Results published with status FILLED.
+    pub orders_filled: u64,
+    /// Results published with status REJECTED.
+    pub orders_rejected: u64,
+}
+
+/// Orders stored in Postgres, over all instances.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct DatabaseStats {
+    pub total_orders: i64,
+    pub filled_orders: i64,
+    pub rejected_orders: i64,
+}
+
+/// This instance's place in the consumer group.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct ConsumerInfo {
+    /// The consumer group (`CONSUMER_GROUP`).
+    pub group: String,
+    /// This instance's consumer name (`CONSUMER_NAME`).
+    pub name: String,
+}
+
+/// The orders stream as Redis reports it.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct StreamInfo {
+    /// Entries in the orders stream.
+    pub length: u64,
+    /// Entries read by the group and not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet read by the group.
+    pub lag: u64,
+    /// Entries in the dead-letter stream.
+    pub dlq_length: u64,
+}
+
+/// The service's state. Live checks time out quickly: a dead dependency
+/// shows as `false` (and its section as `null`), never as a hung request.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Status {
+    /// Always `execution`.
+    pub service: String,
+    pub version: String,
+    /// `paper`, `mock` or `live`.
+    pub mode: String,
+    pub dry_run: bool,
+    pub uptime_seconds: i64,
+    /// When this instance started (RFC 3339).
+    pub start_time: String,
+    pub redis_connected: bool,
+    pub database_connected: bool,
+    pub statistics: Statistics,
+    /// `null` when Postgres does not answer.
+    pub database_stats: Option<DatabaseStats>,
+    pub consumer: ConsumerInfo,
+    /// `null` when Redis does not answer.
+    pub stream: Option<StreamInfo>,
+}
+
+/// An order's state, as the filter of `GET /orders` takes it.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "UPPERCASE")]
+pub enum StatusFilter {
+    Pending,
+    Submitted,
+    Filled,
+    Rejected,
+    Error,
+}
+
+impl From<StatusFilter> for OrderStatus {
+    fn from(status: StatusFilter) -> Self {
+        match status {
+            StatusFilter::Pending => OrderStatus::Pending,
+            StatusFilter::Submitted => OrderStatus::Submitted,
+            StatusFilter::Filled => OrderStatus::Filled,
+            StatusFilter::Rejected => OrderStatus::Rejected,
+            StatusFilter::Error => OrderStatus::Error,
+        }
+    }
+}
+
+/// One stored order.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct OrderView {
+    /// Pass as `before` to list the orders older than this one.
+    #[oai(validator(minimum(value = "1")))]
+    pub cursor: i64,
+    pub order_id: String,
+    pub symbol: String,
+    /// `BUY` or `SELL` (or the rejected value as sent).
+    pub side: String,
+    /// `MARKET` or `LIMIT`.
+    pub order_type: String,
+    /// Exact decimal as a string, e.g. `"0.00100000"`.
+    pub quantity: String,
+    /// The requested price: exact decimal as a string.
+    pub price: Option<String>,
+    /// `PENDING`, `SUBMITTED`, `FILLED`, `REJECTED` or `ERROR`.
+    pub status: String,
+    /// Exact decimal as a string.
+    pub filled_quantity: Option<String>,
+    /// The fill price: exact decimal as a string.
+    pub fill_price: Option<String>,
+    /// Exact decimal as a string.
+    pub fee: Option<String>,
+    pub client_id: Option<String>,
+    pub strategy_id: Option<String>,
+    pub bot_id: Option<String>,
+    pub mode: String,
+    pub reject_reason: Option<String>,
+    pub exchange_order_id: Option<String>,
+    /// How often the order was delivered for processing.
+    pub attempts: i32,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// RFC 3339; set when filled.
+    pub filled_at: Option<String>,
+}
+
+impl From<&orders::Model> for OrderView {
+    fn from(row: &orders::Model) -> Self {
+        OrderView {
+            cursor: row.id,
+            order_id: row.order_id.clone(),
+            symbol: row.symbol.clone(),
+            side: row.side.clone(),
+            order_type: row.order_type.clone(),
+            quantity: format_amount(row.quantity),
+            price: row.price.map(format_amount),
+            status: row.status.clone(),
+            filled_quantity: row.filled_quantity.map(format_amount),
+            fill_price: row.fill_price.map(format_amount),
+            fee: row.fee.map(format_amount),
+            client_id: row.client_id.clone(),
+            strategy_id: row.strategy_id.clone(),
+            bot_id: row.bot_id.clone(),
+            mode: row.mode.clone(),
+            reject_reason: row.reject_reason.clone(),
+            exchange_order_id: row.exchange_order_id.clone(),
+            attempts: row.attempts,
+            created_at: row.created_at.to_rfc3339(),
+            updated_at: row.updated_at.to_rfc3339(),
+            filled_at: row.filled_at.map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    /// The `before` value for the next (older) page; `null` on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// One fill of an order.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct TradeView {
+    pub trade_id: String,
+    /// Exact decimal as a string.
+    pub price: String,
+    /// Exact decimal as a string.
+    pub quantity: String,
+    /// Exact decimal as a string.
+    pub fee: String,
+    pub mode: String,
+    pub exchange_order_id: Option<String>,
+    /// RFC 3339.
+    pub executed_at: String,
+}
+
+impl From<&trades::Model> for TradeView {
+    fn from(row: &trades::Model) -> Self {
+        TradeView {
+            trade_id: row.trade_id.clone(),
+            price: format_amount(row.price),
+            quantity: format_amount(row.quantity),
+            fee: format_amount(row.fee),
+            mode: row.mode.clone(),
+            exchange_order_id: row.exchange_order_id.clone(),
+            executed_at: row.executed_at.to_rfc3339(),
+        }
+    }
+}
+
+/// One order with its fills.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct OrderDetail {
+    pub order: OrderView,
+    pub trades: Vec<TradeView>,
+}
+
+/// An error: a stable code and a human-readable message.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct ApiError {
+    /// `bad_request`, `not_found`, `method_not_allowed` or `unavailable`.
+    pub error: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(error: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            error: error.to_owned(),
+            message: message.into(),
+        }
+    }
+}

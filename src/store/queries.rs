@@ -1,0 +1,88 @@
+//! The reads the HTTP API needs: recent orders, one order with its trades,
+//! and counts by status.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use super::Store;
+use super::entity::{orders, trades};
+use crate::domain::OrderStatus;
+
+/// Which orders to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OrderQuery {
+    pub limit: u64,
+    pub status: Option<OrderStatus>,
+    pub symbol: Option<String>,
+    /// Only orders older than this cursor (a row id from a previous page).
+    pub before: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromQueryResult)]
+pub struct OrderCounts {
+    pub total: i64,
+    pub filled: i64,
+    pub rejected: i64,
+}
+
+impl Store {
+    #[tracing::instrument(skip_all, err)]
+    pub async fn recent_orders(&self, query: &OrderQuery) -> Result<Vec<orders::Model>, DbErr> {
+        let mut select = orders::Entity::find();
+        if let Some(status) = query.status {
+            select = select.filter(orders::Column::Status.eq(status.as_str()));
+        }
+        if let Some(symbol) = &query.symbol {
+            select = select.filter(orders::Column::Symbol.eq(symbol.as_str()));
+        }
+        if let Some(before) = query.before {
+            select = select.filter(orders::Column::Id.lt(before));
+        }
+        select
+            .order_by_desc(orders::Column::Id)
+            .limit(query.limit)
+            .all(self.connection())
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %order_id), err)]
+    pub async fn order_with_trades(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<(orders::Model, Vec<trades::Model>)>, DbErr> {
+        let Some(order) = orders::Entity::find()
+            .filter(orders::Column::OrderId.eq(order_id))
+            .one(self.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let fills = trades::Entity::find()
+            .filter(trades::Column::OrderId.eq(order_id))
+            .order_by_asc(trades::Column::Id)
+            .all(self.connection())
+            .await?;
+        Ok(Some((order, fills)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    pub async fn order_counts(&self) -> Result<OrderCounts, DbErr> {
+        let counts = orders::Entity::find()
+            .select_only()
+            .column_as(Expr::cust("count(*)"), "total")
+            .column_as(
+                Expr::cust("count(*) FILTER (WHERE status = 'FILLED')"),
+                "filled",
+            )
+            .column_as(
+                Expr::cust("count(*) FILTER (WHERE status = 'REJECTED')"),
+                "rejected",
+            )
+            .into_model::<OrderCounts>()
+            .one(self.connection())
+            .await?;
+        Ok(counts.unwrap_or_default())
+    }
+}
