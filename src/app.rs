@@ -41,15 +41,7 @@ impl Application {
     /// `RUN_MIGRATIONS=false`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let executor = executor_for(&settings.trading)?;
-        let store = Store::connect(
-            settings.postgres.url.expose_secret(),
-            settings.postgres.max_connections,
-        )
-        .await
-        .context("connecting to Postgres")?;
-        if settings.postgres.run_migrations {
-            store.migrate().await.context("applying migrations")?;
-        }
+        let store = connect_store(&settings).await?;
         let redis_url = settings.redis.url.expose_secret();
         let redis = redis::Client::open(redis_url).context("parsing the Redis URL")?;
         let pool =
@@ -120,6 +112,7 @@ impl Application {
             executor: self.executor.clone(),
             options: self.settings.streams.worker.clone(),
             stats: self.stats.clone(),
+            leases: Default::default(),
         }
     }
 
@@ -157,6 +150,50 @@ impl Application {
         tracing::info!("execution service stopped");
         Ok(())
     }
+}
+
+/// Connects to Postgres and applies migrations, retrying with backoff while
+/// Postgres is unreachable: a replica started before its database waits for
+/// it instead of crash-looping.
+async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+    let postgres = &settings.postgres;
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let attempt = async {
+            let store = Store::connect(postgres.url.expose_secret(), postgres.max_connections)
+                .await
+                .context("connecting to Postgres")?;
+            if postgres.run_migrations {
+                store.migrate().await.context("applying migrations")?;
+            }
+            anyhow::Ok(store)
+        };
+        match attempt.await {
+            Ok(store) => return Ok(store),
+            Err(err) if is_unreachable(&err) => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "Postgres is not reachable yet; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Whether an error means "Postgres is not there (yet)", as opposed to a
+/// refusal that retrying cannot fix (bad credentials, unknown database).
+fn is_unreachable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some()
+            || matches!(
+                cause.downcast_ref::<sea_orm::DbErr>(),
+                Some(sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))
+            )
+    })
 }
 
 /// The executor the settings ask for.

@@ -164,6 +164,10 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             claim_interval_ms: env.parse("CLAIM_INTERVAL_MS", 5_000),
             max_deliveries,
             concurrency: env.parse("WORKER_CONCURRENCY", 8),
+            max_order_age: match env.parse("ORDER_MAX_AGE_SECS", 120_u64) {
+                0 => None,
+                secs => Some(std::time::Duration::from_secs(secs)),
+            },
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),

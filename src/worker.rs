@@ -7,6 +7,7 @@
 //! other consumers left idle. A batch that fails on infrastructure is kept
 //! and retried with backoff, so an outage never consumes deliveries.
 
+mod lease;
 mod plan;
 
 use std::collections::HashMap;
@@ -18,14 +19,15 @@ use futures_util::future::join_all;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{BusError, Consumer, DeadLetter, Entry, Publisher};
+use crate::bus::{BusError, Consumer, Entry, Publisher};
 use crate::domain::{ExecutionResult, Order, OrderStatus};
 use crate::execution::{Executor, Outcome};
 use crate::stats::Stats;
 use crate::store::entity::orders;
 use crate::store::{self, NewTrade, Store};
 
-use plan::BatchPlan;
+pub use lease::Leases;
+use plan::{BatchPlan, Limits};
 
 /// How the worker reads the stream.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct WorkerOptions {
     pub max_deliveries: u64,
     /// Batches processed at the same time by one instance.
     pub concurrency: usize,
+    /// Orders issued longer ago are rejected as stale, never executed.
+    pub max_order_age: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,7 @@ pub struct Worker {
     pub executor: Arc<dyn Executor>,
     pub options: WorkerOptions,
     pub stats: Arc<Stats>,
+    pub leases: Leases,
 }
 
 impl Worker {
@@ -84,6 +89,15 @@ impl Worker {
             }
         }
         tracing::info!(consumer = %self.consumer.topology().consumer, "worker started");
+        let refresh = Duration::from_millis((self.options.claim_idle_ms / 3).max(20));
+        // Refreshing outlives `cancel`: it stops once every batch has finished.
+        let stop_refreshing = CancellationToken::new();
+        tokio::spawn(self.leases.clone().keep_fresh(
+            self.consumer.clone(),
+            refresh,
+            stop_refreshing.clone(),
+        ));
+        let _stop_refreshing = stop_refreshing.drop_guard();
         if !self.drain_own_pending(&cancel).await {
             return;
         }
@@ -108,12 +122,14 @@ impl Worker {
                     .await
             };
             match read {
-                Ok(entries) => {
+                Ok(mut entries) => {
                     backoff.reset();
                     self.stats.mark_read();
                     if claiming && entries.len() == self.options.batch_size {
                         next_claim = Instant::now();
                     }
+                    // A claim may return entries this instance is still working on.
+                    entries.retain(|entry| !self.leases.holds(&entry.id));
                     if !entries.is_empty() {
                         let (worker, cancel) = (self.clone(), cancel.clone());
                         in_flight.spawn(async move {
@@ -167,10 +183,12 @@ impl Worker {
     }
 
     /// Processes a batch, retrying on infrastructure failure until it
-    /// succeeds. A batch that Postgres refuses for its data is split up, so
-    /// the one bad message is dead-lettered and the rest go through. Returns
-    /// false when cancelled before it could finish.
+    /// succeeds. A batch that Postgres refuses for its data is split up; a
+    /// single message it still refuses is noted and left pending, so it is
+    /// delivered again (and dead-lettered after `MAX_DELIVERIES`) while the
+    /// rest go through. Returns false when cancelled before it could finish.
     async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
+        let _held = self.leases.hold(entries);
         let mut backoff = Backoff::default();
         loop {
             let err = match self.process_batch(entries).await {
@@ -179,10 +197,16 @@ impl Worker {
             };
             match entries {
                 [entry] if err.is_message_level() => {
-                    match self.dead_letter_alone(entry, &err).await {
+                    tracing::warn!(entry = %entry.id, deliveries = entry.deliveries, error = %err,
+                        "a message failed; it stays pending and is delivered again");
+                    match self
+                        .consumer
+                        .note_failure(&entry.id, &err.to_string())
+                        .await
+                    {
                         Ok(()) => return true,
                         Err(bus) => {
-                            tracing::error!(error = %bus, "cannot dead-letter a failing message; retrying")
+                            tracing::error!(error = %bus, "cannot note a failure; retrying")
                         }
                     }
                 }
@@ -207,25 +231,6 @@ impl Worker {
         }
     }
 
-    /// Parks a message that cannot be recorded, and acknowledges it.
-    async fn dead_letter_alone(&self, entry: &Entry, err: &BatchError) -> Result<(), BusError> {
-        tracing::warn!(entry = %entry.id, error = %err, "dead-lettering a message Postgres refuses");
-        let letter = DeadLetter {
-            original_id: entry.id.clone(),
-            order_id: None,
-            reason: format!("cannot be recorded: {err}"),
-            deliveries: entry.deliveries,
-            fields: entry.fields.clone(),
-        };
-        self.publisher
-            .publish(&[], std::slice::from_ref(&letter))
-            .await?;
-        self.consumer.ack(std::slice::from_ref(&entry.id)).await?;
-        self.stats.received.inc();
-        self.stats.dead_lettered.inc();
-        Ok(())
-    }
-
     /// Handles one batch of entries from start to acknowledgement.
     #[tracing::instrument(skip_all, fields(entries = entries.len()), err)]
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
@@ -234,7 +239,20 @@ impl Worker {
         let mut clock = StageClock::start(&self.stats);
 
         // 1. Parse every entry and decide what it needs.
-        let plan = BatchPlan::new(entries, self.options.max_deliveries, mode, now);
+        let limits = Limits {
+            max_deliveries: self.options.max_deliveries,
+            max_order_age: self
+                .options
+                .max_order_age
+                .and_then(|age| chrono::Duration::from_std(age).ok()),
+        };
+        let worn_out: Vec<&str> = entries
+            .iter()
+            .filter(|entry| entry.deliveries > limits.max_deliveries)
+            .map(|entry| entry.id.as_str())
+            .collect();
+        let notes = self.consumer.failure_notes(&worn_out).await?;
+        let plan = BatchPlan::new(entries, &limits, &notes, mode, now);
         clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
@@ -251,7 +269,13 @@ impl Worker {
                     .is_some_and(|row| !is_terminal(&row.status))
             })
             .collect();
-        let outcomes = join_all(to_execute.iter().map(|order| self.executor.execute(order))).await;
+        let outcomes = join_all(to_execute.iter().map(|order| async {
+            match plan.stale_reason(&order.order_id) {
+                Some(reason) => Outcome::Rejected(reason.to_owned()),
+                None => self.executor.execute(order).await,
+            }
+        }))
+        .await;
         clock.lap("execute");
 
         // 4. Record outcomes and fills, and commit.
@@ -277,10 +301,14 @@ impl Worker {
         self.consumer.ack(&plan.entry_ids).await?;
         clock.lap("ack");
 
-        self.count(entries, &results, &plan, to_execute.len());
+        let executed = to_execute
+            .iter()
+            .filter(|o| plan.stale_reason(&o.order_id).is_none())
+            .count();
+        self.count(entries, &results, &plan, executed);
         Ok(BatchReport {
             results,
-            executed: to_execute.len(),
+            executed,
             dead_lettered: plan.dead_letters.len(),
             ignored: plan.ignored,
         })

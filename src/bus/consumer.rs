@@ -5,7 +5,9 @@ use deadpool_redis::Pool;
 use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 
-use super::{BusError, Topology};
+use std::collections::HashMap;
+
+use super::{BusError, FailureNote, Topology};
 
 /// One stream entry as delivered to this consumer.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +98,76 @@ impl Consumer {
         self.with_delivery_counts(entries).await
     }
 
+    /// Records a message-level failure of an entry, to report when it is
+    /// eventually dead-lettered.
+    pub async fn note_failure(&self, id: &str, error: &str) -> Result<(), BusError> {
+        let (first, last) = FailureNote::fields(id);
+        let key = self.topology.failures_key();
+        let mut conn = self.pool.get().await?;
+        let () = redis::pipe()
+            .cmd("HSETNX")
+            .arg(&key)
+            .arg(first)
+            .arg(error)
+            .ignore()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(last)
+            .arg(error)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The failures recorded for these entries.
+    pub async fn failure_notes(
+        &self,
+        ids: &[&str],
+    ) -> Result<HashMap<String, FailureNote>, BusError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.topology.failures_key());
+        for id in ids {
+            let (first, last) = FailureNote::fields(id);
+            cmd.arg(first).arg(last);
+        }
+        let mut conn = self.pool.get().await?;
+        let values: Vec<Option<String>> = cmd.query_async(&mut conn).await?;
+        Ok(ids
+            .iter()
+            .zip(values.chunks(2))
+            .map(|(id, pair)| {
+                let note = FailureNote {
+                    first_error: pair.first().cloned().flatten(),
+                    last_error: pair.get(1).cloned().flatten(),
+                };
+                (id.to_string(), note)
+            })
+            .collect())
+    }
+
+    /// Resets the idle time of entries this consumer holds, without counting
+    /// a delivery (`XCLAIM … JUSTID`).
+    pub async fn touch(&self, ids: &[String]) -> Result<(), BusError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let _: Vec<String> = redis::cmd("XCLAIM")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg(&self.topology.consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn ack(&self, ids: &[String]) -> Result<(), BusError> {
         if ids.is_empty() {
             return Ok(());
@@ -165,7 +237,7 @@ impl Consumer {
     }
 }
 
-fn entry_of(id: StreamId) -> Entry {
+pub(super) fn entry_of(id: StreamId) -> Entry {
     let fields = id
         .map
         .into_iter()

@@ -6,6 +6,7 @@
 //! pub/sub subscriptions use dedicated connections.
 
 mod consumer;
+mod dlq;
 mod probe;
 mod publisher;
 mod shim;
@@ -16,6 +17,7 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
 pub use consumer::{Consumer, Entry};
+pub use dlq::{DeadLetters, Letter};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher};
 pub use shim::{mirror_messages, run_shim};
@@ -39,6 +41,27 @@ pub struct Topology {
 /// The longest any single command may take; above the worker's read block.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Topology {
+    /// The hash that records message-level failures of pending entries.
+    pub fn failures_key(&self) -> String {
+        format!("{}:failures", self.orders_stream)
+    }
+}
+
+/// The errors an entry met on its failed deliveries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailureNote {
+    pub first_error: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl FailureNote {
+    /// The fields of the failures hash that hold an entry's errors.
+    pub fn fields(entry_id: &str) -> (String, String) {
+        (format!("{entry_id}:first"), format!("{entry_id}:last"))
+    }
+}
 
 /// The command connection pool. Every wait is bounded, so a dead Redis
 /// surfaces as an error instead of a hang.

@@ -3,7 +3,7 @@
 
 use deadpool_redis::Pool;
 
-use super::{BusError, Topology};
+use super::{BusError, FailureNote, Topology};
 use crate::domain::ExecutionResult;
 
 /// A message that cannot be processed, with everything needed to look at
@@ -16,6 +16,8 @@ pub struct DeadLetter {
     pub deliveries: u64,
     /// The entry's fields exactly as they arrived.
     pub fields: Vec<(String, Vec<u8>)>,
+    /// Errors recorded on earlier deliveries, if any.
+    pub failures: FailureNote,
 }
 
 #[derive(Clone)]
@@ -71,10 +73,24 @@ impl Publisher {
             xadd.arg("dlq_deliveries").arg(letter.deliveries);
             xadd.arg("dlq_source_stream").arg(&topology.orders_stream);
             xadd.arg("dlq_failed_at").arg(&failed_at);
+            if let Some(first) = &letter.failures.first_error {
+                xadd.arg("dlq_first_error").arg(first);
+            }
+            if let Some(last) = &letter.failures.last_error {
+                xadd.arg("dlq_last_error").arg(last);
+            }
             for (name, value) in &letter.fields {
                 xadd.arg(name).arg(value.as_slice());
             }
             xadd.ignore();
+            if letter.failures.first_error.is_some() {
+                let (first, last) = FailureNote::fields(&letter.original_id);
+                pipe.cmd("HDEL")
+                    .arg(topology.failures_key())
+                    .arg(first)
+                    .arg(last)
+                    .ignore();
+            }
         }
         let mut conn = self.pool.get().await?;
         let () = pipe.query_async(&mut conn).await?;

@@ -1,7 +1,9 @@
-//! The command line: `serve` (the default), `migrate`, `publish`, `bench`.
+//! The command line: `serve` (the default), `migrate`, `publish`, `bench`,
+//! `dlq` and `openapi`.
 
 mod bench;
 mod client;
+mod dlq;
 mod migrate;
 mod publish;
 
@@ -37,6 +39,11 @@ pub enum Command {
     Publish(publish::Args),
     /// Push many orders through a running service and report throughput and latency.
     Bench(bench::Args),
+    /// Inspect, requeue or purge the dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::Action,
+    },
     /// Print the OpenAPI document of the HTTP API (committed as openapi/openapi.json).
     Openapi,
 }
@@ -47,6 +54,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Migrate { action } => migrate::run(action.unwrap_or_default(), &settings).await,
         Command::Publish(args) => publish::run(args, &settings).await,
         Command::Bench(args) => bench::run(args, &settings).await,
+        Command::Dlq { action } => dlq::run(action, &settings).await,
         Command::Openapi => {
             println!("{}", crate::http::spec().await?);
             Ok(ExitCode::SUCCESS)
@@ -55,9 +63,12 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let app = Application::build(settings).await?;
     let cancel = CancellationToken::new();
     tokio::spawn(cancel_on_signal(cancel.clone()));
+    let app = tokio::select! {
+        app = Application::build(settings) => app?,
+        () = cancel.cancelled() => return Ok(()),
+    };
     app.run_until_stopped(cancel).await
 }
 

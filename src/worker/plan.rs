@@ -4,11 +4,11 @@
 //! Within a batch the first entry of an `order_id` decides its row; later
 //! entries with the same id only receive that row's result.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::bus::{DeadLetter, Entry};
+use crate::bus::{DeadLetter, Entry, FailureNote};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
@@ -34,6 +34,8 @@ enum Disposition {
 pub(super) struct BatchPlan {
     dispositions: Vec<Disposition>,
     orders: Vec<Order>,
+    /// Why an order must not be executed although it is valid (too old).
+    stale: HashMap<String, String>,
     pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
@@ -41,12 +43,15 @@ pub(super) struct BatchPlan {
 }
 
 impl BatchPlan {
+    /// `notes` holds the recorded failures of entries delivered too often.
     pub fn new(
         entries: &[Entry],
-        max_deliveries: u64,
+        limits: &Limits,
+        notes: &HashMap<String, FailureNote>,
         mode: TradingMode,
         now: DateTime<Utc>,
     ) -> Self {
+        let max_deliveries = limits.max_deliveries;
         let mut plan = BatchPlan::default();
         let mut seen = HashSet::new();
         for entry in entries {
@@ -56,7 +61,13 @@ impl BatchPlan {
                     "delivered {} times, more than MAX_DELIVERIES={max_deliveries}",
                     entry.deliveries
                 );
-                plan.dead_letter(entry, None, reason);
+                let note = notes.get(&entry.id).cloned().unwrap_or_default();
+                let order_id = match Parsed::from_incoming(Incoming::from_entry(&entry.fields)) {
+                    Parsed::Order(order) => Some(order.order_id),
+                    Parsed::Rejected(rejection) => Some(rejection.order_id),
+                    Parsed::Unidentified(_) | Parsed::Ignored(_) => None,
+                };
+                plan.dead_letter(entry, order_id, reason, note);
                 continue;
             }
             let disposition = match Parsed::from_incoming(Incoming::from_entry(&entry.fields)) {
@@ -64,6 +75,13 @@ impl BatchPlan {
                     let order_id = order.order_id.clone();
                     let traceparent = order.traceparent.clone();
                     if seen.insert(order_id.clone()) {
+                        let issued_at = order
+                            .timestamp
+                            .or_else(|| stream_time(&entry.id))
+                            .unwrap_or(now);
+                        if let Some(reason) = limits.staleness(issued_at, now) {
+                            plan.stale.insert(order_id.clone(), reason);
+                        }
                         plan.rows.push(store::pending_row(&order, mode, now));
                         plan.orders.push(order);
                     }
@@ -78,7 +96,8 @@ impl BatchPlan {
                             "rejected and does not fit the orders table: {}",
                             rejection.reason
                         );
-                        plan.dead_letter(entry, Some(rejection.order_id.clone()), reason);
+                        let order_id = Some(rejection.order_id.clone());
+                        plan.dead_letter(entry, order_id, reason, FailureNote::default());
                     } else if seen.insert(rejection.order_id.clone()) {
                         plan.rows.push(store::rejected_row(&rejection, mode, now));
                     }
@@ -87,7 +106,7 @@ impl BatchPlan {
                     }
                 }
                 Parsed::Unidentified(reason) => {
-                    plan.dead_letter(entry, None, reason);
+                    plan.dead_letter(entry, None, reason, FailureNote::default());
                     Disposition::DeadLetter
                 }
                 Parsed::Ignored(kind) => {
@@ -101,7 +120,13 @@ impl BatchPlan {
         plan
     }
 
-    fn dead_letter(&mut self, entry: &Entry, order_id: Option<String>, reason: String) {
+    fn dead_letter(
+        &mut self,
+        entry: &Entry,
+        order_id: Option<String>,
+        reason: String,
+        note: FailureNote,
+    ) {
         tracing::warn!(entry = %entry.id, order_id = ?order_id, reason = %reason, "dead-lettering a message");
         self.dead_letters.push(DeadLetter {
             original_id: entry.id.clone(),
@@ -109,12 +134,18 @@ impl BatchPlan {
             reason,
             deliveries: entry.deliveries,
             fields: entry.fields.clone(),
+            failures: note,
         });
     }
 
     /// The distinct valid orders of the batch.
     pub fn orders(&self) -> impl Iterator<Item = &Order> {
         self.orders.iter()
+    }
+
+    /// Why this order is too old to execute, if it is.
+    pub fn stale_reason(&self, order_id: &str) -> Option<&str> {
+        self.stale.get(order_id).map(String::as_str)
     }
 
     /// A result for every entry that names an order, in entry order:
@@ -145,6 +176,34 @@ impl BatchPlan {
             })
             .collect()
     }
+}
+
+/// The limits planning applies to entries.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub max_deliveries: u64,
+    /// Orders issued longer ago than this are rejected unexecuted.
+    pub max_order_age: Option<chrono::Duration>,
+}
+
+impl Limits {
+    fn staleness(&self, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+        let max_age = self.max_order_age?;
+        let age = now - issued_at;
+        (age > max_age).then(|| {
+            format!(
+                "stale: issued {} s ago, more than ORDER_MAX_AGE_SECS={}",
+                age.num_seconds(),
+                max_age.num_seconds()
+            )
+        })
+    }
+}
+
+/// When an entry was added, from its id (`<unix ms>-<seq>`).
+fn stream_time(id: &str) -> Option<DateTime<Utc>> {
+    let millis = id.split('-').next()?.parse::<i64>().ok()?;
+    DateTime::from_timestamp_millis(millis)
 }
 
 /// The result of a rejected order that has no row to speak for it.

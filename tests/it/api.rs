@@ -362,3 +362,31 @@ async fn the_committed_openapi_document_matches_the_code_and_is_valid_openapi_3(
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn start_up_waits_for_an_unreachable_postgres() {
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    proxy.cut();
+    let through_proxy = env
+        .var("DATABASE_URL")
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let settings = env.settings(&[("DATABASE_URL", &through_proxy), ("CONSUMER_NAME", "late")]);
+    let mut build = tokio::spawn(execution_service::app::Application::build(settings));
+
+    // Still retrying well after a failed connection would have surfaced.
+    let waited = tokio::time::timeout(Duration::from_millis(1_500), &mut build).await;
+    assert!(
+        waited.is_err(),
+        "start-up gave up instead of waiting for Postgres"
+    );
+
+    proxy.restore();
+    let app = tokio::time::timeout(Duration::from_secs(30), build)
+        .await
+        .expect("start-up did not proceed once Postgres was back")
+        .expect("build task")
+        .expect("build");
+    assert_eq!(app.settings().streams.topology.consumer, "late");
+    env.cleanup().await;
+}

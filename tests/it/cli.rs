@@ -125,3 +125,88 @@ async fn bad_settings_stop_start_up_naming_each_variable() {
     assert!(stderr.contains("REDIS_PORT=\"not-a-port\""), "{stderr}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_shown_requeued_and_purged() {
+    let env = TestEnv::new().await;
+    env.refuse_orders_starting_with("poison").await;
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("MAX_DELIVERIES", "1"),
+        ("CLAIM_IDLE_MS", "100"),
+        ("CLAIM_INTERVAL_MS", "50"),
+    ];
+    let app = env.spawn("dlq", &settings).await;
+    env.xadd_payload(&crate::helpers::order_json("poison-cli", "1", "10"))
+        .await;
+    env.xadd_payload("garbage").await;
+    env.wait_until("both are dead-lettered", || async {
+        env.stream_len("DLQ_STREAM").await == 2
+    })
+    .await;
+
+    let dlq = |args: &[&str]| {
+        let mut command = binary(&env);
+        command.arg("dlq").args(args);
+        command
+    };
+    let listed = dlq(&["list"]).output().await.expect("dlq list");
+    assert!(listed.status.success());
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(table.contains("poison-cli"), "{table}");
+    assert!(table.contains("not valid JSON"), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("deliveries") && h.contains("age"))
+    );
+
+    let ids = env.stream_ids("DLQ_STREAM").await;
+    let letters = env.stream("DLQ_STREAM").await;
+    let poison_id = ids[letters
+        .iter()
+        .position(|l| l["dlq_order_id"] == "poison-cli")
+        .expect("poison letter")]
+    .clone();
+    let shown = dlq(&["show", &poison_id]).output().await.expect("dlq show");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("payload: {") && shown.contains("poison-cli"),
+        "{shown}"
+    );
+    assert!(shown.contains("dlq_first_error: "), "{shown}");
+
+    // Once the cause is fixed, the requeued order goes through, under its own id.
+    env.stop_refusing_orders().await;
+    let requeued = dlq(&["requeue", &poison_id])
+        .output()
+        .await
+        .expect("dlq requeue");
+    assert!(
+        requeued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&requeued.stderr)
+    );
+    env.wait_until("the requeued order is filled", || async {
+        env.results_for("poison-cli")
+            .await
+            .iter()
+            .any(|r| r["status"] == "FILLED")
+    })
+    .await;
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 1);
+
+    let refused = dlq(&["purge"]).output().await.expect("dlq purge");
+    assert!(!refused.status.success());
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 1);
+    let purged = dlq(&["purge", "--yes"])
+        .output()
+        .await
+        .expect("dlq purge --yes");
+    assert!(purged.status.success());
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
+
+    app.stop().await;
+    env.cleanup().await;
+}

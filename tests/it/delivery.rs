@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
-
 use crate::helpers::{TestEnv, order_json};
 
 #[tokio::test]
@@ -157,18 +155,9 @@ async fn stopping_finishes_and_acknowledges_the_batch_in_flight() {
 }
 
 #[tokio::test]
-async fn a_message_postgres_refuses_is_dead_lettered_and_the_rest_of_its_batch_completes() {
+async fn a_message_postgres_refuses_is_retried_then_dead_lettered_while_its_batch_completes() {
     let env = TestEnv::new().await;
-    // Stands in for any value Postgres rejects that validation let through.
-    env.db
-        .execute_unprepared(
-            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
-               IF NEW.order_id LIKE 'poison%' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-        )
-        .await
-        .expect("install the trigger");
+    env.refuse_orders_starting_with("poison").await;
     for i in 0..5 {
         env.xadd_payload(&order_json(&format!("before-{i}"), "1", "10"))
             .await;
@@ -179,7 +168,14 @@ async fn a_message_postgres_refuses_is_dead_lettered_and_the_rest_of_its_batch_c
             .await;
     }
 
-    let app = env.spawn("isolating", &[("SHIM_ENABLED", "false")]).await;
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("MAX_DELIVERIES", "3"),
+        ("CLAIM_IDLE_MS", "200"),
+        ("CLAIM_INTERVAL_MS", "100"),
+    ];
+    let app = env.spawn("isolating", &settings).await;
+    // The rest of the batch does not wait for the poison's retries.
     env.wait_for_results(10).await;
     env.wait_until("the poison is dead-lettered", || async {
         env.stream_len("DLQ_STREAM").await == 1
@@ -189,12 +185,31 @@ async fn a_message_postgres_refuses_is_dead_lettered_and_the_rest_of_its_batch_c
         .await;
     let letter = &env.stream("DLQ_STREAM").await[0];
     assert!(
-        letter["dlq_reason"].contains("cannot be recorded"),
+        letter["dlq_reason"].contains("MAX_DELIVERIES=3"),
+        "{letter:?}"
+    );
+    assert_eq!(letter["dlq_deliveries"], "4");
+    assert!(
+        letter["dlq_first_error"].contains("refused poison-db"),
+        "{letter:?}"
+    );
+    assert!(
+        letter["dlq_last_error"].contains("refused poison-db"),
         "{letter:?}"
     );
     assert!(letter["payload"].contains("poison-db"));
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 10);
     assert!(env.results_for("poison-db").await.is_empty());
+    let mut conn = env.redis.clone();
+    let notes: usize = redis::cmd("HLEN")
+        .arg(format!("{}:failures", env.var("ORDERS_STREAM")))
+        .query_async(&mut conn)
+        .await
+        .expect("HLEN");
+    assert_eq!(
+        notes, 0,
+        "the failure notes of a dead letter are cleaned up"
+    );
 
     app.stop().await;
     env.cleanup().await;

@@ -71,6 +71,7 @@ async fn an_order_on_the_channel_is_filled_and_announced_on_both_outputs() {
 async fn a_flat_stream_entry_is_filled_like_a_json_one() {
     let env = TestEnv::new().await;
     let app = env.spawn("replica-a", &[("SHIM_ENABLED", "false")]).await;
+    let issued_ms = (chrono::Utc::now().timestamp_millis() - 1_500).to_string();
 
     env.xadd(&[
         ("order_id", "flat-1"),
@@ -78,7 +79,7 @@ async fn a_flat_stream_entry_is_filled_like_a_json_one() {
         ("side", "SELL"),
         ("quantity", "1.5"),
         ("price", "3000.25"),
-        ("timestamp", "1764124800000"),
+        ("timestamp", &issued_ms),
     ])
     .await;
     env.xadd_payload(
@@ -103,10 +104,59 @@ async fn a_flat_stream_entry_is_filled_like_a_json_one() {
     assert_eq!(wrapped["status"], "FILLED");
 
     let stamp = env
-        .scalar_text("SELECT order_timestamp::text FROM orders WHERE order_id = 'flat-1'")
+        .scalar_text(
+            "SELECT (extract(epoch FROM order_timestamp) * 1000)::bigint::text FROM orders WHERE order_id = 'flat-1'",
+        )
         .await;
-    assert_eq!(stamp.as_deref(), Some("2025-11-26 02:40:00+00"));
+    assert_eq!(stamp, Some(issued_ms));
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 2);
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_order_older_than_the_maximum_age_is_rejected_unexecuted() {
+    let env = TestEnv::new().await;
+    let app = env
+        .spawn(
+            "replica-a",
+            &[("SHIM_ENABLED", "false"), ("ORDER_MAX_AGE_SECS", "60")],
+        )
+        .await;
+    let old = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+    env.xadd_payload(&format!(
+        r#"{{"order_id":"stale-1","symbol":"BTCUSDT","side":"BUY","quantity":1,"price":10,"timestamp":"{old}"}}"#
+    ))
+    .await;
+    env.xadd_payload(&crate::helpers::order_json("fresh-1", "1", "10"))
+        .await;
+
+    let results = env.wait_for_results(2).await;
+    let stale = results
+        .iter()
+        .find(|r| r["order_id"] == "stale-1")
+        .expect("stale result");
+    assert_eq!(stale["status"], "REJECTED");
+    assert!(
+        stale["error_message"].contains("ORDER_MAX_AGE_SECS=60"),
+        "{stale:?}"
+    );
+    let fresh = results
+        .iter()
+        .find(|r| r["order_id"] == "fresh-1")
+        .expect("fresh result");
+    assert_eq!(fresh["status"], "FILLED");
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades WHERE order_id = 'stale-1'")
+            .await,
+        0
+    );
+    let reason = env
+        .scalar_text("SELECT reject_reason FROM orders WHERE order_id = 'stale-1'")
+        .await;
+    assert!(reason.unwrap_or_default().starts_with("stale"));
+    assert_eq!(app.stats.executed.get(), 1);
 
     app.stop().await;
     env.cleanup().await;

@@ -259,6 +259,44 @@ impl TestEnv {
             .collect()
     }
 
+    /// The entry ids of a stream, oldest first.
+    pub async fn stream_ids(&self, var: &str) -> Vec<String> {
+        let mut conn = self.redis.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.var(var))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        reply.ids.into_iter().map(|entry| entry.id).collect()
+    }
+
+    /// Makes Postgres refuse (SQLSTATE 22023) every order whose id starts
+    /// with `prefix`: a stand-in for any value validation let through that
+    /// Postgres rejects.
+    pub async fn refuse_orders_starting_with(&self, prefix: &str) {
+        use sea_orm::ConnectionTrait;
+        self.db
+            .execute_unprepared(&format!(
+                "CREATE OR REPLACE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+                   IF NEW.order_id LIKE '{prefix}%' THEN \
+                     RAISE EXCEPTION 'refused %', NEW.order_id USING ERRCODE = '22023'; \
+                   END IF; RETURN NEW; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+            ))
+            .await
+            .expect("install the refusing trigger");
+    }
+
+    pub async fn stop_refusing_orders(&self) {
+        use sea_orm::ConnectionTrait;
+        self.db
+            .execute_unprepared("DROP TRIGGER refuse_poison ON orders")
+            .await
+            .expect("drop the trigger");
+    }
+
     pub async fn stream_len(&self, var: &str) -> usize {
         let mut conn = self.redis.clone();
         redis::cmd("XLEN")

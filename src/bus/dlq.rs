@@ -1,0 +1,119 @@
+//! The dead-letter stream as operators see it: list, show, requeue, purge.
+//!
+//! A requeued letter goes back into the orders stream with its original
+//! fields (its `order_id` included, so idempotency still holds), and leaves
+//! the dead-letter stream in the same transaction.
+
+use deadpool_redis::Pool;
+use redis::streams::{StreamId, StreamRangeReply};
+
+use super::{BusError, Topology};
+
+/// Fields the service adds to a dead letter; everything else is original.
+const META_PREFIX: &str = "dlq_";
+
+/// One entry of the dead-letter stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Letter {
+    pub id: String,
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Letter {
+    /// A field as text (lossy for bytes that are not UTF-8).
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The fields of the message as it originally arrived.
+    pub fn original_fields(&self) -> impl Iterator<Item = &(String, Vec<u8>)> {
+        self.fields
+            .iter()
+            .filter(|(name, _)| !name.starts_with(META_PREFIX))
+    }
+}
+
+#[derive(Clone)]
+pub struct DeadLetters {
+    pool: Pool,
+    topology: Topology,
+}
+
+impl DeadLetters {
+    pub fn new(pool: Pool, topology: Topology) -> Self {
+        DeadLetters { pool, topology }
+    }
+
+    /// Letters oldest first, at most `count`.
+    pub async fn list(&self, count: usize) -> Result<Vec<Letter>, BusError> {
+        self.range("-", "+", Some(count)).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Letter>, BusError> {
+        Ok(self.range(id, id, Some(1)).await?.into_iter().next())
+    }
+
+    /// Moves letters back into the orders stream; returns the new entry ids.
+    pub async fn requeue(&self, letters: &[Letter]) -> Result<Vec<String>, BusError> {
+        if letters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for letter in letters {
+            let xadd = pipe.cmd("XADD").arg(&self.topology.orders_stream).arg("*");
+            for (name, value) in letter.original_fields() {
+                xadd.arg(name).arg(value.as_slice());
+            }
+            pipe.cmd("XDEL")
+                .arg(&self.topology.dlq_stream)
+                .arg(&letter.id)
+                .ignore();
+        }
+        let mut conn = self.pool.get().await?;
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+
+    /// Deletes the whole dead-letter stream; returns how many letters it held.
+    pub async fn purge(&self) -> Result<u64, BusError> {
+        let mut conn = self.pool.get().await?;
+        let (length, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("XLEN")
+            .arg(&self.topology.dlq_stream)
+            .cmd("DEL")
+            .arg(&self.topology.dlq_stream)
+            .query_async(&mut conn)
+            .await?;
+        Ok(length)
+    }
+
+    async fn range(
+        &self,
+        start: &str,
+        end: &str,
+        count: Option<usize>,
+    ) -> Result<Vec<Letter>, BusError> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.topology.dlq_stream).arg(start).arg(end);
+        if let Some(count) = count {
+            cmd.arg("COUNT").arg(count);
+        }
+        let mut conn = self.pool.get().await?;
+        let reply: StreamRangeReply = cmd.query_async(&mut conn).await?;
+        Ok(reply.ids.into_iter().map(letter_of).collect())
+    }
+}
+
+fn letter_of(id: StreamId) -> Letter {
+    let entry = super::consumer::entry_of(id);
+    let mut fields = entry.fields;
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Letter {
+        id: entry.id,
+        fields,
+    }
+}
