@@ -11,7 +11,7 @@ use execution_service::domain::ExecutionResult;
 use execution_service::stats::Stats;
 use execution_service::worker::Worker;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ pub struct TestEnv {
     pub prefix: String,
     pub database: String,
     pub db: DatabaseConnection,
-    pub redis: MultiplexedConnection,
+    pub redis: ConnectionManager,
     redis_client: redis::Client,
     vars: HashMap<String, String>,
 }
@@ -114,9 +114,12 @@ impl TestEnv {
             .expect("connect to test database");
         store.migrate().await.expect("migrate the test database");
         drop(settings);
-        let redis_client = redis::Client::open(redis_url()).expect("Redis URL");
+        let redis_client = redis::Client::open(vars["REDIS_URL"].as_str()).expect("Redis URL");
+        // Generous: whole-stream reads of a busy test can take a while.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)));
         let redis = redis_client
-            .get_multiplexed_async_connection()
+            .get_connection_manager_with_config(config)
             .await
             .expect("connect to Redis");
         TestEnv {
@@ -389,6 +392,31 @@ impl TestEnv {
             .await
             .expect("XREADGROUP");
         reply.keys.iter().map(|key| key.ids.len()).sum()
+    }
+
+    /// Every entry of a stream, values as raw bytes.
+    pub async fn stream_raw(&self, var: &str) -> Vec<HashMap<String, Vec<u8>>> {
+        let mut conn = self.redis.clone();
+        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(self.var(var))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        entries.into_iter().map(|(_, fields)| fields).collect()
+    }
+
+    /// The first column of every row of a query, as text.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .expect("query");
+        rows.into_iter()
+            .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+            .collect()
     }
 
     /// One value from a query.

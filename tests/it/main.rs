@@ -5,6 +5,7 @@ mod helpers;
 mod proxy;
 
 mod api;
+mod chaos;
 mod cli;
 mod delivery;
 mod happy_path;

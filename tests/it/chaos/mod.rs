@@ -1,0 +1,7 @@
+//! The chaos suite: the real binary as separate replica processes, driven
+//! with paced load while faults are injected (SIGKILL, a cut Postgres, a
+//! killed Redis, hostile messages), then checked against the invariants.
+
+mod harness;
+mod hostile;
+mod scenarios;
