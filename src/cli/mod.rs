@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod dlq;
+mod healthcheck;
 mod migrate;
 mod publish;
 
@@ -44,6 +45,8 @@ pub enum Command {
         #[command(subcommand)]
         action: dlq::Action,
     },
+    /// Exit 0 when this host's HTTP API answers /health (container health checks).
+    Healthcheck,
     /// Print the OpenAPI document of the HTTP API (committed as openapi/openapi.json).
     Openapi,
 }
@@ -55,6 +58,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(args, &settings).await,
         Command::Bench(args) => bench::run(args, &settings).await,
         Command::Dlq { action } => dlq::run(action, &settings).await,
+        Command::Healthcheck => healthcheck::run(&settings).await,
         Command::Openapi => {
             println!("{}", crate::http::spec().await?);
             Ok(ExitCode::SUCCESS)

@@ -465,6 +465,12 @@ impl TestEnv {
     }
 }
 
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
 /// A valid order as JSON.
 pub fn order_json(order_id: &str, quantity: &str, price: &str) -> String {
     serde_json::json!({"order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "quantity": quantity, "price": price})

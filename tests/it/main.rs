@@ -12,3 +12,4 @@ mod happy_path;
 mod idempotency;
 mod malformed;
 mod replicas;
+mod stack;

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use crate::helpers::{DEADLINE, TestEnv, order_json};
 
 /// How long a scenario may take to settle after its load.
-pub const SETTLE: Duration = Duration::from_secs(90);
+pub const SETTLE: Duration = Duration::from_secs(600);
 
 pub struct Replica {
     pub name: String,
@@ -96,39 +96,52 @@ impl<'a> Cluster<'a> {
 /// A Redis server of the test's own, which it may kill and restart.
 pub struct PrivateRedis {
     pub port: u16,
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = PrivateRedis { port, child: None };
+        Self::start_with_password(None).await
+    }
+
+    /// A server that requires `password` (`--requirepass`), when given.
+    pub async fn start_with_password(password: Option<&str>) -> Self {
+        let port = crate::helpers::free_port();
+        let mut redis = PrivateRedis {
+            port,
+            password: password.map(str::to_owned),
+            child: None,
+        };
         redis.restart().await;
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// Starts the server (again) on its port, with nothing kept on disk.
     pub async fn restart(&mut self) {
         let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .args(["--dir", &std::env::temp_dir().to_string_lossy()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -200,6 +213,26 @@ pub async fn publish_paced(env: &TestEnv, payloads: &[String], chunk: usize, eve
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Adds to the orders stream in chunks, one chunk every `every`.
+pub async fn add_paced(env: &TestEnv, payloads: &[String], chunk: usize, every: Duration) {
+    let mut next = tokio::time::Instant::now();
+    let mut conn = env.redis.clone();
+    for part in payloads.chunks(chunk) {
+        tokio::time::sleep_until(next).await;
+        next += every;
+        let mut pipe = redis::pipe();
+        for payload in part {
+            pipe.cmd("XADD")
+                .arg(env.var("ORDERS_STREAM"))
+                .arg("*")
+                .arg("payload")
+                .arg(payload)
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("XADD");
     }
 }
 

@@ -2,6 +2,6 @@
 //! with paced load while faults are injected (SIGKILL, a cut Postgres, a
 //! killed Redis, hostile messages), then checked against the invariants.
 
-mod harness;
+pub mod harness;
 mod hostile;
 mod scenarios;
