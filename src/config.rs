@@ -117,9 +117,7 @@ impl Settings {
                     .var("RUST_LOG")
                     .unwrap_or_else(|| env.text("LOG_LEVEL", "info")),
                 json_logs: env.choice("LOG_FORMAT", "text", &["text", "json"]) == "json",
-                otlp_endpoint: env
-                    .var("OTEL_EXPORTER_OTLP_ENDPOINT")
-                    .filter(|v| !v.is_empty()),
+                otlp_endpoint: otlp_endpoint(&mut env),
                 service_name: env.text("OTEL_SERVICE_NAME", "execution-service"),
             },
         };
@@ -227,6 +225,23 @@ fn reference_prices(env: &mut Env<'_>) -> HashMap<String, Decimal> {
         }
     }
     prices
+}
+
+/// The OTLP endpoint, when traces are to be exported; the protocol must be
+/// one this build speaks (OTLP over HTTP).
+fn otlp_endpoint(env: &mut Env<'_>) -> Option<String> {
+    let endpoint = env
+        .var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .filter(|v| !v.trim().is_empty())?;
+    let protocol = env.text("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    if !["http/protobuf", "http/json"].contains(&protocol.as_str()) {
+        env.invalid(
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            &protocol,
+            "http/protobuf or http/json (OTLP over HTTP, port 4318)",
+        );
+    }
+    Some(endpoint)
 }
 
 fn redis_url(env: &mut Env<'_>) -> SecretString {

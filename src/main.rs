@@ -22,12 +22,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.telemetry);
-    match cli::run(cli, settings).await {
+    let telemetry = match telemetry::init(&settings.telemetry, &settings.streams.topology.consumer)
+    {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("execution-service: cannot start telemetry: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match cli::run(cli, settings).await {
         Ok(code) => code,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "execution-service failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Blocking: the exporter flushes over HTTP from its own thread.
+    tokio::task::block_in_place(|| telemetry.shutdown());
+    code
 }

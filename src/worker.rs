@@ -18,10 +18,12 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
 use crate::domain::{ExecutionResult, Order, OrderStatus};
 use crate::execution::{Executor, Outcome};
+use crate::propagation;
 use crate::stats::Stats;
 use crate::store::entity::orders;
 use crate::store::{self, NewTrade, Store};
@@ -232,8 +234,14 @@ impl Worker {
     }
 
     /// Handles one batch of entries from start to acknowledgement.
-    #[tracing::instrument(skip_all, fields(entries = entries.len()), err)]
+    #[tracing::instrument(
+        name = "worker.batch",
+        skip_all,
+        fields(entries = entries.len(), trace_id = tracing::field::Empty, span_id = tracing::field::Empty),
+        err
+    )]
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
+        propagation::record_ids(&tracing::Span::current());
         let mode = self.executor.mode();
         let now = Utc::now();
         let mut clock = StageClock::start(&self.stats);
@@ -260,6 +268,12 @@ impl Worker {
         let stored = batch.upsert_orders(&plan.rows).await?;
         clock.lap("upsert");
 
+        // Each order continues its own trace (one trace per order, across hops).
+        let order_spans: HashMap<&str, tracing::Span> = plan
+            .orders()
+            .map(|order| (order.order_id.as_str(), order_span(order)))
+            .collect();
+
         // 3. Execute the orders whose rows are not terminal yet.
         let to_execute: Vec<&Order> = plan
             .orders()
@@ -272,7 +286,15 @@ impl Worker {
         let outcomes = join_all(to_execute.iter().map(|order| async {
             match plan.stale_reason(&order.order_id) {
                 Some(reason) => Outcome::Rejected(reason.to_owned()),
-                None => self.executor.execute(order).await,
+                None => {
+                    let parent = order_spans
+                        .get(order.order_id.as_str())
+                        .cloned()
+                        .unwrap_or_else(tracing::Span::none);
+                    let span =
+                        tracing::info_span!(parent: &parent, "order.execute", mode = mode.as_str());
+                    self.executor.execute(order).instrument(span).await
+                }
             }
         }))
         .await;
@@ -289,11 +311,18 @@ impl Worker {
             .iter()
             .map(|row| (row.order_id.as_str(), row))
             .collect();
-        let results = plan.results(
+        let mut results = plan.results(
             |id| finished.get(id).copied().or_else(|| stored.get(id)),
             mode,
             now,
         );
+        for result in &mut results {
+            if let Some(span) = order_spans.get(result.order_id.as_str()) {
+                span.record("status", result.status.as_str());
+                // Downstream continues the trace from this service's span.
+                result.traceparent = propagation::traceparent(span).or(result.traceparent.take());
+            }
+        }
         self.publisher.publish(&results, &plan.dead_letters).await?;
         clock.lap("publish");
 
@@ -306,6 +335,12 @@ impl Worker {
             .filter(|o| plan.stale_reason(&o.order_id).is_none())
             .count();
         self.count(entries, &results, &plan, executed);
+        tracing::debug!(
+            executed,
+            results = results.len(),
+            dead_lettered = plan.dead_letters.len(),
+            "batch processed"
+        );
         Ok(BatchReport {
             results,
             executed,
@@ -361,6 +396,22 @@ fn completions(
         finished.push(done);
     }
     (finished, fills)
+}
+
+/// The span of one order's processing, continuing the trace it carries.
+fn order_span(order: &Order) -> tracing::Span {
+    let span = tracing::info_span!(
+        "order.process",
+        order_id = %order.order_id,
+        symbol = %order.symbol,
+        side = order.side.as_str(),
+        status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    propagation::continue_trace(&span, order.traceparent.as_deref());
+    propagation::record_ids(&span);
+    span
 }
 
 /// Times the stages of one batch into the stage histogram.

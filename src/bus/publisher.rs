@@ -31,7 +31,7 @@ impl Publisher {
         Publisher { pool, topology }
     }
 
-    #[tracing::instrument(skip_all, fields(results = results.len(), dead_letters = dead.len()), err)]
+    #[tracing::instrument(name = "redis.publish_results", skip_all, fields(results = results.len(), dead_letters = dead.len()), err)]
     pub async fn publish(
         &self,
         results: &[ExecutionResult],

@@ -12,14 +12,19 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{BusError, Topology};
-use crate::domain::message_identity;
+use crate::domain::message_summary;
+use crate::propagation;
 
 /// Most messages mirrored in one pipeline.
 const MIRROR_CHUNK: usize = 512;
 
+/// KEYS: dedup key, stream. ARGV: ttl, maxlen, payload, traceparent ('' if none).
 const MIRROR_SCRIPT: &str = r"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3])
+  if ARGV[4] == '' then
+    return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3])
+  end
+  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3], 'traceparent', ARGV[4])
 end
 return false
 ";
@@ -74,29 +79,38 @@ async fn mirror_until_disconnected(
 }
 
 /// Mirrors raw messages into the orders stream; returns how many were new.
-#[tracing::instrument(skip_all, fields(messages = payloads.len()), err)]
+///
+/// Each message gets a `shim.mirror` span continuing the trace its
+/// `traceparent` names; the entry carries that span's context on, so the
+/// worker continues the same trace on whichever replica reads it.
+#[tracing::instrument(name = "shim.mirror_batch", skip_all, fields(messages = payloads.len()), err)]
 pub async fn mirror_messages(
     pool: &Pool,
     topology: &Topology,
     payloads: &[&[u8]],
 ) -> Result<usize, BusError> {
     let mut pipe = redis::pipe();
+    let mut spans = Vec::with_capacity(payloads.len());
     for payload in payloads {
-        let dedup_key = format!(
-            "{}:dedup:{}",
-            topology.orders_stream,
-            message_identity(payload)
-        );
+        let (identity, traceparent) = message_summary(payload);
+        let span = tracing::info_span!("shim.mirror", order_id = %identity, channel = %topology.orders_channel);
+        propagation::continue_trace(&span, traceparent.as_deref());
+        let forwarded = propagation::traceparent(&span)
+            .or(traceparent)
+            .unwrap_or_default();
         pipe.cmd("EVAL")
             .arg(MIRROR_SCRIPT)
             .arg(2)
-            .arg(dedup_key)
+            .arg(format!("{}:dedup:{identity}", topology.orders_stream))
             .arg(&topology.orders_stream)
             .arg(topology.dedup_ttl_secs)
             .arg(topology.stream_maxlen)
-            .arg(*payload);
+            .arg(*payload)
+            .arg(forwarded);
+        spans.push(span);
     }
     let mut conn = pool.get().await?;
     let added: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+    drop(spans);
     Ok(added.iter().flatten().count())
 }

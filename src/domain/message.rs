@@ -218,13 +218,24 @@ impl Parsed {
 /// The identity the shim de-duplicates a raw message on: the order's id when
 /// it has one (or derives one), else a hash of the bytes.
 pub fn message_identity(bytes: &[u8]) -> String {
+    message_summary(bytes).0
+}
+
+/// The message's identity (as [`message_identity`]) and the trace context
+/// it carries, from one parse.
+pub fn message_summary(bytes: &[u8]) -> (String, Option<String>) {
     match Parsed::from_incoming(Incoming::Json(bytes)) {
-        Parsed::Order(order) => order.order_id,
-        Parsed::Rejected(rejection) => rejection.order_id,
+        Parsed::Order(order) => (order.order_id, order.traceparent),
+        Parsed::Rejected(rejection) => (rejection.order_id, rejection.traceparent),
         Parsed::Unidentified(_) | Parsed::Ignored(_) => {
-            format!("raw-{}", hex::encode(Sha256::digest(bytes)))
+            (format!("raw-{}", hex::encode(Sha256::digest(bytes))), None)
         }
     }
+}
+
+/// A W3C `traceparent` value when `text` is one.
+pub fn valid_traceparent(text: &str) -> Option<&str> {
+    is_traceparent(text).then_some(text)
 }
 
 /// Reads typed fields and collects every problem found on the way.

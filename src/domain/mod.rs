@@ -8,8 +8,8 @@ mod order;
 mod result;
 
 pub use amount::{AmountError, SCALE, format_amount, parse_amount};
-pub use message::message_identity;
 pub use message::{Fields, Incoming, Parsed, Rejection};
+pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};
 pub use result::{ExecutionResult, Fill, OrderStatus, TradingMode};
 

@@ -89,6 +89,7 @@ pub fn routes(ctx: ApiContext) -> impl Endpoint {
                 ApiError::new("not_found", "no such path"),
             )
         })
+        .with(poem::middleware::Tracing)
         .catch_error(|_: MethodNotAllowedError| async {
             error_response(
                 StatusCode::METHOD_NOT_ALLOWED,

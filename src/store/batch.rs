@@ -76,7 +76,7 @@ impl BatchTx {
     /// that exist, in one statement, returning every row as it now stands.
     /// Rows are locked in `order_id` order (the same on every replica, so
     /// overlapping batches cannot deadlock) until the batch ends.
-    #[tracing::instrument(skip_all, fields(rows = rows.len()), err)]
+    #[tracing::instrument(name = "postgres.upsert_orders", skip_all, fields(rows = rows.len()), err)]
     pub async fn upsert_orders(
         &self,
         rows: &[NewOrder],
@@ -95,7 +95,7 @@ impl BatchTx {
     }
 
     /// Writes the outcomes of executed orders and their fills.
-    #[tracing::instrument(skip_all, fields(orders = finished.len(), trades = fills.len()), err)]
+    #[tracing::instrument(name = "postgres.record_outcomes", skip_all, fields(orders = finished.len(), trades = fills.len()), err)]
     pub async fn record(
         &self,
         finished: &[orders::Model],
@@ -128,7 +128,7 @@ impl BatchTx {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(name = "postgres.commit", skip_all, err)]
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await
     }

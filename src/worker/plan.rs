@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::bus::{DeadLetter, Entry, FailureNote};
+use crate::domain::valid_traceparent;
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
@@ -71,7 +72,10 @@ impl BatchPlan {
                 continue;
             }
             let disposition = match Parsed::from_incoming(Incoming::from_entry(&entry.fields)) {
-                Parsed::Order(order) => {
+                Parsed::Order(mut order) => {
+                    if let Some(traceparent) = forwarded_traceparent(entry) {
+                        order.traceparent = Some(traceparent);
+                    }
                     let order_id = order.order_id.clone();
                     let traceparent = order.traceparent.clone();
                     if seen.insert(order_id.clone()) {
@@ -90,7 +94,10 @@ impl BatchPlan {
                         traceparent,
                     }
                 }
-                Parsed::Rejected(rejection) => {
+                Parsed::Rejected(mut rejection) => {
+                    if let Some(traceparent) = forwarded_traceparent(entry) {
+                        rejection.traceparent = Some(traceparent);
+                    }
                     if !rejection.fits_columns {
                         let reason = format!(
                             "rejected and does not fit the orders table: {}",
@@ -198,6 +205,16 @@ impl Limits {
             )
         })
     }
+}
+
+/// The trace context the shim put beside an entry's payload: the shim's own
+/// span, which continues the trace the message named.
+fn forwarded_traceparent(entry: &Entry) -> Option<String> {
+    let (_, value) = entry
+        .fields
+        .iter()
+        .find(|(name, _)| name == "traceparent")?;
+    valid_traceparent(std::str::from_utf8(value).ok()?).map(str::to_owned)
 }
 
 /// When an entry was added, from its id (`<unix ms>-<seq>`).

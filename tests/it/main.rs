@@ -13,3 +13,4 @@ mod idempotency;
 mod malformed;
 mod replicas;
 mod stack;
+mod tracing;

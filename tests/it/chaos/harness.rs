@@ -43,16 +43,15 @@ impl<'a> Cluster<'a> {
     pub async fn start(&mut self) {
         self.started += 1;
         let name = format!("replica-{}", self.started);
-        let log = std::env::temp_dir().join(format!("{}-{name}.log", self.env.prefix));
-        let log = std::fs::File::create(&log).expect("replica log file");
+        let log = std::fs::File::create(self.log_path(&name)).expect("replica log file");
         let before = self.env.subscribers().await;
         let child = Command::new(env!("CARGO_BIN_EXE_execution-service"))
             .arg("serve")
             .env_clear()
             .envs(self.env.vars())
+            .env("LOG_LEVEL", "info")
             .envs(self.overrides.iter().cloned())
             .env("CONSUMER_NAME", &name)
-            .env("LOG_LEVEL", "info")
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(log)
@@ -65,6 +64,11 @@ impl<'a> Cluster<'a> {
             })
             .await;
         self.replicas.push(Replica { name, child });
+    }
+
+    /// Where a replica's log goes.
+    pub fn log_path(&self, name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-{name}.log", self.env.prefix))
     }
 
     /// SIGKILLs the replica at `index`.
