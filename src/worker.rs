@@ -7,6 +7,7 @@
 //! other consumers left idle. A batch that fails on infrastructure is kept
 //! and retried with backoff, so an outage never consumes deliveries.
 
+mod consume;
 mod lease;
 mod plan;
 
@@ -16,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
@@ -81,158 +80,6 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Consumes until `cancel` fires, then finishes the batch in hand.
-    pub async fn run_until_stopped(&self, cancel: CancellationToken) {
-        let mut backoff = Backoff::default();
-        while let Err(err) = self.consumer.ensure_group().await {
-            tracing::warn!(error = %err, "cannot create the consumer group yet; retrying");
-            if !backoff.wait(&cancel).await {
-                return;
-            }
-        }
-        tracing::info!(consumer = %self.consumer.topology().consumer, "worker started");
-        let refresh = Duration::from_millis((self.options.claim_idle_ms / 3).max(20));
-        // Refreshing outlives `cancel`: it stops once every batch has finished.
-        let stop_refreshing = CancellationToken::new();
-        tokio::spawn(self.leases.clone().keep_fresh(
-            self.consumer.clone(),
-            refresh,
-            stop_refreshing.clone(),
-        ));
-        let _stop_refreshing = stop_refreshing.drop_guard();
-        if !self.drain_own_pending(&cancel).await {
-            return;
-        }
-        let mut in_flight = JoinSet::new();
-        let mut next_claim = Instant::now();
-        while !cancel.is_cancelled() {
-            // Keep up to `concurrency` batches in flight, so Postgres works on
-            // one while the next is read and the last is published.
-            while in_flight.len() >= self.options.concurrency.max(1) {
-                in_flight.join_next().await;
-            }
-            while in_flight.try_join_next().is_some() {}
-            let claiming = Instant::now() >= next_claim;
-            let read = if claiming {
-                next_claim = Instant::now() + Duration::from_millis(self.options.claim_interval_ms);
-                self.consumer
-                    .claim_stale(self.options.claim_idle_ms, self.options.batch_size)
-                    .await
-            } else {
-                self.consumer
-                    .read_new(self.options.batch_size, self.options.block_ms)
-                    .await
-            };
-            match read {
-                Ok(mut entries) => {
-                    backoff.reset();
-                    self.stats.mark_read();
-                    if claiming && entries.len() == self.options.batch_size {
-                        next_claim = Instant::now();
-                    }
-                    // A claim may return entries this instance is still working on.
-                    entries.retain(|entry| !self.leases.holds(&entry.id));
-                    if !entries.is_empty() {
-                        let (worker, cancel) = (self.clone(), cancel.clone());
-                        in_flight.spawn(async move {
-                            worker.process_until_done(&entries, &cancel).await
-                        });
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading the orders stream failed; retrying");
-                    // A restarted Redis has lost the group: make it again.
-                    let _ = self.consumer.ensure_group().await;
-                    if !backoff.wait(&cancel).await {
-                        break;
-                    }
-                }
-            }
-        }
-        // Stop reading, but finish (and acknowledge) every batch already read.
-        while in_flight.join_next().await.is_some() {}
-        tracing::info!("worker stopped");
-    }
-
-    /// Re-reads what this consumer had read but not acknowledged before.
-    /// Returns false when cancelled first.
-    async fn drain_own_pending(&self, cancel: &CancellationToken) -> bool {
-        let mut after = "0-0".to_owned();
-        let mut backoff = Backoff::default();
-        while !cancel.is_cancelled() {
-            match self
-                .consumer
-                .read_own_pending(&after, self.options.batch_size)
-                .await
-            {
-                Ok(entries) if entries.is_empty() => return true,
-                Ok(entries) => {
-                    after = entries.last().map(|e| e.id.clone()).unwrap_or(after);
-                    tracing::info!(entries = entries.len(), "resuming own pending entries");
-                    if !self.process_until_done(&entries, cancel).await {
-                        return false;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "reading own pending entries failed; retrying");
-                    if !backoff.wait(cancel).await {
-                        return false;
-                    }
-                }
-            }
-        }
-        false
-    }
-
-    /// Processes a batch, retrying on infrastructure failure until it
-    /// succeeds. A batch that Postgres refuses for its data is split up; a
-    /// single message it still refuses is noted and left pending, so it is
-    /// delivered again (and dead-lettered after `MAX_DELIVERIES`) while the
-    /// rest go through. Returns false when cancelled before it could finish.
-    async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
-        let _held = self.leases.hold(entries);
-        let mut backoff = Backoff::default();
-        loop {
-            let err = match self.process_batch(entries).await {
-                Ok(_) => return true,
-                Err(err) => err,
-            };
-            match entries {
-                [entry] if err.is_message_level() => {
-                    tracing::warn!(entry = %entry.id, deliveries = entry.deliveries, error = %err,
-                        "a message failed; it stays pending and is delivered again");
-                    match self
-                        .consumer
-                        .note_failure(&entry.id, &err.to_string())
-                        .await
-                    {
-                        Ok(()) => return true,
-                        Err(bus) => {
-                            tracing::error!(error = %bus, "cannot note a failure; retrying")
-                        }
-                    }
-                }
-                _ if err.is_message_level() => {
-                    tracing::warn!(error = %err, entries = entries.len(), "a message broke the batch; processing one by one");
-                    for entry in entries {
-                        if !Box::pin(self.process_until_done(std::slice::from_ref(entry), cancel))
-                            .await
-                        {
-                            return false;
-                        }
-                    }
-                    return true;
-                }
-                _ => {
-                    tracing::error!(error = %err, entries = entries.len(), "batch failed; it stays pending and is retried")
-                }
-            }
-            if !backoff.wait(cancel).await {
-                return false;
-            }
-        }
-    }
-
     /// Handles one batch of entries from start to acknowledgement.
     #[tracing::instrument(
         name = "worker.batch",
@@ -437,30 +284,4 @@ impl<'a> StageClock<'a> {
 
 fn is_terminal(status: &str) -> bool {
     OrderStatus::parse(status).is_some_and(OrderStatus::is_terminal)
-}
-
-/// Exponential backoff from 100 ms to 5 s that gives way to cancellation.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        *self = Backoff::default();
-    }
-
-    /// Sleeps one step; false when cancelled meanwhile.
-    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            () = cancel.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
-        }
-    }
 }

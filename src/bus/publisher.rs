@@ -47,12 +47,7 @@ impl Publisher {
                 .arg(&topology.results_channel)
                 .arg(result.to_json())
                 .ignore();
-            let xadd = pipe
-                .cmd("XADD")
-                .arg(&topology.results_stream)
-                .arg("MAXLEN")
-                .arg("~");
-            xadd.arg(topology.stream_maxlen).arg("*");
+            let xadd = capped_xadd(&mut pipe, &topology.results_stream, topology.stream_maxlen);
             for (name, value) in result.to_fields() {
                 xadd.arg(name).arg(value);
             }
@@ -60,12 +55,7 @@ impl Publisher {
         }
         let failed_at = chrono::Utc::now().timestamp().to_string();
         for letter in dead {
-            let xadd = pipe
-                .cmd("XADD")
-                .arg(&topology.dlq_stream)
-                .arg("MAXLEN")
-                .arg("~");
-            xadd.arg(topology.stream_maxlen).arg("*");
+            let xadd = capped_xadd(&mut pipe, &topology.dlq_stream, topology.stream_maxlen);
             xadd.arg("dlq_original_id").arg(&letter.original_id);
             xadd.arg("dlq_order_id")
                 .arg(letter.order_id.as_deref().unwrap_or(""));
@@ -96,4 +86,19 @@ impl Publisher {
         let () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
+}
+
+/// Starts `XADD <stream> MAXLEN ~ <maxlen> *` on the pipeline; the caller
+/// adds the fields.
+fn capped_xadd<'a>(
+    pipe: &'a mut redis::Pipeline,
+    stream: &str,
+    maxlen: u64,
+) -> &'a mut redis::Pipeline {
+    pipe.cmd("XADD")
+        .arg(stream)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(maxlen)
+        .arg("*")
 }

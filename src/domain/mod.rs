@@ -4,7 +4,7 @@
 
 mod amount;
 mod message;
-mod order;
+pub(crate) mod order;
 mod result;
 
 pub use amount::{AmountError, SCALE, format_amount, parse_amount};

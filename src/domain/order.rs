@@ -110,7 +110,7 @@ pub fn normalise_symbol(symbol: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::str::FromStr;
 
@@ -129,7 +129,8 @@ mod tests {
         assert_eq!(normalise_symbol("btc-usdt"), "BTCUSDT");
     }
 
-    fn order(symbol: &str, side: Side, quantity: &str) -> Order {
+    /// A MARKET order without ids, price or trace context.
+    pub(crate) fn order(symbol: &str, side: Side, quantity: &str) -> Order {
         Order {
             order_id: String::new(),
             symbol: symbol.to_owned(),

@@ -41,24 +41,14 @@ impl Executor for PaperExecutor {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::domain::{OrderType, Side};
+    use crate::domain::Side;
     use std::str::FromStr;
 
     pub(crate) fn order(id: &str, quantity: &str, price: Option<&str>) -> Order {
-        Order {
-            order_id: id.into(),
-            symbol: "BTC/USDT".into(),
-            side: Side::Buy,
-            quantity: Decimal::from_str(quantity).unwrap(),
-            price: price.map(|p| Decimal::from_str(p).unwrap()),
-            order_type: OrderType::Market,
-            client_id: None,
-            strategy_id: None,
-            bot_id: None,
-            stop_loss_pct: None,
-            timestamp: None,
-            traceparent: None,
-        }
+        let mut order = crate::domain::order::tests::order("BTC/USDT", Side::Buy, quantity);
+        order.order_id = id.into();
+        order.price = price.map(|p| Decimal::from_str(p).unwrap());
+        order
     }
 
     #[test]

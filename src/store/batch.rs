@@ -1,8 +1,8 @@
 //! The statements of one batch, inside one transaction: upsert every order
 //! by `order_id`, then record outcomes and fills, then commit.
 //!
-//! Each statement carries the whole batch as one JSONB parameter expanded by
-//! `jsonb_to_recordset`: one short statement to parse and plan whatever the
+//! Each statement carries the whole batch as one JSON parameter expanded by
+//! `json_to_recordset`: one short statement to parse and plan whatever the
 //! batch size, with amounts passed as decimal text, never as floats.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status,
                     created_at, updated_at)
 SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
        client_id, strategy_id, bot_id, mode, reject_reason, 1, order_timestamp, created_at, created_at
-FROM jsonb_to_recordset($1) AS r(order_id text, symbol text, side text, order_type text, quantity numeric,
+FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text, quantity numeric,
      price numeric, status text, filled_quantity numeric, fee numeric, client_id text, strategy_id text,
      bot_id text, mode text, reject_reason text, order_timestamp timestamptz, created_at timestamptz)
 ORDER BY order_id COLLATE "C"
@@ -35,7 +35,7 @@ UPDATE orders AS o
 SET status = r.status, filled_quantity = r.filled_quantity, fill_price = r.fill_price, fee = r.fee,
     reject_reason = r.reject_reason, exchange_order_id = r.exchange_order_id,
     updated_at = r.updated_at, filled_at = r.filled_at
-FROM jsonb_to_recordset($1) AS r(order_id text, status text, filled_quantity numeric, fill_price numeric,
+FROM json_to_recordset($1::json) AS r(order_id text, status text, filled_quantity numeric, fill_price numeric,
      fee numeric, reject_reason text, exchange_order_id text, updated_at timestamptz, filled_at timestamptz)
 WHERE o.order_id = r.order_id
 "#;
@@ -43,7 +43,7 @@ WHERE o.order_id = r.order_id
 const INSERT_TRADES: &str = r#"
 INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at)
 SELECT trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at
-FROM jsonb_to_recordset($1) AS r(trade_id text, order_id text, symbol text, side text, price numeric,
+FROM json_to_recordset($1::json) AS r(trade_id text, order_id text, symbol text, side text, price numeric,
      quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz)
 ORDER BY trade_id COLLATE "C"
 ON CONFLICT (trade_id) DO NOTHING
@@ -134,13 +134,14 @@ impl BatchTx {
     }
 }
 
-/// `sql` with the rows as its one JSONB parameter.
+/// `sql` with the rows as its one parameter: JSON text, written straight
+/// from the rows and parsed once by `json_to_recordset`.
 fn statement<T: Serialize>(sql: &str, rows: &[T]) -> Result<Statement, DbErr> {
-    let json = serde_json::to_value(rows)
+    let json = serde_json::to_string(rows)
         .map_err(|err| DbErr::Custom(format!("encoding a batch: {err}")))?;
     Ok(Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
-        [DbValue::Json(Some(Box::new(json)))],
+        [DbValue::String(Some(json))],
     ))
 }

@@ -243,17 +243,10 @@ impl TestEnv {
 
     /// Every entry of a stream, fields as text.
     pub async fn stream(&self, var: &str) -> Vec<HashMap<String, String>> {
-        let mut conn = self.redis.clone();
-        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(self.var(var))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
+        self.stream_raw(var)
             .await
-            .expect("XRANGE");
-        entries
             .into_iter()
-            .map(|(_, fields)| {
+            .map(|fields| {
                 fields
                     .into_iter()
                     .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
