@@ -390,14 +390,28 @@ impl TestEnv {
     /// Every entry of a stream, values as raw bytes.
     pub async fn stream_raw(&self, var: &str) -> Vec<HashMap<String, Vec<u8>>> {
         let mut conn = self.redis.clone();
-        let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
-            .arg(self.var(var))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .expect("XRANGE");
-        entries.into_iter().map(|(_, fields)| fields).collect()
+        let mut all = Vec::new();
+        let mut start = "-".to_owned();
+        // In pages, so a long stream never makes one slow reply.
+        loop {
+            let page: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(self.var(var))
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(2_000)
+                .query_async(&mut conn)
+                .await
+                .expect("XRANGE");
+            let Some((last, _)) = page.last() else { break };
+            start = format!("({last}");
+            let full = page.len() == 2_000;
+            all.extend(page.into_iter().map(|(_, fields)| fields));
+            if !full {
+                break;
+            }
+        }
+        all
     }
 
     /// The first column of every row of a query, as text.
