@@ -1,7 +1,6 @@
 //! The binary itself: `publish`, `serve` under SIGTERM, and start-up with
 //! bad settings.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -9,16 +8,7 @@ use tokio::process::Command;
 use crate::helpers::TestEnv;
 
 fn binary(env: &TestEnv) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_execution-service"));
-    command
-        .env_clear()
-        .envs(env.vars())
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+    crate::helpers::service_command(env.vars())
 }
 
 #[tokio::test]

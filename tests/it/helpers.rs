@@ -472,6 +472,20 @@ impl TestEnv {
     }
 }
 
+/// The service binary with exactly these variables (and PATH), its output
+/// captured, killed if the test drops it.
+pub fn service_command(vars: &HashMap<String, String>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_execution-service"));
+    command
+        .env_clear()
+        .envs(vars)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 /// A TCP port nothing listens on right now.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");

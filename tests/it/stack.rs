@@ -4,7 +4,6 @@
 //! stack's own environment.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database};
@@ -156,15 +155,8 @@ fn native_environment(redis_port: u16, database: &str, http_port: u16) -> HashMa
 }
 
 fn binary(vars: &HashMap<String, String>, args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_execution-service"));
-    command
-        .args(args)
-        .env_clear()
-        .envs(vars)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut command = crate::helpers::service_command(vars);
+    command.args(args);
     command
 }
 
