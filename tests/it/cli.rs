@@ -200,3 +200,82 @@ async fn dead_letters_can_be_listed_shown_requeued_and_purged() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn publish_can_send_a_whole_json_order_straight_onto_the_stream() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[("SHIM_ENABLED", "false")]).await;
+    let order = r#"{"order_id":"cli-json","symbol":"ETH/USDT","side":"sell","quantity":"0.25","price":"3000"}"#;
+    let output = binary(&env)
+        .args([
+            "publish",
+            "--via",
+            "stream",
+            "--json",
+            order,
+            "--timeout",
+            "20",
+        ])
+        .output()
+        .await
+        .expect("run publish");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(printed["order_id"], "cli-json");
+    assert_eq!(printed["status"], "FILLED");
+    assert_eq!(env.stream_len("ORDERS_STREAM").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn migrate_applies_reports_and_rolls_back() {
+    let env = TestEnv::new().await;
+    let migrate = |action: &'static str| {
+        let mut command = binary(&env);
+        command.args(["migrate", action]).env("LOG_LEVEL", "info");
+        command
+    };
+    let status = migrate("status").output().await.expect("migrate status");
+    assert!(status.status.success());
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(log.contains("m20261126_000002_create_trades"), "{log}");
+
+    let down = migrate("down").output().await.expect("migrate down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'trades'")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'orders'")
+            .await,
+        1
+    );
+
+    let up = migrate("up").output().await.expect("migrate up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'trades'")
+            .await,
+        1
+    );
+    env.cleanup().await;
+}
