@@ -9,6 +9,20 @@ use std::collections::HashMap;
 
 use super::{BusError, FailureNote, Topology};
 
+/// KEYS: stream. ARGV: group, consumer, entry ids. Refreshes the ids the
+/// consumer owns; returns how many.
+const TOUCH_SCRIPT: &str = r"
+local touched = 0
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if pending[1] and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    touched = touched + 1
+  end
+end
+return touched
+";
+
 /// One stream entry as delivered to this consumer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -149,20 +163,21 @@ impl Consumer {
             .collect())
     }
 
-    /// Resets the idle time of entries this consumer holds, without counting
-    /// a delivery (`XCLAIM … JUSTID`).
+    /// Resets the idle time of entries this consumer still owns, without
+    /// counting a delivery (`XCLAIM … JUSTID`). An entry another consumer has
+    /// claimed meanwhile is left to it, never taken back.
     pub async fn touch(&self, ids: &[String]) -> Result<(), BusError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let _: Vec<String> = redis::cmd("XCLAIM")
+        let _: u64 = redis::cmd("EVAL")
+            .arg(TOUCH_SCRIPT)
+            .arg(1)
             .arg(&self.topology.orders_stream)
             .arg(&self.topology.group)
             .arg(&self.topology.consumer)
-            .arg(0)
             .arg(ids)
-            .arg("JUSTID")
             .query_async(&mut conn)
             .await?;
         Ok(())

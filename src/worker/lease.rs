@@ -3,7 +3,8 @@
 //!
 //! `XCLAIM … JUSTID` resets an entry's idle time without counting a
 //! delivery, so a batch held up by an outage keeps its entries and spends
-//! none of their `MAX_DELIVERIES`.
+//! none of their `MAX_DELIVERIES`. Only entries still owned are refreshed:
+//! one that another replica claimed (after this one stalled) stays theirs.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
