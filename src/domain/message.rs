@@ -7,21 +7,23 @@
 //! valid is unidentified (dead-lettered); another `type` is ignored. Nothing
 //! here panics, whatever the bytes.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::amount::parse_amount;
+mod reader;
+
 use super::order::{Order, OrderType, Side};
 use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
+use reader::{Reader, is_traceparent, json_kind};
 
 /// A message's fields by name, whichever way it arrived.
 pub type Fields = Map<String, Value>;
 
 /// The longest symbol accepted as valid (the column holds a little more, so
 /// that a rejected order with a slightly long symbol still gets its row).
-const MAX_SYMBOL_LEN: usize = 32;
+pub(super) const MAX_SYMBOL_LEN: usize = 32;
 
 /// One message as received.
 #[derive(Debug, Clone, Copy)]
@@ -236,146 +238,6 @@ pub fn message_summary(bytes: &[u8]) -> (String, Option<String>) {
 /// A W3C `traceparent` value when `text` is one.
 pub fn valid_traceparent(text: &str) -> Option<&str> {
     is_traceparent(text).then_some(text)
-}
-
-/// Reads typed fields and collects every problem found on the way.
-struct Reader<'a> {
-    fields: &'a Fields,
-    problems: Vec<String>,
-}
-
-impl Reader<'_> {
-    fn problem(&mut self, text: String) {
-        self.problems.push(text);
-    }
-
-    fn raw(&self, name: &str) -> Option<&Value> {
-        self.fields.get(name).filter(|value| !value.is_null())
-    }
-
-    /// A string, or a number written as one; other JSON kinds are a problem.
-    fn text(&mut self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(text) => Some(text.clone()),
-            Value::Number(number) => Some(number.to_string()),
-            other => {
-                let kind = json_kind(other);
-                self.problem(format!("{name} must be a string, not {kind}"));
-                None
-            }
-        }
-    }
-
-    fn required_text(&mut self, name: &str) -> Option<String> {
-        if self.raw(name).is_none() {
-            self.problem(format!("{name} is required"));
-            return None;
-        }
-        let text = self.text(name)?;
-        if text.trim().is_empty() {
-            self.problem(format!("{name} must not be empty"));
-            return None;
-        }
-        Some(text)
-    }
-
-    /// An optional identifier of 1..=255 characters. An empty one is absent.
-    fn identifier(&mut self, name: &str) -> Option<String> {
-        let text = self.text(name)?;
-        let length = text.chars().count();
-        if length == 0 {
-            self.problem(format!("{name} must not be empty"));
-            return None;
-        }
-        if length > MAX_ID_LEN || text.chars().any(char::is_control) {
-            self.problem(format!(
-                "{name} must be 1..={MAX_ID_LEN} printable characters"
-            ));
-        }
-        Some(text)
-    }
-
-    fn symbol(&mut self) -> Option<String> {
-        let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.:".contains(c);
-        if symbol.chars().count() > MAX_SYMBOL_LEN {
-            self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
-        } else if !symbol.chars().all(allowed) {
-            self.problem(format!(
-                "symbol {symbol:?} has characters other than letters, digits and /-_.:"
-            ));
-        }
-        Some(symbol)
-    }
-
-    /// A positive exact amount; `None` when absent or unreadable.
-    fn amount(&mut self, name: &str, required: bool) -> Option<Decimal> {
-        let text = if required {
-            self.required_text(name)?
-        } else {
-            self.text(name)?
-        };
-        match parse_amount(&text) {
-            Ok(value) if value > Decimal::ZERO => Some(value),
-            Ok(value) => {
-                self.problem(format!("{name} must be greater than 0, got {value}"));
-                // The value is exact and fits the column: the row may keep it.
-                Some(value)
-            }
-            Err(err) => {
-                let shown: String = text.chars().take(40).collect();
-                self.problem(format!("{name} {shown:?} {err}"));
-                None
-            }
-        }
-    }
-
-    /// Unix seconds, unix milliseconds, or ISO-8601.
-    fn timestamp(&mut self) -> Option<DateTime<Utc>> {
-        let text = self.text("timestamp")?;
-        let parsed = match text.trim().parse::<Decimal>() {
-            Ok(number) => {
-                let millis = if number.abs() >= Decimal::from(100_000_000_000_i64) {
-                    number
-                } else {
-                    number * Decimal::ONE_THOUSAND
-                };
-                i64::try_from(millis.trunc())
-                    .ok()
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            }
-            Err(_) => DateTime::parse_from_rfc3339(text.trim())
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        };
-        if parsed.is_none() {
-            self.problem("timestamp is not unix seconds, unix milliseconds or ISO-8601".to_owned());
-        }
-        parsed
-    }
-}
-
-/// W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.
-fn is_traceparent(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('-').collect();
-    let hex =
-        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
-    parts.len() == 4
-        && hex(parts[0], 2)
-        && hex(parts[1], 32)
-        && hex(parts[2], 16)
-        && hex(parts[3], 2)
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,150 @@
+//! Typed reads of a message's fields that collect every problem found on
+//! the way, instead of stopping at the first.
+
+use chrono::{DateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::{Fields, MAX_SYMBOL_LEN};
+use crate::domain::MAX_ID_LEN;
+use crate::domain::amount::parse_amount;
+
+/// Reads typed fields and collects every problem found on the way.
+pub(super) struct Reader<'a> {
+    pub(super) fields: &'a Fields,
+    pub(super) problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    pub(super) fn problem(&mut self, text: String) {
+        self.problems.push(text);
+    }
+
+    pub(super) fn raw(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name).filter(|value| !value.is_null())
+    }
+
+    /// A string, or a number written as one; other JSON kinds are a problem.
+    pub(super) fn text(&mut self, name: &str) -> Option<String> {
+        match self.raw(name)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            other => {
+                let kind = json_kind(other);
+                self.problem(format!("{name} must be a string, not {kind}"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn required_text(&mut self, name: &str) -> Option<String> {
+        if self.raw(name).is_none() {
+            self.problem(format!("{name} is required"));
+            return None;
+        }
+        let text = self.text(name)?;
+        if text.trim().is_empty() {
+            self.problem(format!("{name} must not be empty"));
+            return None;
+        }
+        Some(text)
+    }
+
+    /// An optional identifier of 1..=255 characters. An empty one is absent.
+    pub(super) fn identifier(&mut self, name: &str) -> Option<String> {
+        let text = self.text(name)?;
+        let length = text.chars().count();
+        if length == 0 {
+            self.problem(format!("{name} must not be empty"));
+            return None;
+        }
+        if length > MAX_ID_LEN || text.chars().any(char::is_control) {
+            self.problem(format!(
+                "{name} must be 1..={MAX_ID_LEN} printable characters"
+            ));
+        }
+        Some(text)
+    }
+
+    pub(super) fn symbol(&mut self) -> Option<String> {
+        let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.:".contains(c);
+        if symbol.chars().count() > MAX_SYMBOL_LEN {
+            self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
+        } else if !symbol.chars().all(allowed) {
+            self.problem(format!(
+                "symbol {symbol:?} has characters other than letters, digits and /-_.:"
+            ));
+        }
+        Some(symbol)
+    }
+
+    /// A positive exact amount; `None` when absent or unreadable.
+    pub(super) fn amount(&mut self, name: &str, required: bool) -> Option<Decimal> {
+        let text = if required {
+            self.required_text(name)?
+        } else {
+            self.text(name)?
+        };
+        match parse_amount(&text) {
+            Ok(value) if value > Decimal::ZERO => Some(value),
+            Ok(value) => {
+                self.problem(format!("{name} must be greater than 0, got {value}"));
+                // The value is exact and fits the column: the row may keep it.
+                Some(value)
+            }
+            Err(err) => {
+                let shown: String = text.chars().take(40).collect();
+                self.problem(format!("{name} {shown:?} {err}"));
+                None
+            }
+        }
+    }
+
+    /// Unix seconds, unix milliseconds, or ISO-8601.
+    pub(super) fn timestamp(&mut self) -> Option<DateTime<Utc>> {
+        let text = self.text("timestamp")?;
+        let parsed = match text.trim().parse::<Decimal>() {
+            Ok(number) => {
+                let millis = if number.abs() >= Decimal::from(100_000_000_000_i64) {
+                    number
+                } else {
+                    number * Decimal::ONE_THOUSAND
+                };
+                i64::try_from(millis.trunc())
+                    .ok()
+                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            }
+            Err(_) => DateTime::parse_from_rfc3339(text.trim())
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        };
+        if parsed.is_none() {
+            self.problem("timestamp is not unix seconds, unix milliseconds or ISO-8601".to_owned());
+        }
+        parsed
+    }
+}
+
+/// W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`.
+pub(super) fn is_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+}
+
+pub(super) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
