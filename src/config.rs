@@ -163,6 +163,9 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             claim_interval_ms: env.parse("CLAIM_INTERVAL_MS", 5_000),
             max_deliveries,
             concurrency: env.parse("WORKER_CONCURRENCY", 8),
+            batch_timeout: std::time::Duration::from_secs(
+                env.parse("BATCH_TIMEOUT_SECS", 30_u64).max(1),
+            ),
             max_order_age: match env.parse("ORDER_MAX_AGE_SECS", 120_u64) {
                 0 => None,
                 secs => Some(std::time::Duration::from_secs(secs)),

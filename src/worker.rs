@@ -42,6 +42,9 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Orders issued longer ago are rejected as stale, never executed.
     pub max_order_age: Option<Duration>,
+    /// A batch still unfinished after this long (a hung connection) is
+    /// abandoned, rolled back and retried.
+    pub batch_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,8 @@ pub enum BatchError {
     Database(#[from] sea_orm::DbErr),
     #[error("redis: {0}")]
     Redis(#[from] BusError),
+    #[error("the batch did not finish within {0:?}")]
+    TimedOut(Duration),
 }
 
 impl BatchError {

@@ -167,18 +167,15 @@ impl Api {
     #[oai(path = "/status", method = "get", tag = "Tag::Service")]
     async fn status(&self) -> StatusResponse {
         let ctx = &self.0;
-        let (stream, counts) = tokio::join!(
+        // All four checks at once: the answer takes at most one timeout.
+        let (stream, counts, redis_ping, postgres_ping) = tokio::join!(
             within(ctx.probe.stream_stats()),
-            within(ctx.store.order_counts())
+            within(ctx.store.order_counts()),
+            within(ctx.probe.ping()),
+            within(ctx.store.ping()),
         );
-        let redis_connected = match stream {
-            Some(_) => true,
-            None => within(ctx.probe.ping()).await.is_some(),
-        };
-        let database_connected = match counts {
-            Some(_) => true,
-            None => within(ctx.store.ping()).await.is_some(),
-        };
+        let redis_connected = stream.is_some() || redis_ping.is_some();
+        let database_connected = counts.is_some() || postgres_ping.is_some();
         let stats = &ctx.stats;
         StatusResponse::Ok(Json(Status {
             service: "execution".into(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Worker;
+use super::{BatchError, Worker};
 use crate::bus::Entry;
 
 impl Worker {
@@ -124,9 +124,11 @@ impl Worker {
         let _held = self.leases.hold(entries);
         let mut backoff = Backoff::default();
         loop {
-            let err = match self.process_batch(entries).await {
-                Ok(_) => return true,
-                Err(err) => err,
+            let timeout = self.options.batch_timeout;
+            let err = match tokio::time::timeout(timeout, self.process_batch(entries)).await {
+                Ok(Ok(_)) => return true,
+                Ok(Err(err)) => err,
+                Err(_) => BatchError::TimedOut(timeout),
             };
             match entries {
                 [entry] if err.is_message_level() => {

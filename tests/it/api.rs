@@ -253,6 +253,17 @@ async fn hostile_requests_get_clear_client_errors() {
 
 #[tokio::test]
 async fn a_lost_postgres_shows_in_ready_and_status_but_not_in_health() {
+    lost_postgres(Proxy::cut).await;
+}
+
+#[tokio::test]
+async fn a_hung_postgres_never_hangs_the_api() {
+    lost_postgres(Proxy::stall).await;
+}
+
+/// Loses Postgres with `fault` while an instance runs, checks the API, then
+/// restores it.
+async fn lost_postgres(fault: fn(&Proxy)) {
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let through_proxy = env
@@ -271,10 +282,16 @@ async fn a_lost_postgres_shows_in_ready_and_status_but_not_in_health() {
     })
     .await;
 
-    proxy.cut();
+    fault(&proxy);
     let (code, _) = get(&format!("{}/health", app.url)).await;
     assert_eq!(code, StatusCode::OK);
+    let started = Instant::now();
     let (code, ready) = get(&format!("{}/ready", app.url)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ready took {:?}",
+        started.elapsed()
+    );
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready["failing"], serde_json::json!(["postgres"]));
     let started = Instant::now();

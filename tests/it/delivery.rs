@@ -214,3 +214,47 @@ async fn a_message_postgres_refuses_is_retried_then_dead_lettered_while_its_batc
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_batch_hung_in_postgres_is_abandoned_and_retried() {
+    use sea_orm::ConnectionTrait;
+    let env = TestEnv::new().await;
+    // A statement that hangs (until switched off), like a lock or a stuck disk.
+    env.db
+        .execute_unprepared(
+            "CREATE TABLE hang_switch (hang boolean NOT NULL); INSERT INTO hang_switch VALUES (true); \
+             CREATE FUNCTION hang_orders() RETURNS trigger AS $$ BEGIN \
+               IF NEW.order_id LIKE 'sleepy%' AND (SELECT hang FROM hang_switch) THEN PERFORM pg_sleep(600); END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER hang_orders BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION hang_orders();",
+        )
+        .await
+        .expect("install the hanging trigger");
+    let settings = [("SHIM_ENABLED", "false"), ("BATCH_TIMEOUT_SECS", "1")];
+    let app = env.spawn("patient", &settings).await;
+    env.xadd_payload(&order_json("sleepy-1", "1", "10")).await;
+
+    let hanging = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
+        env.database
+    );
+    env.wait_until("the batch hangs in Postgres", || async {
+        env.count(&hanging).await > 0
+    })
+    .await;
+    env.db
+        .execute_unprepared("UPDATE hang_switch SET hang = false")
+        .await
+        .expect("switch the hang off");
+
+    // Only an abandoned and retried batch can finish now: the first still sleeps.
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "FILLED");
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
+
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -1,5 +1,6 @@
 //! A TCP proxy the tests put between the service and a dependency, to cut
-//! the connection (refuse new ones, reset open ones) and restore it.
+//! the connection (refuse new ones, reset open ones), to stall it (accept
+//! and hold, forward nothing), and to restore it.
 
 use std::net::SocketAddr;
 
@@ -7,9 +8,16 @@ use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pass,
+    Cut,
+    Stall,
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
-    cut: watch::Sender<bool>,
+    mode: watch::Sender<Mode>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -19,40 +27,29 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let (cut, watching) = watch::channel(false);
+        let (mode, watching) = watch::channel(Mode::Pass);
         let upstream = upstream.to_owned();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let mut cut = watching.clone();
-                let upstream = upstream.clone();
-                tokio::spawn(async move {
-                    if *cut.borrow() {
-                        return reset(client);
-                    }
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                        return reset(client);
-                    };
-                    let mut client = client;
-                    tokio::select! {
-                        _ = copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.wait_for(|cut| *cut) => {
-                            reset(client);
-                            reset(server);
-                        }
-                    }
-                });
+                tokio::spawn(serve(client, upstream.clone(), watching.clone()));
             }
         });
-        Proxy { addr, cut, task }
+        Proxy { addr, mode, task }
     }
 
     /// Resets every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.cut.send_replace(true);
+        self.mode.send_replace(Mode::Cut);
     }
 
+    /// Keeps every connection open but forwards nothing, either way.
+    pub fn stall(&self) {
+        self.mode.send_replace(Mode::Stall);
+    }
+
+    /// Forwards again; connections held by a stall are closed.
     pub fn restore(&self) {
-        self.cut.send_replace(false);
+        self.mode.send_replace(Mode::Pass);
     }
 }
 
@@ -60,6 +57,31 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+async fn serve(mut client: TcpStream, upstream: String, mut mode: watch::Receiver<Mode>) {
+    let current = *mode.borrow();
+    match current {
+        Mode::Cut => return reset(client),
+        Mode::Stall => {
+            let _ = mode.wait_for(|m| *m != Mode::Stall).await;
+            return reset(client);
+        }
+        Mode::Pass => {}
+    }
+    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+        return reset(client);
+    };
+    let interrupted = tokio::select! {
+        _ = copy_bidirectional(&mut client, &mut server) => None,
+        changed = mode.wait_for(|m| *m != Mode::Pass) => changed.ok().map(|m| *m),
+    };
+    if interrupted == Some(Mode::Stall) {
+        // Hold both ends silent until the stall ends.
+        let _ = mode.wait_for(|m| *m != Mode::Stall).await;
+    }
+    reset(client);
+    reset(server);
 }
 
 /// Closes with a TCP reset rather than an orderly shutdown.
