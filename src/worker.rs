@@ -132,7 +132,7 @@ impl Worker {
             .filter(|order| {
                 stored
                     .get(&order.order_id)
-                    .is_some_and(|row| !is_terminal(&row.status))
+                    .is_some_and(|row| !row.is_terminal())
             })
             .collect();
         let outcomes = join_all(to_execute.iter().map(|order| async {
@@ -285,8 +285,4 @@ impl<'a> StageClock<'a> {
         self.stats.observe_stage(stage, now - self.since);
         self.since = now;
     }
-}
-
-fn is_terminal(status: &str) -> bool {
-    OrderStatus::parse(status).is_some_and(OrderStatus::is_terminal)
 }

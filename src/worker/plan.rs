@@ -173,9 +173,7 @@ impl BatchPlan {
                 } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
                 Disposition::Rejected { rejection } => Some(
                     current(&rejection.order_id)
-                        .filter(|row| {
-                            OrderStatus::parse(&row.status).is_some_and(OrderStatus::is_terminal)
-                        })
+                        .filter(|row| row.is_terminal())
                         .map(|row| store::result_from_row(row, rejection.traceparent.clone()))
                         .unwrap_or_else(|| rejection_result(rejection, mode, now)),
                 ),

@@ -49,3 +49,11 @@ impl Related<super::trades::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// FILLED, REJECTED or ERROR: never executed again, only re-emitted.
+    pub fn is_terminal(&self) -> bool {
+        crate::domain::OrderStatus::parse(&self.status)
+            .is_some_and(crate::domain::OrderStatus::is_terminal)
+    }
+}
