@@ -15,12 +15,12 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, Consumer, Probe, Publisher};
-use crate::config::{Settings, TradingSettings};
+use crate::config::{PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
 use crate::stats::Stats;
-use crate::store::Store;
+use crate::store::{PoolSettings, Store};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -160,7 +160,7 @@ async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
     let mut delay = Duration::from_millis(500);
     loop {
         let attempt = async {
-            let store = Store::connect(postgres.url.expose_secret(), postgres.max_connections)
+            let store = Store::connect_with(postgres.url.expose_secret(), &pool_settings(postgres))
                 .await
                 .context("connecting to Postgres")?;
             if postgres.run_migrations {
@@ -181,6 +181,18 @@ async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// What the store needs of the Postgres settings.
+pub fn pool_settings(postgres: &PostgresSettings) -> PoolSettings {
+    PoolSettings {
+        max_connections: postgres.max_connections,
+        acquire_timeout: postgres.acquire_timeout,
+        statement_timeout: postgres.statement_timeout,
+        lock_timeout: postgres.lock_timeout,
+        idle_in_transaction_timeout: postgres.idle_in_transaction_timeout,
+        keepalive_idle: postgres.keepalive_idle,
     }
 }
 

@@ -7,6 +7,7 @@
 //! never appear in `Debug` output or logs.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
@@ -38,6 +39,12 @@ pub struct RedisSettings {
 pub struct PostgresSettings {
     pub url: SecretString,
     pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Session timeouts: by default derived from `BATCH_TIMEOUT_SECS`.
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub idle_in_transaction_timeout: Duration,
+    pub keepalive_idle: Duration,
     /// Apply pending migrations when `serve` starts.
     pub run_migrations: bool,
 }
@@ -97,21 +104,19 @@ impl Settings {
             lookup: &lookup,
             errors: Vec::new(),
         };
+        let streams = stream_settings(&mut env);
+        let postgres = postgres_settings(&mut env, streams.worker.batch_timeout);
         let settings = Settings {
             redis: RedisSettings {
                 url: redis_url(&mut env),
                 pool_size: env.parse("REDIS_POOL_SIZE", 16),
             },
-            postgres: PostgresSettings {
-                url: postgres_url(&mut env),
-                max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 16),
-                run_migrations: env.flag("RUN_MIGRATIONS", true),
-            },
             http: HttpSettings {
                 host: env.text("HTTP_HOST", "0.0.0.0"),
                 port: env.parse("HTTP_PORT", 8003),
             },
-            streams: stream_settings(&mut env),
+            streams,
+            postgres,
             trading: trading_settings(&mut env),
             telemetry: TelemetrySettings {
                 log_level: env
@@ -173,6 +178,51 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),
+    }
+}
+
+/// The pool and the session timeouts. A statement may take the whole of a
+/// batch's time, a lock wait a third of it; a transaction whose client went
+/// quiet is ended once its batch has been given up.
+fn postgres_settings(env: &mut Env<'_>, batch_timeout: Duration) -> PostgresSettings {
+    let batch_ms = batch_timeout.as_millis() as u64;
+    let millis = |env: &mut Env<'_>, name: &str, default: u64| {
+        let ms = env.parse(name, default);
+        if !(1..=86_400_000).contains(&ms) {
+            env.invalid(name, ms, "milliseconds between 1 and 86400000");
+        }
+        Duration::from_millis(ms)
+    };
+    let statement_timeout = millis(env, "POSTGRES_STATEMENT_TIMEOUT_MS", batch_ms);
+    let lock_timeout = millis(env, "POSTGRES_LOCK_TIMEOUT_MS", (batch_ms / 3).max(1));
+    if lock_timeout > statement_timeout {
+        env.invalid(
+            "POSTGRES_LOCK_TIMEOUT_MS",
+            lock_timeout.as_millis(),
+            "at most POSTGRES_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)",
+        );
+    }
+    let keepalive_secs = env.parse("POSTGRES_TCP_KEEPALIVE_SECS", 15_u64);
+    if !(1..=7200).contains(&keepalive_secs) {
+        env.invalid(
+            "POSTGRES_TCP_KEEPALIVE_SECS",
+            keepalive_secs,
+            "seconds between 1 and 7200",
+        );
+    }
+    PostgresSettings {
+        url: postgres_url(env),
+        max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 16),
+        acquire_timeout: millis(env, "POSTGRES_ACQUIRE_TIMEOUT_MS", 5_000),
+        statement_timeout,
+        lock_timeout,
+        idle_in_transaction_timeout: millis(
+            env,
+            "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            batch_ms,
+        ),
+        keepalive_idle: Duration::from_secs(keepalive_secs),
+        run_migrations: env.flag("RUN_MIGRATIONS", true),
     }
 }
 

@@ -29,6 +29,13 @@ pub struct Stats {
     pub redeliveries: IntCounter,
     /// Orders actually handed to the executor (re-emitted results excluded).
     pub executed: IntCounter,
+    /// Batch attempts that gave up waiting for a row lock another
+    /// transaction held (`lock_timeout`).
+    pub lock_timeouts: IntCounter,
+    /// Batch attempts abandoned after `BATCH_TIMEOUT_SECS`.
+    pub batch_timeouts: IntCounter,
+    /// Batch attempts that failed for another infrastructure reason.
+    pub batch_failures: IntCounter,
     pub batch_size: Histogram,
     pub stage_seconds: HistogramVec,
     pub stream_length: IntGauge,
@@ -91,6 +98,18 @@ impl Stats {
                 "Entries delivered more than once",
             ),
             executed: counter("orders_executed_total", "Orders handed to the executor"),
+            lock_timeouts: counter(
+                "batch_lock_timeouts_total",
+                "Batch attempts that gave up waiting for a row lock held by another transaction",
+            ),
+            batch_timeouts: counter(
+                "batch_timeouts_total",
+                "Batch attempts abandoned after BATCH_TIMEOUT_SECS (connection closed, backend terminated)",
+            ),
+            batch_failures: counter(
+                "batch_failures_total",
+                "Batch attempts that failed on Postgres or Redis and were retried",
+            ),
             batch_size: Histogram::with_opts(
                 HistogramOpts::new("execution_batch_size", "Entries per processed batch").buckets(
                     vec![

@@ -62,6 +62,12 @@ impl BatchError {
     pub fn is_message_level(&self) -> bool {
         matches!(self, BatchError::Database(err) if store::is_data_error(err))
     }
+
+    /// The batch waited too long for a row lock another transaction holds:
+    /// a duplicate in flight elsewhere, or a transaction its client left.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, BatchError::Database(err) if store::is_lock_timeout(err))
+    }
 }
 
 /// What one batch did, for callers and tests.
@@ -116,7 +122,7 @@ impl Worker {
         clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
-        let batch = self.store.begin_batch().await?;
+        let mut batch = self.store.begin_batch().await?;
         let stored = batch.upsert_orders(&plan.rows).await?;
         clock.lap("upsert");
 

@@ -6,11 +6,13 @@
 //! batch size, with amounts passed as decimal text, never as floats.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, Statement,
-    Value as DbValue,
+use sea_orm::sqlx::{
+    self, Error as SqlxError, Executor, PgPool, Postgres, Row, pool::PoolConnection,
 };
+use sea_orm::{ConnAcquireErr, DbErr, FromQueryResult, QueryResult, RuntimeErr};
 use serde::Serialize;
 
 use super::entity::orders;
@@ -63,13 +65,41 @@ struct Outcome<'a> {
     filled_at: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
+/// One batch's transaction, on a connection taken from the pool for it.
+///
+/// A batch that does not commit, because a statement failed or because the
+/// worker gave up on it (its future dropped mid-statement), never returns
+/// its connection to the pool: the connection is closed, and when a
+/// statement was still running its server backend is terminated from
+/// another connection, so no backend outlives the attempt holding locks.
 pub struct BatchTx {
-    txn: DatabaseTransaction,
+    conn: Option<PoolConnection<Postgres>>,
+    /// The server process behind `conn`.
+    backend: i32,
+    /// Whether a statement was sent and its answer not yet read.
+    in_flight: bool,
+    pool: PgPool,
 }
 
 impl BatchTx {
-    pub(super) fn new(txn: DatabaseTransaction) -> Self {
-        BatchTx { txn }
+    pub(super) async fn begin(pool: &PgPool) -> Result<Self, DbErr> {
+        let mut conn = pool.acquire().await.map_err(|err| match err {
+            SqlxError::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
+        })?;
+        let mut batch = BatchTx {
+            conn: None,
+            backend: 0,
+            in_flight: true,
+            pool: pool.clone(),
+        };
+        let started = sqlx::raw_sql("BEGIN; SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row| row.try_get::<i32, _>(0));
+        batch.conn = Some(conn);
+        batch.backend = batch.answered(started)?;
+        Ok(batch)
     }
 
     /// Inserts the rows that are new and counts one more attempt on those
@@ -78,26 +108,31 @@ impl BatchTx {
     /// overlapping batches cannot deadlock) until the batch ends.
     #[tracing::instrument(name = "postgres.upsert_orders", skip_all, fields(rows = rows.len()), err)]
     pub async fn upsert_orders(
-        &self,
+        &mut self,
         rows: &[NewOrder],
     ) -> Result<HashMap<String, orders::Model>, DbErr> {
         if rows.is_empty() {
             return Ok(HashMap::new());
         }
-        let stored = orders::Entity::find()
-            .from_raw_sql(statement(UPSERT_ORDERS, rows)?)
-            .all(&self.txn)
-            .await?;
-        Ok(stored
+        let json = batch_json(rows)?;
+        let conn = self.start()?;
+        let stored = sqlx::query(UPSERT_ORDERS)
+            .bind(json)
+            .fetch_all(&mut **conn)
+            .await;
+        self.answered(stored)?
             .into_iter()
-            .map(|row| (row.order_id.clone(), row))
-            .collect())
+            .map(|row| {
+                let row = orders::Model::from_query_result(&QueryResult::from(row), "")?;
+                Ok((row.order_id.clone(), row))
+            })
+            .collect()
     }
 
     /// Writes the outcomes of executed orders and their fills.
     #[tracing::instrument(name = "postgres.record_outcomes", skip_all, fields(orders = finished.len(), trades = fills.len()), err)]
     pub async fn record(
-        &self,
+        &mut self,
         finished: &[orders::Model],
         fills: &[NewTrade],
     ) -> Result<(), DbErr> {
@@ -116,32 +151,123 @@ impl BatchTx {
                     filled_at: row.filled_at,
                 })
                 .collect();
-            self.txn
-                .execute_raw(statement(RECORD_OUTCOMES, &outcomes)?)
+            self.run(sqlx::query(RECORD_OUTCOMES).bind(batch_json(&outcomes)?))
                 .await?;
         }
         if !fills.is_empty() {
-            self.txn
-                .execute_raw(statement(INSERT_TRADES, fills)?)
+            self.run(sqlx::query(INSERT_TRADES).bind(batch_json(fills)?))
                 .await?;
         }
         Ok(())
     }
 
+    /// Commits; only then does the connection go back to the pool.
     #[tracing::instrument(name = "postgres.commit", skip_all, err)]
-    pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+    pub async fn commit(mut self) -> Result<(), DbErr> {
+        self.run(sqlx::raw_sql("COMMIT")).await?;
+        // Committed: the connection is clean and may serve again.
+        drop(self.conn.take());
+        Ok(())
+    }
+
+    /// Runs a statement whose rows are not needed.
+    async fn run<'q, E>(&mut self, statement: E) -> Result<(), DbErr>
+    where
+        E: sqlx::Execute<'q, Postgres> + 'q,
+    {
+        let conn = self.start()?;
+        let done = conn.execute(statement).await;
+        self.answered(done).map(drop)
+    }
+
+    /// Takes a statement's answer. Once the server has answered, rows or an
+    /// error of its own, nothing of this batch runs there any more.
+    fn answered<T>(&mut self, answer: Result<T, SqlxError>) -> Result<T, DbErr> {
+        if matches!(answer, Ok(_) | Err(SqlxError::Database(_))) {
+            self.in_flight = false;
+        }
+        answer.map_err(query_err)
+    }
+
+    /// The connection, marked as having a statement in flight until the
+    /// caller clears the mark on its answer.
+    fn start(&mut self) -> Result<&mut PoolConnection<Postgres>, DbErr> {
+        self.in_flight = true;
+        self.conn
+            .as_mut()
+            .ok_or_else(|| DbErr::Custom("the batch transaction has ended".to_owned()))
     }
 }
 
-/// `sql` with the rows as its one parameter: JSON text, written straight
-/// from the rows and parsed once by `json_to_recordset`.
-fn statement<T: Serialize>(sql: &str, rows: &[T]) -> Result<Statement, DbErr> {
-    let json = serde_json::to_string(rows)
-        .map_err(|err| DbErr::Custom(format!("encoding a batch: {err}")))?;
-    Ok(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [DbValue::String(Some(json))],
-    ))
+impl Drop for BatchTx {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // Closing the socket ends the session once the server next reads it;
+        // a backend still busy with a statement (waiting on a lock, say)
+        // reads nothing until that ends, so it is terminated outright.
+        drop(conn.detach());
+        if self.in_flight {
+            let (pool, backend) = (self.pool.clone(), self.backend);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(terminate_backend(pool, backend));
+            }
+        }
+    }
+}
+
+/// How long ending an abandoned backend may take before the server's own
+/// timeouts are left to do it.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ends the server backend of an abandoned batch, saying what it was
+/// waiting for. When Postgres cannot be reached, `statement_timeout`,
+/// `lock_timeout` and `idle_in_transaction_session_timeout` end it on the
+/// server instead.
+async fn terminate_backend(pool: PgPool, backend: i32) {
+    let ending = async {
+        let (wait_type, wait_event, blockers, ended): (
+            Option<String>,
+            Option<String>,
+            Option<Vec<i32>>,
+            bool,
+        ) = sqlx::query_as(
+            "SELECT a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid), pg_terminate_backend(a.pid)
+             FROM pg_stat_activity a WHERE a.pid = $1",
+        )
+        .bind(backend)
+        .fetch_optional(&pool)
+        .await?
+        .unwrap_or_default();
+        Ok::<_, SqlxError>((wait_type, wait_event, blockers, ended))
+    };
+    match tokio::time::timeout(TERMINATE_TIMEOUT, ending).await {
+        Ok(Ok((Some(wait_type), wait_event, blockers, ended))) if wait_type == "Lock" => {
+            tracing::warn!(backend, ended, wait_event = ?wait_event, blocked_by = ?blockers.unwrap_or_default(),
+                "an abandoned batch was waiting for a lock held by another transaction; its backend was terminated");
+        }
+        Ok(Ok((_, wait_event, _, ended))) => {
+            tracing::warn!(backend, ended, wait_event = ?wait_event, "terminated the backend of an abandoned batch");
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(backend, error = %err, "cannot terminate the backend of an abandoned batch; the server's timeouts will end it");
+        }
+        Err(_) => {
+            tracing::warn!(
+                backend,
+                "Postgres did not answer in time to terminate the backend of an abandoned batch; the server's timeouts will end it"
+            );
+        }
+    }
+}
+
+fn query_err(err: SqlxError) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+/// The rows as one JSON text parameter, written straight from the rows and
+/// parsed once by `json_to_recordset`.
+fn batch_json<T: Serialize>(rows: &[T]) -> Result<String, DbErr> {
+    serde_json::to_string(rows).map_err(|err| DbErr::Custom(format!("encoding a batch: {err}")))
 }

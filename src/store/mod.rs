@@ -9,13 +9,14 @@ pub mod entity;
 mod queries;
 mod rows;
 
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr,
-    TransactionTrait,
-};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::{ConnectOptions as _, PgPool};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, TransactionTrait};
 
 pub use batch::BatchTx;
 pub use queries::{OrderCounts, OrderQuery};
@@ -27,56 +28,162 @@ pub use rows::{
 /// constraint, a program limit): the fault of a message, not of the
 /// database, and retrying the same rows will fail again.
 pub fn is_data_error(err: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx))) =
-        err
-    else {
-        return false;
-    };
-    match sqlx.as_ref() {
-        sea_orm::sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            ["22", "23", "54"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
-        _ => false,
-    }
+    sqlstate(err).is_some_and(|code| {
+        ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    })
 }
 
-fn options(url: &str, max_connections: u32) -> ConnectOptions {
-    let mut options = ConnectOptions::new(url.to_owned());
-    options
-        .max_connections(max_connections)
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false);
-    options
+/// Whether a statement gave up waiting for a lock another transaction
+/// holds (`lock_timeout`, SQLSTATE 55P03).
+pub fn is_lock_timeout(err: &DbErr) -> bool {
+    sqlstate(err).as_deref() == Some("55P03")
+}
+
+/// The SQLSTATE Postgres answered with, if the error came from Postgres.
+fn sqlstate(err: &DbErr) -> Option<String> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx))
+    | DbErr::Conn(RuntimeErr::SqlxError(sqlx))) = err
+    else {
+        return None;
+    };
+    match sqlx.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
 }
 
 /// An arbitrary constant that serialises concurrent migration runs.
 const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
 
+/// How the connection pool behaves, and what each Postgres session is told
+/// to end on its own when the service is no longer there to end it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// Longest wait for a connection from the pool, connecting included.
+    pub acquire_timeout: Duration,
+    /// `statement_timeout`: the server cancels a statement running longer.
+    pub statement_timeout: Duration,
+    /// `lock_timeout`: the server gives up waiting for a row lock.
+    pub lock_timeout: Duration,
+    /// `idle_in_transaction_session_timeout`: the server ends a session whose
+    /// transaction waits this long for its client (one the client abandoned).
+    pub idle_in_transaction_timeout: Duration,
+    /// `tcp_keepalives_idle`: the server probes a silent client after this
+    /// long, and drops it after three unanswered probes.
+    pub keepalive_idle: Duration,
+}
+
+impl PoolSettings {
+    /// The defaults for `max_connections`, with every timeout derived from a
+    /// batch timeout of 30 s.
+    pub fn with_max_connections(max_connections: u32) -> Self {
+        PoolSettings {
+            max_connections,
+            ..PoolSettings::derived(Duration::from_secs(30))
+        }
+    }
+
+    /// Timeouts derived from the longest a batch may take: a statement may
+    /// take all of it, a lock wait a third, and a transaction left idle by
+    /// its client is ended once the batch it belonged to has been given up.
+    pub fn derived(batch_timeout: Duration) -> Self {
+        PoolSettings {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: batch_timeout,
+            lock_timeout: batch_timeout / 3,
+            idle_in_transaction_timeout: batch_timeout,
+            keepalive_idle: Duration::from_secs(15),
+        }
+    }
+
+    /// The session settings every connection starts with.
+    fn session_options(&self) -> [(&'static str, u128); 6] {
+        let probes = 3;
+        let interval = (self.keepalive_idle / 3).max(Duration::from_secs(1));
+        [
+            ("statement_timeout", self.statement_timeout.as_millis()),
+            ("lock_timeout", self.lock_timeout.as_millis()),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout.as_millis(),
+            ),
+            (
+                "tcp_keepalives_idle",
+                u128::from(self.keepalive_idle.as_secs().max(1)),
+            ),
+            ("tcp_keepalives_interval", u128::from(interval.as_secs())),
+            (
+                "tcp_user_timeout",
+                (self.keepalive_idle + interval * probes).as_millis(),
+            ),
+        ]
+    }
+
+    fn pool_options(&self) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+    }
+
+    fn connect_options(&self, url: &str) -> Result<PgConnectOptions, DbErr> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))?;
+        // The URL may name the application (`?application_name=`), to tell
+        // replicas apart in `pg_stat_activity`.
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("execution-service"),
+        };
+        Ok(options
+            .options(self.session_options())
+            .options([("tcp_keepalives_count", 3)])
+            .disable_statement_logging())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    pool: PgPool,
 }
 
 impl Store {
-    #[tracing::instrument(skip_all, err)]
+    /// Connects with the default pool settings and `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        Ok(Store {
-            db: Database::connect(options(url, max_connections)).await?,
-        })
+        Self::connect_with(url, &PoolSettings::with_max_connections(max_connections)).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, DbErr> {
+        let pool = settings
+            .pool_options()
+            .min_connections(1)
+            .connect_with(settings.connect_options(url)?)
+            .await
+            .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))?;
+        Ok(Store::from_pool(pool))
     }
 
     /// A store whose connections open on first use: building it needs no
     /// running Postgres.
     pub async fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        let mut options = options(url, max_connections);
-        options.connect_lazy(true).min_connections(0);
-        Ok(Store {
-            db: Database::connect(options).await?,
-        })
+        let settings = PoolSettings::with_max_connections(max_connections);
+        let pool = settings
+            .pool_options()
+            .connect_lazy_with(settings.connect_options(url)?);
+        Ok(Store::from_pool(pool))
+    }
+
+    fn from_pool(pool: PgPool) -> Self {
+        Store {
+            db: DatabaseConnection::from(pool.clone()),
+            pool,
+        }
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -87,18 +194,41 @@ impl Store {
     #[tracing::instrument(skip_all, err)]
     pub async fn migrate(&self) -> Result<(), DbErr> {
         let txn = self.db.begin().await?;
+        // A migration may wait for another replica's and may take its time.
+        txn.execute_unprepared("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
+            .await?;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             .await?;
         Migrator::up(&txn, None).await?;
         txn.commit().await
     }
 
-    /// Starts the transaction one batch is recorded in.
+    /// Starts the transaction one batch is recorded in, on a connection of
+    /// its own that is closed (never pooled again) unless the batch commits.
     pub async fn begin_batch(&self) -> Result<BatchTx, DbErr> {
-        Ok(BatchTx::new(self.db.begin().await?))
+        BatchTx::begin(&self.pool).await
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_session_is_told_to_end_what_its_client_abandons() {
+        let settings = PoolSettings::derived(Duration::from_secs(30));
+        let options: std::collections::HashMap<_, _> =
+            settings.session_options().into_iter().collect();
+        assert_eq!(options["statement_timeout"], 30_000);
+        assert_eq!(options["lock_timeout"], 10_000);
+        assert_eq!(options["idle_in_transaction_session_timeout"], 30_000);
+        assert_eq!(options["tcp_keepalives_idle"], 15);
+        assert_eq!(options["tcp_keepalives_interval"], 5);
+        // Idle time plus three unanswered probes.
+        assert_eq!(options["tcp_user_timeout"], 30_000);
     }
 }

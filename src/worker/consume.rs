@@ -156,7 +156,18 @@ impl Worker {
                     }
                     return true;
                 }
+                _ if err.is_lock_timeout() => {
+                    self.stats.lock_timeouts.inc();
+                    tracing::warn!(error = %err, entries = entries.len(),
+                        "batch blocked on a row lock held by another transaction; it stays pending and is retried");
+                }
+                _ if matches!(err, BatchError::TimedOut(_)) => {
+                    self.stats.batch_timeouts.inc();
+                    tracing::error!(error = %err, entries = entries.len(),
+                        "batch abandoned: its connection is closed and its backend terminated; it stays pending and is retried");
+                }
                 _ => {
+                    self.stats.batch_failures.inc();
                     tracing::error!(error = %err, entries = entries.len(), "batch failed; it stays pending and is retried")
                 }
             }

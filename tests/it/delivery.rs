@@ -230,24 +230,46 @@ async fn a_batch_hung_in_postgres_is_abandoned_and_retried() {
         )
         .await
         .expect("install the hanging trigger");
-    let settings = [("SHIM_ENABLED", "false"), ("BATCH_TIMEOUT_SECS", "1")];
+    // The server's own statement timeout is set far off, so only the
+    // service can end an abandoned attempt's backend.
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("BATCH_TIMEOUT_SECS", "1"),
+        ("POSTGRES_STATEMENT_TIMEOUT_MS", "600000"),
+        ("POSTGRES_LOCK_TIMEOUT_MS", "600000"),
+    ];
     let app = env.spawn("patient", &settings).await;
     env.xadd_payload(&order_json("sleepy-1", "1", "10")).await;
 
-    let hanging = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
+    let sleeping = format!(
+        "SELECT pid::text FROM pg_stat_activity WHERE datname = '{}' AND wait_event = 'PgSleep'",
         env.database
     );
-    env.wait_until("the batch hangs in Postgres", || async {
-        env.count(&hanging).await > 0
-    })
-    .await;
+    // Each attempt is abandoned after a second and its backend terminated:
+    // attempts follow one another, they never pile up on the server.
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + crate::helpers::DEADLINE;
+    while seen.len() < 3 {
+        let pids = env.texts(&sleeping).await;
+        assert!(
+            pids.len() <= 1,
+            "abandoned attempts still run on the server: {pids:?}"
+        );
+        seen.extend(pids);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "saw only {} attempts",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app.stats.batch_timeouts.get() >= 2);
     env.db
         .execute_unprepared("UPDATE hang_switch SET hang = false")
         .await
         .expect("switch the hang off");
 
-    // Only an abandoned and retried batch can finish now: the first still sleeps.
+    // The attempt sleeping now is abandoned too; the next one fills.
     let results = env.wait_for_results(1).await;
     assert_eq!(results[0]["status"], "FILLED");
     env.wait_until("nothing is pending", || async { env.pending().await == 0 })
@@ -256,5 +278,87 @@ async fn a_batch_hung_in_postgres_is_abandoned_and_retried() {
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
 
     app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_batch_blocked_on_a_lock_is_reported_and_retried() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let env = TestEnv::new().await;
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("POSTGRES_LOCK_TIMEOUT_MS", "200"),
+    ];
+    let app = env.spawn("blocked", &settings).await;
+    // Another transaction holds a lock every upsert needs.
+    let holder = env.db.begin().await.expect("BEGIN");
+    holder
+        .execute_unprepared("LOCK TABLE orders IN EXCLUSIVE MODE")
+        .await
+        .expect("lock the orders table");
+    env.xadd_payload(&order_json("blocked-1", "1", "10")).await;
+
+    env.wait_until("the lock wait is counted", || async {
+        app.stats.lock_timeouts.get() >= 2
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("execution_batch_lock_timeouts_total ")
+                && !line.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+    assert_eq!(
+        env.results().await.len(),
+        0,
+        "nothing is done while blocked"
+    );
+    holder.rollback().await.expect("ROLLBACK");
+
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "FILLED");
+    assert_eq!(
+        app.stats.batch_timeouts.get(),
+        0,
+        "a lock wait is not a hang"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn every_postgres_session_carries_the_timeouts_and_keepalives() {
+    let env = TestEnv::new().await;
+    let app = env.build("timed", &[("BATCH_TIMEOUT_SECS", "9")]).await;
+    let show = |name: &'static str| {
+        let db = app.store().connection().clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!("SHOW {name}"),
+                ))
+                .await
+                .expect("SHOW")
+                .expect("a row");
+            row.try_get_by_index::<String>(0).expect("a setting")
+        }
+    };
+    assert_eq!(show("statement_timeout").await, "9s");
+    assert_eq!(show("lock_timeout").await, "3s");
+    assert_eq!(show("idle_in_transaction_session_timeout").await, "9s");
+    assert_eq!(show("tcp_keepalives_idle").await, "15");
+    assert_eq!(show("tcp_keepalives_interval").await, "5");
+    assert_eq!(show("tcp_keepalives_count").await, "3");
+    assert_eq!(show("application_name").await, "execution-service");
+    drop(app);
     env.cleanup().await;
 }
