@@ -252,6 +252,60 @@ async fn hostile_requests_get_clear_client_errors() {
 }
 
 #[tokio::test]
+async fn every_null_in_a_response_is_declared_nullable() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("nullable", &[("SHIM_ENABLED", "false")]).await;
+    // Rejected without price, ids or fill: most optional columns stay empty.
+    env.xadd_payload(r#"{"order_id":"null-1","symbol":"BTCUSDT","side":"HOLD","quantity":1}"#)
+        .await;
+    env.wait_for_results(1).await;
+    let (_, document) = get(&format!("{}/openapi.json", app.url)).await;
+    let schemas = &document["components"]["schemas"];
+
+    let (code, page) = get(&format!("{}/orders", app.url)).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, detail) = get(&format!("{}/orders/null-1", app.url)).await;
+    assert_eq!(code, StatusCode::OK);
+    let mut checked = Vec::new();
+    for (schema, object) in [
+        ("OrderPage", &page),
+        ("OrderView", &page["orders"][0]),
+        ("OrderView", &detail["order"]),
+    ] {
+        let object = object.as_object().expect("an object");
+        for (name, _) in object.iter().filter(|(_, value)| value.is_null()) {
+            let property = &schemas[schema]["properties"][name];
+            assert_eq!(
+                property["nullable"], true,
+                "{schema}.{name} comes back null but is not declared nullable: {property}"
+            );
+            checked.push(format!("{schema}.{name}"));
+        }
+    }
+    for name in [
+        "OrderPage.next_before",
+        "OrderView.price",
+        "OrderView.bot_id",
+    ] {
+        assert!(checked.iter().any(|c| c == name), "{name} was not null");
+    }
+    // Null when Postgres or Redis does not answer (see the lost-Postgres tests).
+    for name in ["database_stats", "stream"] {
+        assert_eq!(
+            schemas["Status"]["properties"][name]["nullable"], true,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        schemas["TradeView"]["properties"]["exchange_order_id"]["nullable"],
+        true
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_lost_postgres_shows_in_ready_and_status_but_not_in_health() {
     lost_postgres(Proxy::cut).await;
 }
