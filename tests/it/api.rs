@@ -362,6 +362,34 @@ async fn a_method_other_than_get_is_405_with_allow_on_every_path() {
 }
 
 #[tokio::test]
+async fn a_nul_in_an_order_id_or_symbol_finds_nothing_instead_of_failing() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("nul", &[("SHIM_ENABLED", "false")]).await;
+    env.wait_until("the instance is ready", || async {
+        reqwest::get(format!("{}/ready", app.url))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+
+    for id in ["%00", "a%00b", "%00%01"] {
+        let (code, body) = get(&format!("{}/orders/{id}", app.url)).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert_eq!(body["error"], "not_found", "{id}");
+    }
+    let (code, page) = get(&format!("{}/orders?symbol=BTC%00USDT", app.url)).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert_eq!(page["orders"], serde_json::json!([]));
+    // Other control characters can be stored (a rejected order keeps its
+    // id as sent), so they are looked up like any id.
+    let (code, body) = get(&format!("{}/orders/a%01b", app.url)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_path_that_does_not_decode_gets_the_json_error() {
     let env = TestEnv::new().await;
     let app = env.spawn("undecodable", &[("SHIM_ENABLED", "false")]).await;
