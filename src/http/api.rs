@@ -250,6 +250,12 @@ impl Api {
         #[oai(validator(minimum(value = "1")))]
         before: Query<Option<i64>>,
     ) -> ListResponse {
+        if symbol.0.as_deref().is_some_and(|s| !storable(s)) {
+            return ListResponse::Ok(Json(OrderPage {
+                orders: Vec::new(),
+                next_before: None,
+            }));
+        }
         let query = OrderQuery {
             limit: limit.0,
             status: status.0.map(Into::into),
@@ -283,21 +289,34 @@ impl Api {
         #[oai(validator(min_length = 1, max_length = 255))]
         order_id: Path<String>,
     ) -> OrderResponse {
+        let not_found = || {
+            OrderResponse::NotFound(Json(ApiError::new(
+                "not_found",
+                format!("no order with order_id {:?}", order_id.0),
+            )))
+        };
+        if !storable(&order_id.0) {
+            return not_found();
+        }
         match within(self.0.store.order_with_trades(&order_id.0)).await {
             Some(Some((order, fills))) => OrderResponse::Ok(Json(Box::new(OrderDetail {
                 order: OrderView::from(&order),
                 trades: fills.iter().map(Into::into).collect(),
             }))),
-            Some(None) => OrderResponse::NotFound(Json(ApiError::new(
-                "not_found",
-                format!("no order with order_id {:?}", order_id.0),
-            ))),
+            Some(None) => not_found(),
             None => OrderResponse::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),
         }
     }
+}
+
+/// Whether a stored text column could hold `text`. Postgres text cannot
+/// hold NUL, so no order has one in its id or symbol, and a statement
+/// given one fails instead of finding nothing.
+fn storable(text: &str) -> bool {
+    !text.contains('\0')
 }
 
 fn default_limit() -> u64 {

@@ -2,8 +2,9 @@
 //! orders, documented with OpenAPI and explorable in Swagger UI at `/docs`.
 //!
 //! Handlers read through the store, the bus probe and the statistics; they
-//! never touch streams themselves. Unknown paths and methods answer with a
-//! JSON error, never a 500.
+//! never touch streams themselves. Whatever no handler answers (an unknown
+//! path, a method other than GET or HEAD, a path that does not decode)
+//! gets the same JSON error body as the handlers' errors, never a 500.
 
 mod api;
 mod examples;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use poem::error::{MethodNotAllowedError, NotFoundError};
-use poem::http::StatusCode;
+use poem::error::ParsePathError;
+use poem::http::{StatusCode, header};
 use poem::listener::Acceptor;
 use poem::web::Json;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server};
@@ -80,27 +81,48 @@ pub async fn spec() -> anyhow::Result<String> {
 pub fn routes(ctx: ApiContext) -> impl Endpoint {
     let api = service(ctx);
     Route::new()
-        .nest("/docs", api.swagger_ui())
-        .at("/openapi.json", api.spec_endpoint())
+        .nest("/docs", poem::get(api.swagger_ui()))
+        .at("/openapi.json", poem::get(api.spec_endpoint()))
         .nest("/", api)
-        .catch_error(|_: NotFoundError| async {
-            error_response(
-                StatusCode::NOT_FOUND,
-                ApiError::new("not_found", "no such path"),
-            )
-        })
+        .catch_all_error(|err| async move { error_response(&err) })
         .with(poem::middleware::Tracing)
-        .catch_error(|_: MethodNotAllowedError| async {
-            error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ApiError::new("method_not_allowed", "method not allowed here"),
-            )
-        })
 }
 
-fn error_response(status: StatusCode, error: ApiError) -> poem::Response {
+/// The JSON error body for a request no handler answered: an unknown path,
+/// a method other than GET or HEAD, a path that does not decode.
+fn error_response(err: &poem::Error) -> poem::Response {
+    let status = err.status();
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::new("not_found", "no such path"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::new("method_not_allowed", "only GET and HEAD are served here")
+        }
+        StatusCode::BAD_REQUEST if err.is::<ParsePathError>() => {
+            ApiError::new("bad_request", "the path is not valid percent-encoded UTF-8")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::new("unavailable", err.to_string()),
+        _ => ApiError::new(&error_code(status), err.to_string()),
+    };
     let body = serde_json::json!({"error": error.error, "message": error.message});
-    Json(body).with_status(status).into_response()
+    let response = Json(body).with_status(status);
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // Every path serves GET alone (HEAD through it); the OpenAPI test
+        // checks that no other operation is documented.
+        response
+            .with_header(header::ALLOW, "GET, HEAD")
+            .into_response()
+    } else {
+        response.into_response()
+    }
+}
+
+/// `bad_request` for 400, `payload_too_large` for 413, and so on.
+fn error_code(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_")
 }
 
 /// Serves until `cancel` fires, then drains open requests for up to 5 s.

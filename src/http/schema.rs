@@ -1,5 +1,7 @@
 //! The documented shapes of every response body. Amounts are strings that
-//! hold exact decimals with 8 places, never JSON numbers.
+//! hold exact decimals with 8 places, never JSON numbers. An `Option` field
+//! is always sent, as `null` when empty, and is declared `nullable` so the
+//! document says what the JSON holds.
 
 use poem_openapi::{Enum, Object};
 
@@ -98,9 +100,11 @@ pub struct Status {
     pub database_connected: bool,
     pub statistics: Statistics,
     /// `null` when Postgres does not answer.
+    #[oai(nullable)]
     pub database_stats: Option<DatabaseStats>,
     pub consumer: ConsumerInfo,
     /// `null` when Redis does not answer.
+    #[oai(nullable)]
     pub stream: Option<StreamInfo>,
 }
 
@@ -142,21 +146,31 @@ pub struct OrderView {
     pub order_type: String,
     /// Exact decimal as a string, e.g. `"0.00100000"`.
     pub quantity: String,
-    /// The requested price: exact decimal as a string.
+    /// The requested price: exact decimal as a string; `null` when the
+    /// order named none.
+    #[oai(nullable)]
     pub price: Option<String>,
     /// `PENDING`, `SUBMITTED`, `FILLED`, `REJECTED` or `ERROR`.
     pub status: String,
     /// Exact decimal as a string.
+    #[oai(nullable)]
     pub filled_quantity: Option<String>,
-    /// The fill price: exact decimal as a string.
+    /// The fill price: exact decimal as a string; `null` until filled.
+    #[oai(nullable)]
     pub fill_price: Option<String>,
     /// Exact decimal as a string.
+    #[oai(nullable)]
     pub fee: Option<String>,
+    #[oai(nullable)]
     pub client_id: Option<String>,
+    #[oai(nullable)]
     pub strategy_id: Option<String>,
+    #[oai(nullable)]
     pub bot_id: Option<String>,
     pub mode: String,
+    #[oai(nullable)]
     pub reject_reason: Option<String>,
+    #[oai(nullable)]
     pub exchange_order_id: Option<String>,
     /// How often the order was delivered for processing.
     pub attempts: i32,
@@ -164,7 +178,8 @@ pub struct OrderView {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
-    /// RFC 3339; set when filled.
+    /// RFC 3339; `null` until filled.
+    #[oai(nullable)]
     pub filled_at: Option<String>,
 }
 
@@ -202,6 +217,7 @@ impl From<&orders::Model> for OrderView {
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
     /// The `before` value for the next (older) page; `null` on the last page.
+    #[oai(nullable)]
     pub next_before: Option<i64>,
 }
 
@@ -217,6 +233,7 @@ pub struct TradeView {
     /// Exact decimal as a string.
     pub fee: String,
     pub mode: String,
+    #[oai(nullable)]
     pub exchange_order_id: Option<String>,
     /// RFC 3339.
     pub executed_at: String,

@@ -252,6 +252,180 @@ async fn hostile_requests_get_clear_client_errors() {
 }
 
 #[tokio::test]
+async fn every_null_in_a_response_is_declared_nullable() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("nullable", &[("SHIM_ENABLED", "false")]).await;
+    // Rejected without price, ids or fill: most optional columns stay empty.
+    env.xadd_payload(r#"{"order_id":"null-1","symbol":"BTCUSDT","side":"HOLD","quantity":1}"#)
+        .await;
+    env.wait_for_results(1).await;
+    let (_, document) = get(&format!("{}/openapi.json", app.url)).await;
+    let schemas = &document["components"]["schemas"];
+
+    let (code, page) = get(&format!("{}/orders", app.url)).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, detail) = get(&format!("{}/orders/null-1", app.url)).await;
+    assert_eq!(code, StatusCode::OK);
+    let mut checked = Vec::new();
+    for (schema, object) in [
+        ("OrderPage", &page),
+        ("OrderView", &page["orders"][0]),
+        ("OrderView", &detail["order"]),
+    ] {
+        let object = object.as_object().expect("an object");
+        for (name, _) in object.iter().filter(|(_, value)| value.is_null()) {
+            let property = &schemas[schema]["properties"][name];
+            assert_eq!(
+                property["nullable"], true,
+                "{schema}.{name} comes back null but is not declared nullable: {property}"
+            );
+            checked.push(format!("{schema}.{name}"));
+        }
+    }
+    for name in [
+        "OrderPage.next_before",
+        "OrderView.price",
+        "OrderView.bot_id",
+    ] {
+        assert!(checked.iter().any(|c| c == name), "{name} was not null");
+    }
+    // Null when Postgres or Redis does not answer (see the lost-Postgres tests).
+    for name in ["database_stats", "stream"] {
+        assert_eq!(
+            schemas["Status"]["properties"][name]["nullable"], true,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        schemas["TradeView"]["properties"]["exchange_order_id"]["nullable"],
+        true
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_method_other_than_get_is_405_with_allow_on_every_path() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("allow", &[("SHIM_ENABLED", "false")]).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/health",
+        "/ready",
+        "/status",
+        "/metrics",
+        "/orders",
+        "/orders/some-order",
+        "/docs",
+        "/docs/",
+        "/openapi.json",
+    ] {
+        for method in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "OPTIONS"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let response = client
+                .request(method.clone(), format!("{}{path}", app.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok()),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
+            let body: Value = response.json().await.expect("a JSON body");
+            assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+        }
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let response = client
+                .request(method.clone(), format!("{}{path}", app.url))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status() != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+        }
+    }
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_an_order_id_or_symbol_finds_nothing_instead_of_failing() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("nul", &[("SHIM_ENABLED", "false")]).await;
+    env.wait_until("the instance is ready", || async {
+        reqwest::get(format!("{}/ready", app.url))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+
+    for id in ["%00", "a%00b", "%00%01"] {
+        let (code, body) = get(&format!("{}/orders/{id}", app.url)).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{id}: {body}");
+        assert_eq!(body["error"], "not_found", "{id}");
+    }
+    let (code, page) = get(&format!("{}/orders?symbol=BTC%00USDT", app.url)).await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert_eq!(page["orders"], serde_json::json!([]));
+    // Other control characters can be stored (a rejected order keeps its
+    // id as sent), so they are looked up like any id.
+    let (code, body) = get(&format!("{}/orders/a%01b", app.url)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_path_that_does_not_decode_gets_the_json_error() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("undecodable", &[("SHIM_ENABLED", "false")]).await;
+    for path in [
+        "/orders/%ff",
+        "/orders/%00%ff%fe",
+        "/orders/a%c3",
+        "/no/such/%ff",
+    ] {
+        let response = reqwest::get(format!("{}{path}", app.url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "bad_request", "{path}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UTF-8")),
+            "{path}: {body}"
+        );
+    }
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_lost_postgres_shows_in_ready_and_status_but_not_in_health() {
     lost_postgres(Proxy::cut).await;
 }
@@ -361,6 +535,24 @@ async fn the_committed_openapi_document_matches_the_code_and_is_valid_openapi_3(
         assert!(
             get.description.is_some() && get.summary.is_some(),
             "{path} lacks a description"
+        );
+    }
+    // A 405 answers `Allow: GET, HEAD` on every path: true only while every
+    // operation is a GET.
+    for (path, item) in document.paths.iter() {
+        let item = item.as_item().expect("an inline path item");
+        let others = [
+            &item.put,
+            &item.post,
+            &item.delete,
+            &item.options,
+            &item.head,
+            &item.patch,
+            &item.trace,
+        ];
+        assert!(
+            item.get.is_some() && others.iter().all(|op| op.is_none()),
+            "{path} has an operation other than GET: update the Allow header of 405s"
         );
     }
     let schemas = &document.components.as_ref().expect("components").schemas;

@@ -12,5 +12,6 @@ mod happy_path;
 mod idempotency;
 mod malformed;
 mod replicas;
+mod schemathesis;
 mod stack;
 mod tracing;
