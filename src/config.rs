@@ -2,13 +2,17 @@
 //! validated values.
 //!
 //! Every variable is checked at start-up and all bad ones are reported
-//! together, each with its name and value. Secrets (`*_PASSWORD`, URLs that
-//! may carry one) are [`SecretString`]s, read from `<NAME>_FILE` when set, and
-//! never appear in `Debug` output or logs.
+//! together, each with its name and value. Every number has a documented
+//! range (`env.ranged`), and the rules that relate settings to each other
+//! are checked in [`relations`]. Secrets (`*_PASSWORD`, URLs that may carry
+//! one) are [`SecretString`]s, read from `<NAME>_FILE` when set, and never
+//! appear in `Debug` output, logs or errors: see [`Redactor`].
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::bus::Topology;
@@ -16,7 +20,10 @@ use crate::domain::{TradingMode, parse_amount};
 use crate::worker::WorkerOptions;
 
 mod env;
+mod redact;
+mod urls;
 use env::Env;
+pub use redact::{Redactor, redact_urls};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -37,6 +44,8 @@ pub struct RedisSettings {
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
     pub url: SecretString,
+    /// The variables the URL came from, for messages that say what to fix.
+    pub url_source: String,
     pub max_connections: u32,
     /// Apply pending migrations when `serve` starts.
     pub run_migrations: bool,
@@ -93,41 +102,133 @@ impl Settings {
 
     /// Builds settings from any variable source (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env {
-            lookup: &lookup,
-            errors: Vec::new(),
-        };
+        let mut env = Env::new(&lookup);
+        let postgres_url = urls::postgres_url(&mut env);
         let settings = Settings {
             redis: RedisSettings {
-                url: redis_url(&mut env),
-                pool_size: env.parse("REDIS_POOL_SIZE", 16),
+                url: urls::redis_url(&mut env),
+                pool_size: env.ranged("REDIS_POOL_SIZE", 16, 1..=1000),
             },
             postgres: PostgresSettings {
-                url: postgres_url(&mut env),
-                max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 16),
+                url: postgres_url.url,
+                url_source: postgres_url.source,
+                max_connections: env.ranged("POSTGRES_MAX_CONNECTIONS", 16, 1..=1000),
                 run_migrations: env.flag("RUN_MIGRATIONS", true),
             },
             http: HttpSettings {
                 host: env.text("HTTP_HOST", "0.0.0.0"),
-                port: env.parse("HTTP_PORT", 8003),
+                // 0: any free port (tests).
+                port: env.ranged("HTTP_PORT", 8003, 0..=u16::MAX),
             },
             streams: stream_settings(&mut env),
             trading: trading_settings(&mut env),
             telemetry: TelemetrySettings {
-                log_level: env
-                    .var("RUST_LOG")
-                    .unwrap_or_else(|| env.text("LOG_LEVEL", "info")),
+                log_level: log_filter(&mut env),
                 json_logs: env.choice("LOG_FORMAT", "text", &["text", "json"]) == "json",
                 otlp_endpoint: otlp_endpoint(&mut env),
                 service_name: env.text("OTEL_SERVICE_NAME", "execution-service"),
             },
         };
+        relations(&mut env, &settings);
         if env.errors.is_empty() {
             Ok(settings)
         } else {
             Err(ConfigError(env.errors))
         }
     }
+
+    /// Masks every secret these settings hold (see [`Redactor`]).
+    pub fn redactor(&self) -> Redactor {
+        Redactor::default()
+            .with_url(self.postgres.url.expose_secret())
+            .with_url(self.redis.url.expose_secret())
+    }
+}
+
+/// Rules between settings, each checked once both sides are valid.
+///
+/// - `CLAIM_IDLE_MS >= 3 × READ_BLOCK_MS`: in-flight entries are refreshed
+///   every `CLAIM_IDLE_MS / 3`, and a refresh may wait for a pooled
+///   connection about as long as one blocking read. The worst gap between
+///   refreshes then stays within two thirds of `CLAIM_IDLE_MS`, so no
+///   replica claims an entry that is still being worked on.
+/// - `POSTGRES_MAX_CONNECTIONS >= WORKER_CONCURRENCY + 1`: every batch in
+///   flight holds a connection for its transaction; one more serves the
+///   HTTP API.
+/// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
+///   acknowledges on one, the reader blocks on one, and the lease refresher
+///   needs one.
+fn relations(env: &mut Env<'_>, settings: &Settings) {
+    let worker = &settings.streams.worker;
+    if env.all_valid(&["CLAIM_IDLE_MS", "READ_BLOCK_MS"])
+        && worker.claim_idle_ms < 3 * worker.block_ms
+    {
+        env.invalid(
+            "CLAIM_IDLE_MS",
+            worker.claim_idle_ms,
+            &format!(
+                "at least 3 × READ_BLOCK_MS = {} (in-flight entries are refreshed every CLAIM_IDLE_MS / 3)",
+                3 * worker.block_ms
+            ),
+        );
+    }
+    if env.all_valid(&["POSTGRES_MAX_CONNECTIONS", "WORKER_CONCURRENCY"])
+        && (settings.postgres.max_connections as usize) < worker.concurrency + 1
+    {
+        env.invalid(
+            "POSTGRES_MAX_CONNECTIONS",
+            settings.postgres.max_connections,
+            &format!(
+                "at least WORKER_CONCURRENCY + 1 = {} (a connection per batch in flight, one for the API)",
+                worker.concurrency + 1
+            ),
+        );
+    }
+    if env.all_valid(&["REDIS_POOL_SIZE", "WORKER_CONCURRENCY"])
+        && settings.redis.pool_size < worker.concurrency + 2
+    {
+        env.invalid(
+            "REDIS_POOL_SIZE",
+            settings.redis.pool_size,
+            &format!(
+                "at least WORKER_CONCURRENCY + 2 = {} (a connection per batch in flight, the reader and the lease refresher)",
+                worker.concurrency + 2
+            ),
+        );
+    }
+}
+
+/// `RUST_LOG` when set, else `LOG_LEVEL`: a level, or `tracing` directives
+/// such as `info,execution_service=debug`. A bare word must be a level, so
+/// a misspelt one (`warning`, `verbose`) is an error, not a filter for a
+/// module of that name.
+fn log_filter(env: &mut Env<'_>) -> String {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let (name, filter) = match env.var("RUST_LOG").filter(|v| !v.trim().is_empty()) {
+        Some(filter) => ("RUST_LOG", filter),
+        None => ("LOG_LEVEL", env.text("LOG_LEVEL", "info")),
+    };
+    let bare_word = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains('=') && !d.contains('['))
+        .find(|d| !LEVELS.contains(&d.to_ascii_lowercase().as_str()));
+    let problem = match (bare_word, tracing_subscriber::EnvFilter::try_new(&filter)) {
+        (Some(word), _) => Some(format!("{word:?} is not a level")),
+        (None, Err(err)) => Some(err.to_string()),
+        (None, Ok(_)) => None,
+    };
+    if let Some(problem) = problem {
+        env.invalid(
+            name,
+            &filter,
+            &format!(
+                "trace, debug, info, warn, error or off, or directives like info,execution_service=debug ({problem})"
+            ),
+        );
+        return "info".to_owned();
+    }
+    filter
 }
 
 fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
@@ -136,14 +237,6 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
-    let batch_size = env.parse("BATCH_SIZE", 500_usize);
-    if !(1..=2000).contains(&batch_size) {
-        env.invalid("BATCH_SIZE", batch_size, "a batch size between 1 and 2000");
-    }
-    let max_deliveries = env.parse("MAX_DELIVERIES", 5_u64);
-    if max_deliveries == 0 {
-        env.invalid("MAX_DELIVERIES", max_deliveries, "at least 1");
-    }
     StreamSettings {
         topology: Topology {
             orders_channel: env.text("ORDERS_CHANNEL", "orders"),
@@ -153,22 +246,25 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             dlq_stream: env.text("DLQ_STREAM", "stream.orders.dlq"),
             group: env.text("CONSUMER_GROUP", "execution"),
             consumer: env.text("CONSUMER_NAME", &default_consumer),
-            stream_maxlen: env.parse("STREAM_MAXLEN", 1_000_000),
-            dedup_ttl_secs: env.parse("DEDUP_TTL_SECS", 86_400),
+            // Capping a stream at a handful of entries would trim orders
+            // before any replica reads them.
+            stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
+            dedup_ttl_secs: env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400),
         },
         worker: WorkerOptions {
-            batch_size,
-            block_ms: env.parse("READ_BLOCK_MS", 500),
-            claim_idle_ms: env.parse("CLAIM_IDLE_MS", 30_000),
-            claim_interval_ms: env.parse("CLAIM_INTERVAL_MS", 5_000),
-            max_deliveries,
-            concurrency: env.parse("WORKER_CONCURRENCY", 8),
-            batch_timeout: std::time::Duration::from_secs(
-                env.parse("BATCH_TIMEOUT_SECS", 30_u64).max(1),
-            ),
-            max_order_age: match env.parse("ORDER_MAX_AGE_SECS", 120_u64) {
+            batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),
+            // Redis treats 0 as "block forever"; the pool gives up on any
+            // command after 5 s, so a read must return well before that.
+            block_ms: env.ranged("READ_BLOCK_MS", 500, 1..=4000),
+            claim_idle_ms: env.ranged("CLAIM_IDLE_MS", 30_000, 1000..=86_400_000),
+            claim_interval_ms: env.ranged("CLAIM_INTERVAL_MS", 5_000, 10..=3_600_000),
+            max_deliveries: env.ranged("MAX_DELIVERIES", 5, 1..=1000),
+            concurrency: env.ranged("WORKER_CONCURRENCY", 8, 1..=64),
+            batch_timeout: Duration::from_secs(env.ranged("BATCH_TIMEOUT_SECS", 30, 1..=3600)),
+            // 0: orders never go stale.
+            max_order_age: match env.ranged("ORDER_MAX_AGE_SECS", 120, 0..=86_400) {
                 0 => None,
-                secs => Some(std::time::Duration::from_secs(secs)),
+                secs => Some(Duration::from_secs(secs)),
             },
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
@@ -182,26 +278,29 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
         env.invalid("TRADING_MODE", &mode_text, "paper, mock or live");
         TradingMode::Paper
     });
-    let mock_success_rate = env.parse("MOCK_SUCCESS_RATE", 0.95_f64);
-    if !(0.0..=1.0).contains(&mock_success_rate) {
-        env.invalid(
-            "MOCK_SUCCESS_RATE",
-            mock_success_rate,
-            "a rate between 0 and 1",
-        );
-    }
-    let paper_fee_rate = env.amount("PAPER_FEE_RATE", "0.001");
-    if paper_fee_rate < Decimal::ZERO || paper_fee_rate >= Decimal::ONE {
-        env.invalid("PAPER_FEE_RATE", paper_fee_rate, "a rate in 0..1");
-    }
+    // A fee of a tenth of the notional is already far beyond any venue's.
+    let paper_fee_rate = env.amount_in(
+        "PAPER_FEE_RATE",
+        "0.001",
+        Decimal::ZERO..=Decimal::new(1, 1),
+    );
+    let mock_success_rate = env
+        .amount_in("MOCK_SUCCESS_RATE", "0.95", Decimal::ZERO..=Decimal::ONE)
+        .to_f64()
+        .unwrap_or_default();
     TradingSettings {
         mode,
         dry_run: env.flag("DRY_RUN", true),
         paper_fee_rate,
         reference_prices: reference_prices(env),
         mock_success_rate,
-        mock_seed: env.parse("MOCK_SEED", 42),
-        mock_max_slippage_bps: env.amount("MOCK_MAX_SLIPPAGE_BPS", "10"),
+        mock_seed: env.ranged("MOCK_SEED", 42, 0..=u64::MAX),
+        // 10 000 bps would price a SELL at zero, and more below it.
+        mock_max_slippage_bps: env.amount_in(
+            "MOCK_MAX_SLIPPAGE_BPS",
+            "10",
+            Decimal::ZERO..=Decimal::from(1000),
+        ),
     }
 }
 
@@ -246,51 +345,6 @@ fn otlp_endpoint(env: &mut Env<'_>) -> Option<String> {
         );
     }
     Some(endpoint)
-}
-
-fn redis_url(env: &mut Env<'_>) -> SecretString {
-    if let Some(url) = env.secret("REDIS_URL") {
-        return url;
-    }
-    let host = env.text("REDIS_HOST", "127.0.0.1");
-    let port: u16 = env.parse("REDIS_PORT", 6379);
-    let auth = match env.secret("REDIS_PASSWORD") {
-        Some(password) => format!(":{}@", url_escape(password.expose_secret())),
-        None => String::new(),
-    };
-    format!("redis://{auth}{host}:{port}/").into()
-}
-
-fn postgres_url(env: &mut Env<'_>) -> SecretString {
-    if let Some(url) = env.secret("DATABASE_URL") {
-        return url;
-    }
-    let host = env.text("POSTGRES_HOST", "127.0.0.1");
-    let port: u16 = env.parse("POSTGRES_PORT", 5432);
-    let database = env.text("POSTGRES_DB", "claire_de_binare");
-    let user = env.text("POSTGRES_USER", "claire_user");
-    let password = env
-        .secret("POSTGRES_PASSWORD")
-        .map(|password| format!(":{}", url_escape(password.expose_secret())))
-        .unwrap_or_default();
-    format!(
-        "postgres://{}{password}@{host}:{port}/{}",
-        url_escape(&user),
-        url_escape(&database)
-    )
-    .into()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -13,4 +13,5 @@ mod idempotency;
 mod malformed;
 mod replicas;
 mod stack;
+mod startup;
 mod tracing;
