@@ -1,12 +1,13 @@
 //! `migrate up|down|status|fresh`.
+//!
+//! `up` and `fresh` create the database when it does not exist yet.
 
 use std::process::ExitCode;
 
 use migration::{Migrator, MigratorTrait};
-use secrecy::ExposeSecret;
 
+use crate::app::{StoreStartup, connect_store};
 use crate::config::Settings;
-use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, Default, clap::Subcommand)]
 pub enum Action {
@@ -22,7 +23,11 @@ pub enum Action {
 }
 
 pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(settings.postgres.url.expose_secret(), 2).await?;
+    let startup = StoreStartup {
+        create_database: matches!(action, Action::Up | Action::Fresh),
+        migrate: false,
+    };
+    let store = connect_store(settings, 2, startup).await?;
     let db = store.connection();
     match action {
         Action::Up => store.migrate().await?,

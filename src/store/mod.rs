@@ -8,6 +8,7 @@ mod batch;
 pub mod entity;
 mod queries;
 mod rows;
+mod startup;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
 };
+pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
 
 /// Whether Postgres refused the data itself (a data exception, a violated
 /// constraint, a program limit): the fault of a message, not of the
@@ -62,7 +64,9 @@ pub struct Store {
 }
 
 impl Store {
-    #[tracing::instrument(skip_all, err)]
+    /// Connects; an error is not logged here, since it may quote the URL:
+    /// the caller reports it, redacted.
+    #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         Ok(Store {
             db: Database::connect(options(url, max_connections)).await?,
