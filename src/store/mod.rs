@@ -55,12 +55,25 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
     options
 }
 
-/// An arbitrary constant that serialises concurrent migration runs.
-const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
+/// An arbitrary constant that serialises concurrent migration runs: the
+/// key of the transaction-level advisory lock every change of the schema
+/// takes.
+pub const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
 
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+}
+
+/// A change of the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last one.
+    Down,
+    /// Drop everything and apply every migration again.
+    Fresh,
 }
 
 impl Store {
@@ -88,12 +101,23 @@ impl Store {
     }
 
     /// Applies pending migrations; replicas starting together take turns.
-    #[tracing::instrument(skip_all, err)]
     pub async fn migrate(&self) -> Result<(), DbErr> {
+        self.change_schema(Migration::Up).await
+    }
+
+    /// Changes the schema in one transaction under the migration lock, so
+    /// that no two changes (a replica starting, an operator's `migrate
+    /// down`) ever interleave.
+    #[tracing::instrument(skip_all, fields(change = ?change), err)]
+    pub async fn change_schema(&self, change: Migration) -> Result<(), DbErr> {
         let txn = self.db.begin().await?;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             .await?;
-        Migrator::up(&txn, None).await?;
+        match change {
+            Migration::Up => Migrator::up(&txn, None).await?,
+            Migration::Down => Migrator::down(&txn, Some(1)).await?,
+            Migration::Fresh => Migrator::fresh(&txn).await?,
+        }
         txn.commit().await
     }
 

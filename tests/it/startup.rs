@@ -1,11 +1,11 @@
 //! Start-up: settings out of range stop it, no secret is ever printed, a
-//! refusing Postgres stops it at once while an absent one is waited for,
-//! and a missing database is created.
+//! refusing Postgres stops it at once while an absent one is waited for, a
+//! missing database is created, and schema changes take turns.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -380,4 +380,60 @@ async fn an_unreachable_postgres_is_waited_for() {
     let still_running = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
     assert!(still_running.is_err(), "serve gave up: {still_running:?}");
     child.kill().await.expect("kill serve");
+}
+
+#[tokio::test]
+async fn schema_changes_wait_for_the_migration_lock() {
+    let env = TestEnv::new().await;
+    let tables =
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('orders', 'trades')";
+    for (action, tables_after) in [("down", 1), ("fresh", 2)] {
+        // Holds the lock, as a replica migrating at start-up would.
+        let txn = env.db.begin().await.expect("begin");
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            execution_service::store::MIGRATION_LOCK
+        ))
+        .await
+        .expect("take the migration lock");
+        let mut child = service_command(env.vars())
+            .args(["migrate", action])
+            .spawn()
+            .expect("start migrate");
+        let key = execution_service::store::MIGRATION_LOCK;
+        let waiting = format!(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = {} AND objid = {} \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            key >> 32,
+            key & 0xffff_ffff
+        );
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll migrate") {
+                panic!("migrate {action} ran ({status}) while the lock was held");
+            }
+            if env.count(&waiting).await > 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "migrate {action} never waited");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        txn.commit().await.expect("release the lock");
+        let finished = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .expect("migrate finishes once the lock is free")
+            .expect("wait for migrate");
+        assert!(
+            finished.status.success(),
+            "{}",
+            String::from_utf8_lossy(&finished.stderr)
+        );
+        assert_eq!(
+            env.count(tables).await,
+            tables_after,
+            "after migrate {action}"
+        );
+    }
+    env.cleanup().await;
 }
