@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use anyhow::Context;
+use sea_orm::DbErr;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,7 @@ use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
 use crate::stats::Stats;
-use crate::store::{PoolSettings, Store};
+use crate::store::{self, ConnectFailure, PoolSettings, Store};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -41,7 +42,11 @@ impl Application {
     /// `RUN_MIGRATIONS=false`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let executor = executor_for(&settings.trading)?;
-        let store = connect_store(&settings).await?;
+        let startup = StoreStartup {
+            create_database: true,
+            migrate: settings.postgres.run_migrations,
+        };
+        let store = connect_store(&settings, settings.postgres.max_connections, startup).await?;
         let redis_url = settings.redis.url.expose_secret();
         let redis = redis::Client::open(redis_url).context("parsing the Redis URL")?;
         let pool =
@@ -152,35 +157,86 @@ impl Application {
     }
 }
 
-/// Connects to Postgres and applies migrations, retrying with backoff while
-/// Postgres is unreachable: a replica started before its database waits for
-/// it instead of crash-looping.
-async fn connect_store(settings: &Settings) -> anyhow::Result<Store> {
+/// What start-up may do to the database besides connecting to it.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreStartup {
+    /// Create the database when it does not exist (and the role may).
+    pub create_database: bool,
+    /// Apply pending migrations.
+    pub migrate: bool,
+}
+
+/// Connects to Postgres (and migrates, when asked), retrying with backoff
+/// while Postgres is unreachable or still starting: a replica started
+/// before its database waits for it instead of crash-looping. A refusal
+/// that no retry can fix (a wrong password, an unknown role) stops at
+/// once; a missing database is created when `startup` allows. Every error
+/// and warning is redacted: client errors may quote the URL.
+pub async fn connect_store(
+    settings: &Settings,
+    max_connections: u32,
+    startup: StoreStartup,
+) -> anyhow::Result<Store> {
     let postgres = &settings.postgres;
+    let url = postgres.url.expose_secret();
+    let redactor = settings.redactor();
+    let database = store::database_name(url).unwrap_or_default();
     let mut delay = Duration::from_millis(500);
+    let mut created = false;
     loop {
-        let attempt = async {
-            let store = Store::connect_with(postgres.url.expose_secret(), &pool_settings(postgres))
-                .await
-                .context("connecting to Postgres")?;
-            if postgres.run_migrations {
-                store.migrate().await.context("applying migrations")?;
-            }
-            anyhow::Ok(store)
+        let pool = PoolSettings {
+            max_connections,
+            ..pool_settings(postgres)
         };
-        match attempt.await {
+        let (stage, err) = match connect_once(url, &pool, startup.migrate).await {
             Ok(store) => return Ok(store),
-            Err(err) if is_unreachable(&err) => {
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "Postgres is not reachable yet; retrying"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+            Err(failed) => failed,
+        };
+        let detail = redactor.redact(&err.to_string());
+        match store::classify(&err) {
+            ConnectFailure::Transient => {}
+            ConnectFailure::MissingDatabase if startup.create_database && !created => {
+                match store::create_database(url).await {
+                    Ok(outcome) => {
+                        tracing::info!(database = %database, ?outcome, "created the database");
+                        created = true;
+                        continue;
+                    }
+                    Err(err) => match store::classify(&err) {
+                        ConnectFailure::Transient => {}
+                        ConnectFailure::MissingDatabase => anyhow::bail!(
+                            "Postgres has no database {database:?}, nor a postgres or template1 \
+                             database to create it from"
+                        ),
+                        ConnectFailure::Refused { reason } => anyhow::bail!(
+                            "Postgres has no database {database:?}, and it cannot be created with \
+                             the credentials of {}: {reason}: {}",
+                            postgres.url_source,
+                            redactor.redact(&err.to_string())
+                        ),
+                    },
+                }
             }
-            Err(err) => return Err(err),
+            ConnectFailure::MissingDatabase => anyhow::bail!(
+                "Postgres has no database {database:?} (SQLSTATE 3D000); check {}, or run \
+                 `execution-service migrate` to create it: {detail}",
+                postgres.url_source
+            ),
+            ConnectFailure::Refused { reason } => match stage {
+                Stage::Connect => anyhow::bail!(
+                    "Postgres refused the connection: {reason}; check {}: {detail}",
+                    postgres.url_source
+                ),
+                Stage::Migrate => anyhow::bail!("applying migrations failed: {reason}: {detail}"),
+            },
         }
+        tracing::warn!(
+            error = detail,
+            retry_in_ms = delay.as_millis() as u64,
+            "Postgres is not reachable yet; retrying"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -196,16 +252,25 @@ pub fn pool_settings(postgres: &PostgresSettings) -> PoolSettings {
     }
 }
 
-/// Whether an error means "Postgres is not there (yet)", as opposed to a
-/// refusal that retrying cannot fix (bad credentials, unknown database).
-fn is_unreachable(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some()
-            || matches!(
-                cause.downcast_ref::<sea_orm::DbErr>(),
-                Some(sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_))
-            )
-    })
+/// Which step of start-up failed.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Connect,
+    Migrate,
+}
+
+async fn connect_once(
+    url: &str,
+    pool: &PoolSettings,
+    migrate: bool,
+) -> Result<Store, (Stage, DbErr)> {
+    let store = Store::connect_with(url, pool)
+        .await
+        .map_err(|err| (Stage::Connect, err))?;
+    if migrate {
+        store.migrate().await.map_err(|err| (Stage::Migrate, err))?;
+    }
+    Ok(store)
 }
 
 /// The executor the settings ask for.

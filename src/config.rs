@@ -2,22 +2,30 @@
 //! validated values.
 //!
 //! Every variable is checked at start-up and all bad ones are reported
-//! together, each with its name and value. Secrets (`*_PASSWORD`, URLs that
-//! may carry one) are [`SecretString`]s, read from `<NAME>_FILE` when set, and
-//! never appear in `Debug` output or logs.
+//! together, each with its name and value. Every number has a documented
+//! range (`env.ranged`), and the rules that relate settings to each other
+//! are checked in `checks`. Secrets (`*_PASSWORD`, URLs that may carry
+//! one) are [`SecretString`]s, read from `<NAME>_FILE` when set, and never
+//! appear in `Debug` output, logs or errors: see [`Redactor`].
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::bus::Topology;
 use crate::domain::{TradingMode, parse_amount};
 use crate::worker::WorkerOptions;
 
+mod checks;
 mod env;
+mod redact;
+mod urls;
+use checks::{log_filter, relations};
 use env::Env;
+pub use redact::{Redactor, redact_urls};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -38,6 +46,8 @@ pub struct RedisSettings {
 #[derive(Debug, Clone)]
 pub struct PostgresSettings {
     pub url: SecretString,
+    /// The variables the URL came from, for messages that say what to fix.
+    pub url_source: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     /// Session timeouts: by default derived from `BATCH_TIMEOUT_SECS`.
@@ -100,38 +110,43 @@ impl Settings {
 
     /// Builds settings from any variable source (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut env = Env {
-            lookup: &lookup,
-            errors: Vec::new(),
-        };
+        let mut env = Env::new(&lookup);
+        let postgres_url = urls::postgres_url(&mut env);
         let streams = stream_settings(&mut env);
-        let postgres = postgres_settings(&mut env, streams.worker.batch_timeout);
+        let postgres = postgres_settings(&mut env, postgres_url, streams.worker.batch_timeout);
         let settings = Settings {
             redis: RedisSettings {
-                url: redis_url(&mut env),
-                pool_size: env.parse("REDIS_POOL_SIZE", 16),
+                url: urls::redis_url(&mut env),
+                pool_size: env.ranged("REDIS_POOL_SIZE", 16, 1..=1000),
             },
             http: HttpSettings {
                 host: env.text("HTTP_HOST", "0.0.0.0"),
-                port: env.parse("HTTP_PORT", 8003),
+                // 0: any free port (tests).
+                port: env.ranged("HTTP_PORT", 8003, 0..=u16::MAX),
             },
             streams,
             postgres,
             trading: trading_settings(&mut env),
             telemetry: TelemetrySettings {
-                log_level: env
-                    .var("RUST_LOG")
-                    .unwrap_or_else(|| env.text("LOG_LEVEL", "info")),
+                log_level: log_filter(&mut env),
                 json_logs: env.choice("LOG_FORMAT", "text", &["text", "json"]) == "json",
                 otlp_endpoint: otlp_endpoint(&mut env),
                 service_name: env.text("OTEL_SERVICE_NAME", "execution-service"),
             },
         };
+        relations(&mut env, &settings);
         if env.errors.is_empty() {
             Ok(settings)
         } else {
             Err(ConfigError(env.errors))
         }
+    }
+
+    /// Masks every secret these settings hold (see [`Redactor`]).
+    pub fn redactor(&self) -> Redactor {
+        Redactor::default()
+            .with_url(self.postgres.url.expose_secret())
+            .with_url(self.redis.url.expose_secret())
     }
 }
 
@@ -141,14 +156,6 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
-    let batch_size = env.parse("BATCH_SIZE", 500_usize);
-    if !(1..=2000).contains(&batch_size) {
-        env.invalid("BATCH_SIZE", batch_size, "a batch size between 1 and 2000");
-    }
-    let max_deliveries = env.parse("MAX_DELIVERIES", 5_u64);
-    if max_deliveries == 0 {
-        env.invalid("MAX_DELIVERIES", max_deliveries, "at least 1");
-    }
     StreamSettings {
         topology: Topology {
             orders_channel: env.text("ORDERS_CHANNEL", "orders"),
@@ -158,22 +165,25 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             dlq_stream: env.text("DLQ_STREAM", "stream.orders.dlq"),
             group: env.text("CONSUMER_GROUP", "execution"),
             consumer: env.text("CONSUMER_NAME", &default_consumer),
-            stream_maxlen: env.parse("STREAM_MAXLEN", 1_000_000),
-            dedup_ttl_secs: env.parse("DEDUP_TTL_SECS", 86_400),
+            // Capping a stream at a handful of entries would trim orders
+            // before any replica reads them.
+            stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
+            dedup_ttl_secs: env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400),
         },
         worker: WorkerOptions {
-            batch_size,
-            block_ms: env.parse("READ_BLOCK_MS", 500),
-            claim_idle_ms: env.parse("CLAIM_IDLE_MS", 30_000),
-            claim_interval_ms: env.parse("CLAIM_INTERVAL_MS", 5_000),
-            max_deliveries,
-            concurrency: env.parse("WORKER_CONCURRENCY", 8),
-            batch_timeout: std::time::Duration::from_secs(
-                env.parse("BATCH_TIMEOUT_SECS", 30_u64).max(1),
-            ),
-            max_order_age: match env.parse("ORDER_MAX_AGE_SECS", 120_u64) {
+            batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),
+            // Redis treats 0 as "block forever"; the pool gives up on any
+            // command after 5 s, so a read must return well before that.
+            block_ms: env.ranged("READ_BLOCK_MS", 500, 1..=4000),
+            claim_idle_ms: env.ranged("CLAIM_IDLE_MS", 30_000, 1000..=86_400_000),
+            claim_interval_ms: env.ranged("CLAIM_INTERVAL_MS", 5_000, 10..=3_600_000),
+            max_deliveries: env.ranged("MAX_DELIVERIES", 5, 1..=1000),
+            concurrency: env.ranged("WORKER_CONCURRENCY", 8, 1..=64),
+            batch_timeout: Duration::from_secs(env.ranged("BATCH_TIMEOUT_SECS", 30, 1..=3600)),
+            // 0: orders never go stale.
+            max_order_age: match env.ranged("ORDER_MAX_AGE_SECS", 120, 0..=86_400) {
                 0 => None,
-                secs => Some(std::time::Duration::from_secs(secs)),
+                secs => Some(Duration::from_secs(secs)),
             },
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
@@ -184,17 +194,18 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
 /// The pool and the session timeouts. A statement may take the whole of a
 /// batch's time, a lock wait a third of it; a transaction whose client went
 /// quiet is ended once its batch has been given up.
-fn postgres_settings(env: &mut Env<'_>, batch_timeout: Duration) -> PostgresSettings {
+fn postgres_settings(
+    env: &mut Env<'_>,
+    url: urls::PostgresUrl,
+    batch_timeout: Duration,
+) -> PostgresSettings {
     let batch_ms = batch_timeout.as_millis() as u64;
-    let millis = |env: &mut Env<'_>, name: &str, default: u64| {
-        let ms = env.parse(name, default);
-        if !(1..=86_400_000).contains(&ms) {
-            env.invalid(name, ms, "milliseconds between 1 and 86400000");
-        }
-        Duration::from_millis(ms)
-    };
-    let statement_timeout = millis(env, "POSTGRES_STATEMENT_TIMEOUT_MS", batch_ms);
-    let lock_timeout = millis(env, "POSTGRES_LOCK_TIMEOUT_MS", (batch_ms / 3).max(1));
+    let mut millis =
+        |name: &str, default: u64| Duration::from_millis(env.ranged(name, default, 1..=86_400_000));
+    let statement_timeout = millis("POSTGRES_STATEMENT_TIMEOUT_MS", batch_ms);
+    let lock_timeout = millis("POSTGRES_LOCK_TIMEOUT_MS", (batch_ms / 3).max(1));
+    let idle_in_transaction_timeout = millis("POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", batch_ms);
+    let acquire_timeout = millis("POSTGRES_ACQUIRE_TIMEOUT_MS", 5_000);
     if lock_timeout > statement_timeout {
         env.invalid(
             "POSTGRES_LOCK_TIMEOUT_MS",
@@ -202,26 +213,19 @@ fn postgres_settings(env: &mut Env<'_>, batch_timeout: Duration) -> PostgresSett
             "at most POSTGRES_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)",
         );
     }
-    let keepalive_secs = env.parse("POSTGRES_TCP_KEEPALIVE_SECS", 15_u64);
-    if !(1..=7200).contains(&keepalive_secs) {
-        env.invalid(
-            "POSTGRES_TCP_KEEPALIVE_SECS",
-            keepalive_secs,
-            "seconds between 1 and 7200",
-        );
-    }
     PostgresSettings {
-        url: postgres_url(env),
-        max_connections: env.parse("POSTGRES_MAX_CONNECTIONS", 16),
-        acquire_timeout: millis(env, "POSTGRES_ACQUIRE_TIMEOUT_MS", 5_000),
+        url: url.url,
+        url_source: url.source,
+        max_connections: env.ranged("POSTGRES_MAX_CONNECTIONS", 16, 1..=1000),
+        acquire_timeout,
         statement_timeout,
         lock_timeout,
-        idle_in_transaction_timeout: millis(
-            env,
-            "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-            batch_ms,
-        ),
-        keepalive_idle: Duration::from_secs(keepalive_secs),
+        idle_in_transaction_timeout,
+        keepalive_idle: Duration::from_secs(env.ranged(
+            "POSTGRES_TCP_KEEPALIVE_SECS",
+            15,
+            1..=7200,
+        )),
         run_migrations: env.flag("RUN_MIGRATIONS", true),
     }
 }
@@ -232,26 +236,29 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
         env.invalid("TRADING_MODE", &mode_text, "paper, mock or live");
         TradingMode::Paper
     });
-    let mock_success_rate = env.parse("MOCK_SUCCESS_RATE", 0.95_f64);
-    if !(0.0..=1.0).contains(&mock_success_rate) {
-        env.invalid(
-            "MOCK_SUCCESS_RATE",
-            mock_success_rate,
-            "a rate between 0 and 1",
-        );
-    }
-    let paper_fee_rate = env.amount("PAPER_FEE_RATE", "0.001");
-    if paper_fee_rate < Decimal::ZERO || paper_fee_rate >= Decimal::ONE {
-        env.invalid("PAPER_FEE_RATE", paper_fee_rate, "a rate in 0..1");
-    }
+    // A fee of a tenth of the notional is already far beyond any venue's.
+    let paper_fee_rate = env.amount_in(
+        "PAPER_FEE_RATE",
+        "0.001",
+        Decimal::ZERO..=Decimal::new(1, 1),
+    );
+    let mock_success_rate = env
+        .amount_in("MOCK_SUCCESS_RATE", "0.95", Decimal::ZERO..=Decimal::ONE)
+        .to_f64()
+        .unwrap_or_default();
     TradingSettings {
         mode,
         dry_run: env.flag("DRY_RUN", true),
         paper_fee_rate,
         reference_prices: reference_prices(env),
         mock_success_rate,
-        mock_seed: env.parse("MOCK_SEED", 42),
-        mock_max_slippage_bps: env.amount("MOCK_MAX_SLIPPAGE_BPS", "10"),
+        mock_seed: env.ranged("MOCK_SEED", 42, 0..=u64::MAX),
+        // 10 000 bps would price a SELL at zero, and more below it.
+        mock_max_slippage_bps: env.amount_in(
+            "MOCK_MAX_SLIPPAGE_BPS",
+            "10",
+            Decimal::ZERO..=Decimal::from(1000),
+        ),
     }
 }
 
@@ -296,51 +303,6 @@ fn otlp_endpoint(env: &mut Env<'_>) -> Option<String> {
         );
     }
     Some(endpoint)
-}
-
-fn redis_url(env: &mut Env<'_>) -> SecretString {
-    if let Some(url) = env.secret("REDIS_URL") {
-        return url;
-    }
-    let host = env.text("REDIS_HOST", "127.0.0.1");
-    let port: u16 = env.parse("REDIS_PORT", 6379);
-    let auth = match env.secret("REDIS_PASSWORD") {
-        Some(password) => format!(":{}@", url_escape(password.expose_secret())),
-        None => String::new(),
-    };
-    format!("redis://{auth}{host}:{port}/").into()
-}
-
-fn postgres_url(env: &mut Env<'_>) -> SecretString {
-    if let Some(url) = env.secret("DATABASE_URL") {
-        return url;
-    }
-    let host = env.text("POSTGRES_HOST", "127.0.0.1");
-    let port: u16 = env.parse("POSTGRES_PORT", 5432);
-    let database = env.text("POSTGRES_DB", "claire_de_binare");
-    let user = env.text("POSTGRES_USER", "claire_user");
-    let password = env
-        .secret("POSTGRES_PASSWORD")
-        .map(|password| format!(":{}", url_escape(password.expose_secret())))
-        .unwrap_or_default();
-    format!(
-        "postgres://{}{password}@{host}:{port}/{}",
-        url_escape(&user),
-        url_escape(&database)
-    )
-    .into()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

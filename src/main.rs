@@ -30,10 +30,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Errors from client libraries may quote a URL, password and all.
+    let redactor = settings.redactor();
     let code = match cli::run(cli, settings).await {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "execution-service failed");
+            let error = redactor.redact(&format!("{err:#}"));
+            tracing::error!(error, "execution-service failed");
             ExitCode::FAILURE
         }
     };

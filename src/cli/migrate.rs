@@ -1,12 +1,16 @@
 //! `migrate up|down|status|fresh`.
+//!
+//! Every change of the schema takes the same advisory lock as a replica
+//! migrating at start-up, so none of them interleave. `up` and `fresh`
+//! create the database when it does not exist yet.
 
 use std::process::ExitCode;
 
 use migration::{Migrator, MigratorTrait};
-use secrecy::ExposeSecret;
 
+use crate::app::{StoreStartup, connect_store};
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::Migration;
 
 #[derive(Debug, Clone, Copy, Default, clap::Subcommand)]
 pub enum Action {
@@ -22,13 +26,16 @@ pub enum Action {
 }
 
 pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = Store::connect(settings.postgres.url.expose_secret(), 2).await?;
-    let db = store.connection();
+    let startup = StoreStartup {
+        create_database: matches!(action, Action::Up | Action::Fresh),
+        migrate: false,
+    };
+    let store = connect_store(settings, 2, startup).await?;
     match action {
-        Action::Up => store.migrate().await?,
-        Action::Down => Migrator::down(db, Some(1)).await?,
-        Action::Status => Migrator::status(db).await?,
-        Action::Fresh => Migrator::fresh(db).await?,
+        Action::Up => store.change_schema(Migration::Up).await?,
+        Action::Down => store.change_schema(Migration::Down).await?,
+        Action::Status => Migrator::status(store.connection()).await?,
+        Action::Fresh => store.change_schema(Migration::Fresh).await?,
     }
     tracing::info!(?action, "migrations done");
     Ok(ExitCode::SUCCESS)

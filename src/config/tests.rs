@@ -1,5 +1,7 @@
 use super::*;
 
+use std::time::Duration;
+
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     let map: HashMap<String, String> = vars
         .iter()
@@ -63,9 +65,9 @@ fn every_bad_value_is_named_in_one_error() {
     for needle in [
         "REDIS_PORT=\"abc\"",
         "TRADING_MODE=\"yolo\"",
-        "MOCK_SUCCESS_RATE=1.5",
+        "MOCK_SUCCESS_RATE=\"1.5\"",
         "DRY_RUN=\"maybe\"",
-        "BATCH_SIZE=0",
+        "BATCH_SIZE=\"0\"",
         "PAPER_REFERENCE_PRICES",
         "POSTGRES_PASSWORD_FILE",
     ] {
@@ -81,6 +83,239 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
         s.trading.reference_prices["ETHUSDT"],
         Decimal::new(30005, 1)
     );
+}
+
+/// Every numeric setting, and whether 0 is one of its values.
+const NUMBERS: [(&str, bool); 19] = [
+    ("REDIS_PORT", false),
+    ("REDIS_POOL_SIZE", false),
+    ("POSTGRES_PORT", false),
+    ("POSTGRES_MAX_CONNECTIONS", false),
+    ("HTTP_PORT", true),
+    ("STREAM_MAXLEN", false),
+    ("DEDUP_TTL_SECS", false),
+    ("BATCH_SIZE", false),
+    ("READ_BLOCK_MS", false),
+    ("CLAIM_IDLE_MS", false),
+    ("CLAIM_INTERVAL_MS", false),
+    ("MAX_DELIVERIES", false),
+    ("WORKER_CONCURRENCY", false),
+    ("BATCH_TIMEOUT_SECS", false),
+    ("ORDER_MAX_AGE_SECS", true),
+    ("MOCK_SEED", true),
+    ("MOCK_MAX_SLIPPAGE_BPS", true),
+    ("MOCK_SUCCESS_RATE", true),
+    ("PAPER_FEE_RATE", true),
+];
+
+#[test]
+fn every_number_is_range_checked_at_zero_negative_and_huge() {
+    for (name, zero_allowed) in NUMBERS {
+        for value in ["0", "-1", "99999999999999999999999", "1e400", "-0.5"] {
+            let result = settings(&[(name, value)]);
+            let allowed = value == "0" && zero_allowed;
+            match result {
+                Ok(_) => assert!(allowed, "{name}={value} was accepted"),
+                Err(err) => {
+                    assert!(!allowed, "{name}={value} was refused: {err}");
+                    let err = err.to_string();
+                    assert_eq!(err.matches("is not valid").count(), 1, "{err}");
+                    assert!(err.contains(&format!("{name}=\"{value}\"")), "{err}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_values_that_lost_orders_are_refused_in_one_message() {
+    let err = settings(&[
+        ("DEDUP_TTL_SECS", "0"),
+        ("STREAM_MAXLEN", "0"),
+        ("CLAIM_IDLE_MS", "0"),
+        ("POSTGRES_MAX_CONNECTIONS", "0"),
+        ("REDIS_POOL_SIZE", "0"),
+        ("MOCK_MAX_SLIPPAGE_BPS", "30000"),
+        ("READ_BLOCK_MS", "0"),
+        ("BATCH_TIMEOUT_SECS", "0"),
+        ("LOG_LEVEL", "verbose"),
+    ])
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "DEDUP_TTL_SECS=\"0\" is not valid: expected a whole number in 1..=604800",
+        "STREAM_MAXLEN=\"0\" is not valid: expected a whole number in 1000..=",
+        "CLAIM_IDLE_MS=\"0\" is not valid: expected a whole number in 1000..=",
+        "POSTGRES_MAX_CONNECTIONS=\"0\" is not valid: expected a whole number in 1..=1000",
+        "REDIS_POOL_SIZE=\"0\" is not valid: expected a whole number in 1..=1000",
+        "MOCK_MAX_SLIPPAGE_BPS=\"30000\" is not valid: expected a number in 0..=1000",
+        "READ_BLOCK_MS=\"0\" is not valid: expected a whole number in 1..=4000",
+        "BATCH_TIMEOUT_SECS=\"0\"",
+        "LOG_LEVEL=\"verbose\"",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn the_bounds_of_every_range_are_values() {
+    let s = settings(&[
+        ("HTTP_PORT", "0"),
+        ("ORDER_MAX_AGE_SECS", "0"),
+        ("READ_BLOCK_MS", "4000"),
+        ("CLAIM_IDLE_MS", "86400000"),
+        ("CLAIM_INTERVAL_MS", "10"),
+        ("DEDUP_TTL_SECS", "604800"),
+        ("STREAM_MAXLEN", "1000"),
+        ("MAX_DELIVERIES", "1000"),
+        ("WORKER_CONCURRENCY", "64"),
+        ("POSTGRES_MAX_CONNECTIONS", "1000"),
+        ("REDIS_POOL_SIZE", "1000"),
+        ("BATCH_TIMEOUT_SECS", "3600"),
+        ("MOCK_MAX_SLIPPAGE_BPS", "1000"),
+        ("MOCK_SEED", "18446744073709551615"),
+    ])
+    .unwrap();
+    assert_eq!(s.streams.worker.max_order_age, None);
+    assert_eq!(s.trading.mock_seed, u64::MAX);
+    assert_eq!(s.streams.worker.batch_timeout, Duration::from_secs(3600));
+}
+
+#[test]
+fn related_settings_are_checked_against_each_other() {
+    let err = settings(&[
+        ("READ_BLOCK_MS", "2000"),
+        ("CLAIM_IDLE_MS", "5000"),
+        ("WORKER_CONCURRENCY", "8"),
+        ("POSTGRES_MAX_CONNECTIONS", "8"),
+        ("REDIS_POOL_SIZE", "9"),
+    ])
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "CLAIM_IDLE_MS=5000 is not valid: expected at least 3 × READ_BLOCK_MS = 6000",
+        "POSTGRES_MAX_CONNECTIONS=8 is not valid: expected at least WORKER_CONCURRENCY + 1 = 9",
+        "REDIS_POOL_SIZE=9 is not valid: expected at least WORKER_CONCURRENCY + 2 = 10",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+    // The test harness's and the chaos suite's settings stay valid.
+    settings(&[
+        ("READ_BLOCK_MS", "100"),
+        ("CLAIM_IDLE_MS", "1000"),
+        ("CLAIM_INTERVAL_MS", "250"),
+        ("WORKER_CONCURRENCY", "2"),
+        ("POSTGRES_MAX_CONNECTIONS", "4"),
+        ("REDIS_POOL_SIZE", "4"),
+    ])
+    .unwrap();
+    // A bad side is reported alone, not again as a broken relation.
+    let err = settings(&[("WORKER_CONCURRENCY", "0")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("is not valid").count(), 1, "{err}");
+}
+
+#[test]
+fn log_filters_are_levels_or_directives() {
+    for good in [
+        "warn",
+        "INFO",
+        "off",
+        "info,execution_service=debug",
+        "sqlx=warn",
+    ] {
+        let s = settings(&[("LOG_LEVEL", good)]).unwrap();
+        assert_eq!(s.telemetry.log_level, good);
+    }
+    for bad in ["verbose", "warning", "info,loud", "info,sqlx=loud"] {
+        let err = settings(&[("LOG_LEVEL", bad)]).unwrap_err().to_string();
+        assert!(err.contains(&format!("LOG_LEVEL={bad:?}")), "{err}");
+    }
+    let err = settings(&[("RUST_LOG", "nonsense"), ("LOG_LEVEL", "info")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RUST_LOG=\"nonsense\""), "{err}");
+    let s = settings(&[("RUST_LOG", "debug"), ("LOG_LEVEL", "info")]).unwrap();
+    assert_eq!(s.telemetry.log_level, "debug");
+}
+
+#[test]
+fn malformed_urls_are_named_with_their_password_masked() {
+    let path = std::env::temp_dir().join(format!("db-url-{}", std::process::id()));
+    std::fs::write(&path, "postgres://svc:Fi1eSecret@db:70000/x\n").unwrap();
+    let file = path.to_str().unwrap();
+    // The variables, what the error must name, and what it must not show.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 8] = [
+        (
+            &[("DATABASE_URL", "postgres://svc:Sekr3tPw@db:99999/x")],
+            "DATABASE_URL=\"postgres://svc:***@db:99999/x\"",
+            "Sekr3tPw",
+        ),
+        (
+            &[("DATABASE_URL", "mysql://svc:Sekr3tPw@db/x")],
+            "DATABASE_URL=\"mysql://svc:***@db/x\"",
+            "Sekr3tPw",
+        ),
+        (
+            &[("DATABASE_URL", "postgres://svc:Sekr3t/Pw@db/x")],
+            "DATABASE_URL=",
+            "Sekr3t",
+        ),
+        (
+            &[("DATABASE_URL_FILE", file)],
+            "DATABASE_URL_FILE=\"postgres://svc:***@db:70000/x\"",
+            "Fi1eSecret",
+        ),
+        (
+            &[
+                ("POSTGRES_PASSWORD", "Sekr3tPw"),
+                ("POSTGRES_HOST", "bad host"),
+            ],
+            "POSTGRES_HOST=\"bad host\"",
+            "Sekr3tPw",
+        ),
+        (
+            &[("REDIS_URL", "redis://:Sekr3tPw@cache:99999/")],
+            "REDIS_URL=\"redis://:***@cache:99999/\"",
+            "Sekr3tPw",
+        ),
+        (
+            &[("REDIS_URL", "http://:Sekr3tPw@cache/")],
+            "REDIS_URL=\"http://:***@cache/\"",
+            "Sekr3tPw",
+        ),
+        (
+            &[("REDIS_PASSWORD", "Sekr3tPw"), ("REDIS_HOST", "bad/host")],
+            "REDIS_HOST=\"bad/host\"",
+            "Sekr3tPw",
+        ),
+    ];
+    for (vars, named, secret) in cases {
+        let err = settings(vars).unwrap_err().to_string();
+        assert!(err.contains(named), "{named} missing from: {err}");
+        assert!(!err.contains(secret), "{secret} shown in: {err}");
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn composed_urls_take_ipv6_hosts_and_the_redactor_knows_their_passwords() {
+    let s = settings(&[
+        ("REDIS_HOST", "::1"),
+        ("POSTGRES_PASSWORD", "p@ss word"),
+        ("REDIS_PASSWORD", "r3dis-secret"),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.redis.url.expose_secret(),
+        "redis://:r3dis-secret@[::1]:6379/"
+    );
+    let redacted = s
+        .redactor()
+        .redact("auth failed for p@ss word and r3dis-secret; p%40ss%20word");
+    assert_eq!(redacted, "auth failed for *** and ***; ***");
 }
 
 #[test]

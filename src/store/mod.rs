@@ -8,6 +8,7 @@ mod batch;
 pub mod entity;
 mod queries;
 mod rows;
+mod startup;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
 };
+pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
 
 /// Whether Postgres refused the data itself (a data exception, a violated
 /// constraint, a program limit): the fault of a message, not of the
@@ -55,8 +57,10 @@ fn sqlstate(err: &DbErr) -> Option<String> {
     }
 }
 
-/// An arbitrary constant that serialises concurrent migration runs.
-const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
+/// An arbitrary constant that serialises concurrent migration runs: the
+/// key of the transaction-level advisory lock every change of the schema
+/// takes.
+pub const MIGRATION_LOCK: i64 = 0x0065_7865_6373_7663;
 
 /// How the connection pool behaves, and what each Postgres session is told
 /// to end on its own when the service is no longer there to end it.
@@ -152,13 +156,26 @@ pub struct Store {
     pool: PgPool,
 }
 
+/// A change of the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migration {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last one.
+    Down,
+    /// Drop everything and apply every migration again.
+    Fresh,
+}
+
 impl Store {
     /// Connects with the default pool settings and `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         Self::connect_with(url, &PoolSettings::with_max_connections(max_connections)).await
     }
 
-    #[tracing::instrument(skip_all, err)]
+    /// Connects; an error is not logged here, since it may quote the URL:
+    /// the caller reports it, redacted.
+    #[tracing::instrument(skip_all)]
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, DbErr> {
         let pool = settings
             .pool_options()
@@ -191,15 +208,26 @@ impl Store {
     }
 
     /// Applies pending migrations; replicas starting together take turns.
-    #[tracing::instrument(skip_all, err)]
     pub async fn migrate(&self) -> Result<(), DbErr> {
+        self.change_schema(Migration::Up).await
+    }
+
+    /// Changes the schema in one transaction under the migration lock, so
+    /// that no two changes (a replica starting, an operator's `migrate
+    /// down`) ever interleave.
+    #[tracing::instrument(skip_all, fields(change = ?change), err)]
+    pub async fn change_schema(&self, change: Migration) -> Result<(), DbErr> {
         let txn = self.db.begin().await?;
         // A migration may wait for another replica's and may take its time.
         txn.execute_unprepared("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0")
             .await?;
         txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             .await?;
-        Migrator::up(&txn, None).await?;
+        match change {
+            Migration::Up => Migrator::up(&txn, None).await?,
+            Migration::Down => Migrator::down(&txn, Some(1)).await?,
+            Migration::Fresh => Migrator::fresh(&txn).await?,
+        }
         txn.commit().await
     }
 

@@ -123,7 +123,7 @@ async fn dead_letters_can_be_listed_shown_requeued_and_purged() {
     let settings = [
         ("SHIM_ENABLED", "false"),
         ("MAX_DELIVERIES", "1"),
-        ("CLAIM_IDLE_MS", "100"),
+        ("CLAIM_IDLE_MS", "1000"),
         ("CLAIM_INTERVAL_MS", "50"),
     ];
     let app = env.spawn("dlq", &settings).await;

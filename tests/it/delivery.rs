@@ -21,7 +21,7 @@ async fn entries_left_pending_by_a_stopped_consumer_are_claimed_and_completed() 
             "survivor",
             &[
                 ("SHIM_ENABLED", "false"),
-                ("CLAIM_IDLE_MS", "300"),
+                ("CLAIM_IDLE_MS", "1000"),
                 ("CLAIM_INTERVAL_MS", "100"),
             ],
         )
@@ -171,7 +171,7 @@ async fn a_message_postgres_refuses_is_retried_then_dead_lettered_while_its_batc
     let settings = [
         ("SHIM_ENABLED", "false"),
         ("MAX_DELIVERIES", "3"),
-        ("CLAIM_IDLE_MS", "200"),
+        ("CLAIM_IDLE_MS", "1000"),
         ("CLAIM_INTERVAL_MS", "100"),
     ];
     let app = env.spawn("isolating", &settings).await;

@@ -94,6 +94,9 @@ impl TestEnv {
             ("READ_BLOCK_MS", "100"),
             ("HTTP_HOST", "127.0.0.1"),
             ("HTTP_PORT", "0"),
+            // Pools must exceed the batches in flight (WORKER_CONCURRENCY + 1
+            // for Postgres, + 2 for Redis): small ones keep tests light.
+            ("WORKER_CONCURRENCY", "2"),
             ("POSTGRES_MAX_CONNECTIONS", "4"),
             ("REDIS_POOL_SIZE", "4"),
             ("LOG_LEVEL", "warn"),

@@ -14,4 +14,5 @@ mod malformed;
 mod replicas;
 mod schemathesis;
 mod stack;
+mod startup;
 mod tracing;

@@ -1,0 +1,91 @@
+//! The checks that look at more than one variable, or at more than a
+//! number: the rules between settings, and the log filter.
+
+use super::Settings;
+use super::env::Env;
+
+/// Rules between settings, each checked once both sides are valid.
+///
+/// - `CLAIM_IDLE_MS >= 3 × READ_BLOCK_MS`: in-flight entries are refreshed
+///   every `CLAIM_IDLE_MS / 3`, and a refresh may wait for a pooled
+///   connection about as long as one blocking read. The worst gap between
+///   refreshes then stays within two thirds of `CLAIM_IDLE_MS`, so no
+///   replica claims an entry that is still being worked on.
+/// - `POSTGRES_MAX_CONNECTIONS >= WORKER_CONCURRENCY + 1`: every batch in
+///   flight holds a connection for its transaction; one more serves the
+///   HTTP API.
+/// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
+///   acknowledges on one, the reader blocks on one, and the lease refresher
+///   needs one.
+pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
+    let worker = &settings.streams.worker;
+    if env.all_valid(&["CLAIM_IDLE_MS", "READ_BLOCK_MS"])
+        && worker.claim_idle_ms < 3 * worker.block_ms
+    {
+        env.invalid(
+            "CLAIM_IDLE_MS",
+            worker.claim_idle_ms,
+            &format!(
+                "at least 3 × READ_BLOCK_MS = {} (in-flight entries are refreshed every CLAIM_IDLE_MS / 3)",
+                3 * worker.block_ms
+            ),
+        );
+    }
+    if env.all_valid(&["POSTGRES_MAX_CONNECTIONS", "WORKER_CONCURRENCY"])
+        && (settings.postgres.max_connections as usize) < worker.concurrency + 1
+    {
+        env.invalid(
+            "POSTGRES_MAX_CONNECTIONS",
+            settings.postgres.max_connections,
+            &format!(
+                "at least WORKER_CONCURRENCY + 1 = {} (a connection per batch in flight, one for the API)",
+                worker.concurrency + 1
+            ),
+        );
+    }
+    if env.all_valid(&["REDIS_POOL_SIZE", "WORKER_CONCURRENCY"])
+        && settings.redis.pool_size < worker.concurrency + 2
+    {
+        env.invalid(
+            "REDIS_POOL_SIZE",
+            settings.redis.pool_size,
+            &format!(
+                "at least WORKER_CONCURRENCY + 2 = {} (a connection per batch in flight, the reader and the lease refresher)",
+                worker.concurrency + 2
+            ),
+        );
+    }
+}
+
+/// `RUST_LOG` when set, else `LOG_LEVEL`: a level, or `tracing` directives
+/// such as `info,execution_service=debug`. A bare word must be a level, so
+/// a misspelt one (`warning`, `verbose`) is an error, not a filter for a
+/// module of that name.
+pub(super) fn log_filter(env: &mut Env<'_>) -> String {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let (name, filter) = match env.var("RUST_LOG").filter(|v| !v.trim().is_empty()) {
+        Some(filter) => ("RUST_LOG", filter),
+        None => ("LOG_LEVEL", env.text("LOG_LEVEL", "info")),
+    };
+    let bare_word = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains('=') && !d.contains('['))
+        .find(|d| !LEVELS.contains(&d.to_ascii_lowercase().as_str()));
+    let problem = match (bare_word, tracing_subscriber::EnvFilter::try_new(&filter)) {
+        (Some(word), _) => Some(format!("{word:?} is not a level")),
+        (None, Err(err)) => Some(err.to_string()),
+        (None, Ok(_)) => None,
+    };
+    if let Some(problem) = problem {
+        env.invalid(
+            name,
+            &filter,
+            &format!(
+                "trace, debug, info, warn, error or off, or directives like info,execution_service=debug ({problem})"
+            ),
+        );
+        return "info".to_owned();
+    }
+    filter
+}
