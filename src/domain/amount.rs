@@ -2,7 +2,9 @@
 //!
 //! Amounts are parsed from their text, never through a float, and a value the
 //! column cannot hold exactly (more than 8 decimal places, more than 12
-//! integer digits) is an error rather than something rounded to fit.
+//! integer digits) is an error rather than something rounded to fit. What a
+//! fill derives (price, notional, fee) is rounded to 8 places and must then
+//! fit the same columns: [`fill_amounts`] is the one place that says so.
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -130,6 +132,67 @@ fn to_scale(value: Decimal) -> Decimal {
     value.round_dp_with_strategy(SCALE, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// The amounts a fill derives, rounded to the [`SCALE`] places the columns
+/// keep; every one fits `DECIMAL(20,8)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillAmounts {
+    /// Greater than zero.
+    pub price: Decimal,
+    /// `quantity × price`.
+    pub notional: Decimal,
+    /// `notional × fee_rate`; never negative, and zero when it rounds to less
+    /// than one unit of the eighth place.
+    pub fee: Decimal,
+}
+
+/// What a fill of `quantity` at `price` with `fee_rate` of the notional
+/// derives, or why an order that derives it must be rejected: this is the one
+/// bound on derived amounts, used by validation (with a fee rate of zero,
+/// when the price is known) and by every executor.
+pub fn fill_amounts(
+    quantity: Decimal,
+    price: Decimal,
+    fee_rate: Decimal,
+) -> Result<FillAmounts, String> {
+    let price = to_scale(price);
+    if price <= Decimal::ZERO {
+        return Err(format!("fill price {price} is not greater than 0"));
+    }
+    let quantity = stored("quantity", Some(quantity))?;
+    let price = stored("fill price", Some(price))?;
+    let exact_notional = quantity.checked_mul(price);
+    let notional = stored("notional", exact_notional.map(to_scale))?;
+    let fee = stored(
+        "fee",
+        exact_notional
+            .and_then(|notional| notional.checked_mul(fee_rate))
+            .map(to_scale),
+    )?;
+    if fee < Decimal::ZERO {
+        return Err(format!("fee {fee} is negative"));
+    }
+    Ok(FillAmounts {
+        price,
+        notional,
+        fee,
+    })
+}
+
+/// `value` when it fits `DECIMAL(20,8)`; `None` stands for a computation
+/// that overflowed.
+fn stored(name: &str, value: Option<Decimal>) -> Result<Decimal, String> {
+    let limit = Decimal::from(10_i64.pow(INTEGER_DIGITS as u32));
+    match value {
+        Some(value) if value.abs() < limit && value.scale() <= SCALE => Ok(value),
+        Some(value) => Err(format!(
+            "{name} {value} does not fit DECIMAL(20,8) (at most {INTEGER_DIGITS} integer digits)"
+        )),
+        None => Err(format!(
+            "{name} is too large to compute and does not fit DECIMAL(20,8)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +255,49 @@ mod tests {
             parse_amount("1e-99999999999999999999"),
             Err(AmountError::TooPrecise)
         );
+    }
+
+    #[test]
+    fn fills_derive_rounded_amounts_that_fit_the_columns() {
+        let amounts = fill_amounts(dec("0.001"), dec("50000.123456789"), dec("0.001"));
+        assert_eq!(
+            amounts,
+            Ok(FillAmounts {
+                price: dec("50000.12345679"),
+                notional: dec("50.00012346"),
+                fee: dec("0.05000012"),
+            })
+        );
+        let dust = fill_amounts(dec("0.00000001"), dec("0.01"), dec("0.001"));
+        assert_eq!(dust.map(|a| a.fee), Ok(Decimal::ZERO));
+    }
+
+    #[test]
+    fn fills_whose_amounts_the_columns_cannot_hold_are_refused() {
+        let notional = fill_amounts(dec("1000000"), dec("12000000"), Decimal::ZERO);
+        assert_eq!(
+            notional,
+            Err(
+                "notional 12000000000000 does not fit DECIMAL(20,8) (at most 12 integer digits)"
+                    .to_owned()
+            )
+        );
+        let fee = fill_amounts(dec("1000"), dec("1000"), dec("10000000"));
+        assert!(
+            fee.as_ref().is_err_and(|r| r.starts_with("fee ")),
+            "{fee:?}"
+        );
+        let price = fill_amounts(Decimal::ONE, dec("1e12"), Decimal::ZERO);
+        assert!(price.is_err_and(|r| r.starts_with("fill price ")));
+        let zero = fill_amounts(Decimal::ONE, dec("0.000000004"), Decimal::ZERO);
+        assert_eq!(
+            zero,
+            Err("fill price 0.00000000 is not greater than 0".to_owned())
+        );
+        let rebate = fill_amounts(Decimal::ONE, Decimal::ONE, dec("-0.001"));
+        assert!(rebate.is_err_and(|r| r.contains("negative")));
+        let overflow = fill_amounts(dec("999999999999"), Decimal::MAX, Decimal::ONE);
+        assert!(overflow.is_err());
     }
 
     #[test]

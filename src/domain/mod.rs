@@ -7,7 +7,7 @@ mod message;
 pub(crate) mod order;
 mod result;
 
-pub use amount::{AmountError, SCALE, format_amount, parse_amount};
+pub use amount::{AmountError, FillAmounts, SCALE, fill_amounts, format_amount, parse_amount};
 pub use message::{Fields, Incoming, Parsed, Rejection};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};

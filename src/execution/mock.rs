@@ -38,7 +38,7 @@ impl MockExecutor {
             Side::Buy => base + shift,
             Side::Sell => base - shift,
         };
-        Outcome::Filled(full_fill(order, price, self.fee_rate))
+        full_fill(order, price, self.fee_rate)
     }
 }
 
