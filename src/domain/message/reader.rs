@@ -1,13 +1,16 @@
 //! Typed reads of a message's fields that collect every problem found on
 //! the way, instead of stopping at the first.
+//!
+//! Timestamps lie in the window of [`crate::domain::timestamp`].
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{Fields, MAX_SYMBOL_LEN};
 use crate::domain::MAX_ID_LEN;
 use crate::domain::amount::parse_amount;
+use crate::domain::timestamp::parse_timestamp;
 
 /// Reads typed fields and collects every problem found on the way.
 pub(super) struct Reader<'a> {
@@ -101,28 +104,12 @@ impl Reader<'_> {
         }
     }
 
-    /// Unix seconds, unix milliseconds, or ISO-8601.
+    /// Unix seconds, unix milliseconds, or ISO-8601, inside the window.
     pub(super) fn timestamp(&mut self) -> Option<DateTime<Utc>> {
         let text = self.text("timestamp")?;
-        let parsed = match text.trim().parse::<Decimal>() {
-            Ok(number) => {
-                let millis = if number.abs() >= Decimal::from(100_000_000_000_i64) {
-                    number
-                } else {
-                    number * Decimal::ONE_THOUSAND
-                };
-                i64::try_from(millis.trunc())
-                    .ok()
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            }
-            Err(_) => DateTime::parse_from_rfc3339(text.trim())
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        };
-        if parsed.is_none() {
-            self.problem("timestamp is not unix seconds, unix milliseconds or ISO-8601".to_owned());
-        }
-        parsed
+        parse_timestamp(&text)
+            .map_err(|reason| self.problem(reason))
+            .ok()
     }
 }
 

@@ -207,3 +207,21 @@ fn text_with_nul_characters_never_fits_a_column() {
     assert!(r.reason.contains("side"), "{}", r.reason);
     assert!(!r.fits_columns);
 }
+
+#[test]
+fn timestamps_outside_the_window_are_rejected_not_rescaled() {
+    for ts in [
+        "1732620000000000",
+        "-1732620000",
+        "-99999999999999999999999",
+        "1e30",
+        r#""1969-12-31T23:59:59Z""#,
+        r#""2100-01-01T00:00:00Z""#,
+    ] {
+        let r = rejection(&format!(
+            r#"{{"order_id":"t","symbol":"BTCUSDT","side":"BUY","quantity":1,"timestamp":{ts}}}"#
+        ));
+        assert!(r.reason.contains("out of range"), "{ts}: {}", r.reason);
+        assert_eq!(r.timestamp, None);
+    }
+}
