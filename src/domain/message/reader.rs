@@ -1,7 +1,9 @@
 //! Typed reads of a message's fields that collect every problem found on
 //! the way, instead of stopping at the first.
 //!
-//! Timestamps lie in the window of [`crate::domain::timestamp`].
+//! Each read accepts one documented shape and rejects the rest rather than
+//! guessing: symbols are markets (see [`Reader::symbol`]); amounts are exact
+//! decimals; timestamps lie in the window of [`crate::domain::timestamp`].
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -69,14 +71,22 @@ impl Reader<'_> {
         Some(text)
     }
 
+    /// A market, upper-cased: `BASE/QUOTE`, `BASE-QUOTE` or `BASE_QUOTE` with
+    /// exactly one separator and ASCII letters and digits on each side, at
+    /// least one letter each; or, without a separator, 5..=32 letters and
+    /// digits with at least one letter (such a symbol cannot be split, so
+    /// only its shape is checked). A JSON number is not a symbol.
     pub(super) fn symbol(&mut self) -> Option<String> {
+        if matches!(self.raw("symbol"), Some(Value::Number(_))) {
+            self.problem("symbol must be a string, not a number".to_owned());
+            return None;
+        }
         let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.:".contains(c);
         if symbol.chars().count() > MAX_SYMBOL_LEN {
             self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
-        } else if !symbol.chars().all(allowed) {
+        } else if !is_market(&symbol) {
             self.problem(format!(
-                "symbol {symbol:?} has characters other than letters, digits and /-_.:"
+                "symbol {symbol:?} is not a market: expected BASEQUOTE (5..={MAX_SYMBOL_LEN} letters and digits) or BASE/QUOTE, BASE-QUOTE, BASE_QUOTE, each side letters and digits with at least one letter"
             ));
         }
         Some(symbol)
@@ -110,6 +120,21 @@ impl Reader<'_> {
         parse_timestamp(&text)
             .map_err(|reason| self.problem(reason))
             .ok()
+    }
+}
+
+/// Whether an upper-cased symbol has one of the accepted market spellings.
+fn is_market(symbol: &str) -> bool {
+    let part = |text: &str| {
+        !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_alphanumeric())
+            && text.bytes().any(|b| b.is_ascii_alphabetic())
+    };
+    let mut sides = symbol.split(['/', '-', '_']);
+    match (sides.next(), sides.next(), sides.next()) {
+        (Some(bare), None, _) => (5..=MAX_SYMBOL_LEN).contains(&bare.len()) && part(bare),
+        (Some(base), Some(quote), None) => part(base) && part(quote),
+        _ => false,
     }
 }
 

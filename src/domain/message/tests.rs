@@ -44,8 +44,8 @@ fn a_full_order_parses_with_exact_amounts() {
 
 #[test]
 fn numbers_and_strings_give_the_same_decimal() {
-    let a = order(r#"{"order_id":"a","symbol":"X","side":"SELL","quantity":0.1}"#);
-    let b = order(r#"{"order_id":"a","symbol":"X","side":"SELL","quantity":"0.1"}"#);
+    let a = order(r#"{"order_id":"a","symbol":"ETHUSDT","side":"SELL","quantity":0.1}"#);
+    let b = order(r#"{"order_id":"a","symbol":"ETHUSDT","side":"SELL","quantity":"0.1"}"#);
     assert_eq!(a.quantity, b.quantity);
     assert_eq!(a.quantity.to_string(), "0.1");
 }
@@ -53,7 +53,7 @@ fn numbers_and_strings_give_the_same_decimal() {
 #[test]
 fn identity_falls_back_to_client_id_then_content() {
     assert_eq!(
-        order(r#"{"client_id":"c-9","symbol":"X","side":"BUY","quantity":1}"#).order_id,
+        order(r#"{"client_id":"c-9","symbol":"ETHUSDT","side":"BUY","quantity":1}"#).order_id,
         "c-9"
     );
     let derived = order(r#"{"symbol":"BTCUSDT","side":"BUY","quantity":1}"#).order_id;
@@ -66,7 +66,7 @@ fn identity_falls_back_to_client_id_then_content() {
 fn timestamps_accept_seconds_millis_and_iso() {
     let at = |ts: &str| {
         order(&format!(
-            r#"{{"order_id":"t","symbol":"X","side":"BUY","quantity":1,"timestamp":{ts}}}"#
+            r#"{{"order_id":"t","symbol":"ETHUSDT","side":"BUY","quantity":1,"timestamp":{ts}}}"#
         ))
         .timestamp
         .map(|t| t.timestamp_millis())
@@ -117,7 +117,7 @@ fn named_invalid_orders_are_rejected_with_reasons() {
     assert!(!long.fits_columns);
 
     let limit = rejection(
-        r#"{"order_id":"x","symbol":"X","side":"BUY","quantity":1,"order_type":"LIMIT"}"#,
+        r#"{"order_id":"x","symbol":"ETHUSDT","side":"BUY","quantity":1,"order_type":"LIMIT"}"#,
     );
     assert!(limit.reason.contains("needs a price"));
 }
@@ -129,7 +129,7 @@ fn unnamed_invalid_messages_are_unidentified() {
         "[1,2]",
         "42",
         "{}",
-        r#"{"symbol":"X","side":"HOLD","quantity":1}"#,
+        r#"{"symbol":"ETHUSDT","side":"HOLD","quantity":1}"#,
         "\u{0}\u{ff}",
     ] {
         assert!(
@@ -151,7 +151,9 @@ fn other_types_are_ignored() {
         Parsed::Ignored("heartbeat".into())
     );
     assert!(matches!(
-        parse_json(r#"{"type":"ORDER","order_id":"o","symbol":"X","side":"BUY","quantity":1}"#),
+        parse_json(
+            r#"{"type":"ORDER","order_id":"o","symbol":"ETHUSDT","side":"BUY","quantity":1}"#
+        ),
         Parsed::Order(_)
     ));
 }
@@ -175,7 +177,7 @@ fn flat_stream_entries_parse_like_json() {
 
     let wrapped = vec![(
         "payload".to_owned(),
-        br#"{"order_id":"w","symbol":"X","side":"BUY","quantity":1}"#.to_vec(),
+        br#"{"order_id":"w","symbol":"ETHUSDT","side":"BUY","quantity":1}"#.to_vec(),
     )];
     assert!(matches!(
         Parsed::from_incoming(Incoming::from_entry(&wrapped)),
@@ -186,7 +188,7 @@ fn flat_stream_entries_parse_like_json() {
 #[test]
 fn message_identity_prefers_ids_then_hashes_bytes() {
     assert_eq!(
-        message_identity(br#"{"order_id":"o-7","symbol":"X","side":"HOLD"}"#),
+        message_identity(br#"{"order_id":"o-7","symbol":"ETHUSDT","side":"HOLD"}"#),
         "o-7"
     );
     let raw = message_identity(b"garbage");
@@ -224,4 +226,48 @@ fn timestamps_outside_the_window_are_rejected_not_rescaled() {
         assert!(r.reason.contains("out of range"), "{ts}: {}", r.reason);
         assert_eq!(r.timestamp, None);
     }
+}
+
+#[test]
+fn symbols_must_look_like_markets() {
+    for symbol in [
+        "BTCUSDT",
+        "btc/usdt",
+        "BTC-USDT",
+        "BTC_USDT",
+        "1INCHUSDT",
+        "1INCH/USDT",
+        " eth/btc ",
+        "A/B",
+    ] {
+        let text = format!(r#"{{"order_id":"s","symbol":"{symbol}","side":"BUY","quantity":1}}"#);
+        assert!(matches!(parse_json(&text), Parsed::Order(_)), "{symbol:?}");
+    }
+    for symbol in [
+        "///",
+        "-",
+        "123",
+        "BTC",
+        "BTC/",
+        "/USDT",
+        "BTC//USDT",
+        "BTC/USD/T",
+        "BTC-USDT_X",
+        "BTC/123",
+        "12/USDT",
+        "BTC.USDT",
+        "BTC:USDT",
+        "BTC USDT",
+        "BTCÜSDT",
+    ] {
+        let text = format!(r#"{{"order_id":"s","symbol":"{symbol}","side":"BUY","quantity":1}}"#);
+        let r = rejection(&text);
+        assert!(
+            r.reason.contains("is not a market"),
+            "{symbol:?}: {}",
+            r.reason
+        );
+    }
+    let number = rejection(r#"{"order_id":"n","symbol":12345,"side":"BUY","quantity":1}"#);
+    assert_eq!(number.reason, "symbol must be a string, not a number");
 }
