@@ -2,8 +2,9 @@
 //! the way, instead of stopping at the first.
 //!
 //! Each read accepts one documented shape and rejects the rest rather than
-//! guessing: symbols are markets (see [`Reader::symbol`]); amounts are exact
-//! decimals; timestamps lie in the window of [`crate::domain::timestamp`].
+//! guessing: identifiers are strings or whole JSON numbers, never blank;
+//! symbols are markets (see [`Reader::symbol`]); amounts are exact decimals;
+//! timestamps lie in the window of [`crate::domain::timestamp`].
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -55,15 +56,27 @@ impl Reader<'_> {
         Some(text)
     }
 
-    /// An optional identifier of 1..=255 characters. An empty one is absent.
+    /// An optional identifier of 1..=255 printable characters, not all
+    /// whitespace; a JSON number only when it is a whole number (`12345`,
+    /// not `1e5` or `12.5`, whose text is not the one identity of their
+    /// value). One that breaks the rule is a problem and names nothing,
+    /// except an overlong or unprintable one, which still names the order.
     pub(super) fn identifier(&mut self, name: &str) -> Option<String> {
+        if let Some(Value::Number(number)) = self.raw(name) {
+            let text = number.to_string();
+            if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                self.problem(format!(
+                    "{name} must be a string or a whole number, not {text}"
+                ));
+                return None;
+            }
+        }
         let text = self.text(name)?;
-        let length = text.chars().count();
-        if length == 0 {
-            self.problem(format!("{name} must not be empty"));
+        if text.trim().is_empty() {
+            self.problem(format!("{name} must not be empty or blank"));
             return None;
         }
-        if length > MAX_ID_LEN || text.chars().any(char::is_control) {
+        if text.chars().count() > MAX_ID_LEN || text.chars().any(char::is_control) {
             self.problem(format!(
                 "{name} must be 1..={MAX_ID_LEN} printable characters"
             ));

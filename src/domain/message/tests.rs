@@ -271,3 +271,132 @@ fn symbols_must_look_like_markets() {
     let number = rejection(r#"{"order_id":"n","symbol":12345,"side":"BUY","quantity":1}"#);
     assert_eq!(number.reason, "symbol must be a string, not a number");
 }
+
+#[test]
+fn repeated_keys_leave_a_message_unidentified() {
+    for text in [
+        r#"{"order_id":"a","symbol":"BTCUSDT","side":"BUY","quantity":1,"order_id":"b"}"#,
+        r#"{"order_id":"a","symbol":"BTCUSDT","side":"BUY","quantity":1,"order\u005fid":"a"}"#,
+    ] {
+        assert_eq!(
+            parse_json(text),
+            Parsed::Unidentified(r#"duplicate key "order_id""#.into()),
+            "{text}"
+        );
+    }
+    let side = parse_json(
+        r#"{"order_id":"a","symbol":"BTCUSDT","side":"BUY","side":"SELL","quantity":1}"#,
+    );
+    assert_eq!(side, Parsed::Unidentified(r#"duplicate key "side""#.into()));
+    // Repeats inside a value are no concern of the contract.
+    let nested =
+        order(r#"{"order_id":"n","symbol":"BTCUSDT","side":"BUY","quantity":1,"x":{"k":1,"k":2}}"#);
+    assert_eq!(nested.order_id, "n");
+}
+
+fn entry(fields: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn flat_fields_beside_a_payload_must_agree_with_it() {
+    let payload = r#"{"order_id":"w","symbol":"BTC/USDT","side":"buy","quantity":0.5,"timestamp":1764124800}"#;
+    let parse = |extra: &[(&str, &str)]| {
+        let mut fields = vec![("payload", payload)];
+        fields.extend_from_slice(extra);
+        Parsed::from_incoming(Incoming::from_entry(&entry(&fields)))
+    };
+    let agreeing = [
+        ("order_id", "w"),
+        ("symbol", "btc/usdt"),
+        ("side", "BUY"),
+        ("quantity", "0.50000000"),
+        ("timestamp", "1764124800"),
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("source", "risk-manager"),
+    ];
+    assert!(matches!(parse(&agreeing), Parsed::Order(_)));
+
+    let Parsed::Rejected(side) = parse(&[("side", "SELL"), ("price", "10")]) else {
+        panic!("a contradicting side was accepted");
+    };
+    assert_eq!(
+        side.reason,
+        "stream entry field side disagrees with its payload; stream entry field price disagrees with its payload"
+    );
+    assert_eq!(side.order_id, "w");
+
+    for extra in [[("order_id", "other")], [("client_id", "c")]] {
+        let Parsed::Unidentified(reason) = parse(&extra) else {
+            panic!("a second id was accepted");
+        };
+        assert!(reason.contains("disagrees with its payload"), "{reason}");
+    }
+    let twice = entry(&[("payload", payload), ("payload", "{}")]);
+    assert_eq!(
+        Parsed::from_incoming(Incoming::from_entry(&twice)),
+        Parsed::Unidentified(r#"duplicate field "payload""#.into())
+    );
+    let flat_twice = entry(&[
+        ("order_id", "f"),
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("quantity", "1"),
+        ("side", "SELL"),
+    ]);
+    assert_eq!(
+        Parsed::from_incoming(Incoming::from_entry(&flat_twice)),
+        Parsed::Unidentified(r#"duplicate field "side""#.into())
+    );
+}
+
+#[test]
+fn blank_and_exponent_ids_name_nothing() {
+    let blank = rejection(
+        r#"{"order_id":" \t ","client_id":"c","symbol":"BTCUSDT","side":"BUY","quantity":1}"#,
+    );
+    assert_eq!(blank.order_id, "c");
+    assert_eq!(blank.reason, "order_id must not be empty or blank");
+    for id in ["strategy_id", "bot_id"] {
+        let r = rejection(&format!(
+            r#"{{"order_id":"o","{id}":"   ","symbol":"BTCUSDT","side":"BUY","quantity":1}}"#
+        ));
+        assert_eq!(r.reason, format!("{id} must not be empty or blank"));
+    }
+    assert!(matches!(
+        parse_json(r#"{"client_id":"  ","symbol":"BTCUSDT","side":"BUY","quantity":1}"#),
+        Parsed::Unidentified(_)
+    ));
+
+    // serde_json writes an exponent with its sign: `1e5` reads as `1e+5`.
+    for (id, shown) in [("1e5", "1e+5"), ("1E+3", "1e+3"), ("12.5", "12.5")] {
+        let text = format!(r#"{{"order_id":{id},"symbol":"BTCUSDT","side":"BUY","quantity":1}}"#);
+        assert_eq!(
+            parse_json(&text),
+            Parsed::Unidentified(format!(
+                "order_id must be a string or a whole number, not {shown}"
+            ))
+        );
+    }
+    let whole = order(r#"{"order_id":12345,"symbol":"BTCUSDT","side":"BUY","quantity":1}"#);
+    assert_eq!(whole.order_id, "12345");
+    let string = order(r#"{"order_id":"1e5","symbol":"BTCUSDT","side":"BUY","quantity":1}"#);
+    assert_eq!(string.order_id, "1e5");
+}
+
+#[test]
+fn type_is_read_like_side() {
+    let padded =
+        r#"{"type":" ORDER ","order_id":"o","symbol":"BTCUSDT","side":"BUY","quantity":1}"#;
+    assert!(matches!(parse_json(padded), Parsed::Order(_)));
+    assert!(matches!(
+        parse_json(r#"{"type":" Heartbeat "}"#),
+        Parsed::Ignored(_)
+    ));
+}
