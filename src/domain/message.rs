@@ -7,6 +7,10 @@
 //! valid is unidentified (dead-lettered), and so is one whose identity is
 //! ambiguous (a repeated key, ids beside a payload that contradict it);
 //! another `type` is ignored. Nothing here panics, whatever the bytes.
+//!
+//! Validation covers what execution will derive: an order whose price is
+//! known and whose notional would not fit `DECIMAL(20,8)` is rejected here,
+//! by the same rule the executors apply.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -16,6 +20,7 @@ use sha2::{Digest, Sha256};
 mod incoming;
 mod reader;
 
+use super::amount::fill_amounts;
 use super::order::{Order, OrderType, Side};
 use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
 pub use incoming::Incoming;
@@ -111,6 +116,13 @@ impl Parsed {
         });
         let quantity = reader.amount("quantity", true);
         let price = reader.amount("price", false);
+        if let (Some(quantity), Some(price)) = (quantity, price)
+            && quantity > Decimal::ZERO
+            && price > Decimal::ZERO
+            && let Err(reason) = fill_amounts(quantity, price, Decimal::ZERO)
+        {
+            reader.problem(reason);
+        }
         let type_text = reader
             .text("order_type")
             .map(|text| text.trim().to_ascii_uppercase());

@@ -400,3 +400,23 @@ fn type_is_read_like_side() {
         Parsed::Ignored(_)
     ));
 }
+
+#[test]
+fn a_notional_the_columns_cannot_hold_is_rejected_at_validation() {
+    let big = rejection(
+        r#"{"order_id":"big","symbol":"BTCUSDT","side":"BUY","quantity":1000000,"price":"12000000","order_type":"LIMIT"}"#,
+    );
+    assert_eq!(
+        big.reason,
+        "notional 12000000000000 does not fit DECIMAL(20,8) (at most 12 integer digits)"
+    );
+    assert!(big.fits_columns);
+    let market = rejection(
+        r#"{"order_id":"m","symbol":"BTCUSDT","side":"SELL","quantity":999999999999,"price":2}"#,
+    );
+    assert!(market.reason.starts_with("notional "), "{}", market.reason);
+    let edge = order(
+        r#"{"order_id":"e","symbol":"BTCUSDT","side":"BUY","quantity":"999999.99999999","price":1000000}"#,
+    );
+    assert_eq!(edge.order_id, "e");
+}
