@@ -194,6 +194,9 @@ fn stored(name: &str, value: Option<Decimal>) -> Result<Decimal, String> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;

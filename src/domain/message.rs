@@ -231,4 +231,6 @@ pub fn valid_traceparent(text: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
