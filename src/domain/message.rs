@@ -4,19 +4,27 @@
 //! The invariant: every message has a documented fate. A valid order is
 //! executed; a message that names its order but is invalid becomes a
 //! [`Rejection`] (a REJECTED result); a message that names no order and is not
-//! valid is unidentified (dead-lettered); another `type` is ignored. Nothing
-//! here panics, whatever the bytes.
+//! valid is unidentified (dead-lettered), and so is one whose identity is
+//! ambiguous (a repeated key, ids beside a payload that contradict it);
+//! another `type` is ignored. Nothing here panics, whatever the bytes.
+//!
+//! Validation covers what execution will derive: an order whose price is
+//! known and whose notional would not fit `DECIMAL(20,8)` is rejected here,
+//! by the same rule the executors apply.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+mod incoming;
 mod reader;
 
+use super::amount::fill_amounts;
 use super::order::{Order, OrderType, Side};
 use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
-use reader::{Reader, is_traceparent, json_kind};
+pub use incoming::Incoming;
+use reader::{Reader, is_traceparent};
 
 /// A message's fields by name, whichever way it arrived.
 pub type Fields = Map<String, Value>;
@@ -24,46 +32,6 @@ pub type Fields = Map<String, Value>;
 /// The longest symbol accepted as valid (the column holds a little more, so
 /// that a rejected order with a slightly long symbol still gets its row).
 pub(super) const MAX_SYMBOL_LEN: usize = 32;
-
-/// One message as received.
-#[derive(Debug, Clone, Copy)]
-pub enum Incoming<'a> {
-    /// A JSON document (pub/sub payload, or a stream entry's `payload` field).
-    Json(&'a [u8]),
-    /// A stream entry whose fields are the order's fields, values as text.
-    Flat(&'a [(String, Vec<u8>)]),
-}
-
-impl<'a> Incoming<'a> {
-    /// A stream entry: its `payload` field when it has one, else its fields.
-    pub fn from_entry(fields: &'a [(String, Vec<u8>)]) -> Self {
-        match fields.iter().find(|(name, _)| name == "payload") {
-            Some((_, payload)) => Incoming::Json(payload),
-            None => Incoming::Flat(fields),
-        }
-    }
-
-    /// The message as a field map, or why it is not one.
-    pub fn fields(&self) -> Result<Fields, String> {
-        match self {
-            Incoming::Json(bytes) => match serde_json::from_slice::<Value>(bytes) {
-                Ok(Value::Object(map)) => Ok(map),
-                Ok(other) => Err(format!(
-                    "message is JSON but not an object ({})",
-                    json_kind(&other)
-                )),
-                Err(err) => Err(format!("message is not valid JSON: {err}")),
-            },
-            Incoming::Flat(fields) => fields
-                .iter()
-                .map(|(name, value)| match std::str::from_utf8(value) {
-                    Ok(text) => Ok((name.clone(), Value::String(text.to_owned()))),
-                    Err(_) => Err(format!("field {name} is not UTF-8")),
-                })
-                .collect(),
-        }
-    }
-}
 
 /// What a message turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,20 +67,35 @@ pub struct Rejection {
 
 impl Parsed {
     pub fn from_incoming(incoming: Incoming<'_>) -> Parsed {
-        match incoming.fields() {
-            Ok(fields) => Parsed::from_fields(&fields),
-            Err(reason) => Parsed::Unidentified(reason),
+        let fields = match incoming.fields() {
+            Ok(fields) => fields,
+            Err(reason) => return Parsed::Unidentified(reason),
+        };
+        let disagreements = incoming.disagreements(&fields);
+        let problems: Vec<String> = disagreements
+            .iter()
+            .map(|name| format!("stream entry field {name} disagrees with its payload"))
+            .collect();
+        // Two ids for one message: neither can be trusted to name it.
+        if disagreements
+            .iter()
+            .any(|name| ["order_id", "client_id"].contains(name))
+        {
+            return Parsed::Unidentified(problems.join("; "));
         }
+        Parsed::read(&fields, problems)
     }
 
     /// Validates a field map against the order contract.
     pub fn from_fields(fields: &Fields) -> Parsed {
-        let mut reader = Reader {
-            fields,
-            problems: Vec::new(),
-        };
+        Parsed::read(fields, Vec::new())
+    }
+
+    /// Validates `fields`, adding what is wrong with them to `problems`.
+    fn read(fields: &Fields, problems: Vec<String>) -> Parsed {
+        let mut reader = Reader { fields, problems };
         if let Some(kind) = reader.text("type")
-            && !kind.eq_ignore_ascii_case("order")
+            && !kind.trim().eq_ignore_ascii_case("order")
         {
             return Parsed::Ignored(kind);
         }
@@ -133,6 +116,13 @@ impl Parsed {
         });
         let quantity = reader.amount("quantity", true);
         let price = reader.amount("price", false);
+        if let (Some(quantity), Some(price)) = (quantity, price)
+            && quantity > Decimal::ZERO
+            && price > Decimal::ZERO
+            && let Err(reason) = fill_amounts(quantity, price, Decimal::ZERO)
+        {
+            reader.problem(reason);
+        }
         let type_text = reader
             .text("order_type")
             .map(|text| text.trim().to_ascii_uppercase());
@@ -240,5 +230,7 @@ pub fn valid_traceparent(text: &str) -> Option<&str> {
     is_traceparent(text).then_some(text)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

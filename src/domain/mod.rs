@@ -6,12 +6,16 @@ mod amount;
 mod message;
 pub(crate) mod order;
 mod result;
+mod timestamp;
 
-pub use amount::{AmountError, SCALE, format_amount, parse_amount};
+pub use amount::{AmountError, FillAmounts, SCALE, fill_amounts, format_amount, parse_amount};
 pub use message::{Fields, Incoming, Parsed, Rejection};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};
 pub use result::{ExecutionResult, Fill, OrderStatus, TradingMode};
+pub use timestamp::{
+    EARLIEST_TIMESTAMP_SECS, END_TIMESTAMP_SECS, issued_in_future, parse_timestamp,
+};
 
 /// Largest number of characters an `order_id` (or other identifier) may have.
 pub const MAX_ID_LEN: usize = 255;

@@ -1,6 +1,13 @@
 //! Mock trading: a simulated venue that fills with probability
 //! `success_rate` and applies adverse slippage of up to `max_slippage_bps`.
 //!
+//! A fill respects its order and its columns: a LIMIT BUY never fills above
+//! its price nor a LIMIT SELL below it (slippage stops at the limit);
+//! slippage is taken as 0..=10 000 bps whatever the setting, and a SELL never
+//! slips below 0.00000001, so every price is positive; the fee is never
+//! negative (a positive rate may round to a fee of 0 on a dust fill); and an
+//! order whose amounts would not fit `DECIMAL(20,8)` is rejected.
+//!
 //! Both draws come from a generator seeded by the seed and the `order_id`
 //! alone, so the same order always gets the same outcome on any replica.
 
@@ -9,7 +16,13 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::{Executor, Outcome, PriceBook, full_fill};
-use crate::domain::{Order, Side, TradingMode};
+use crate::domain::{Order, OrderType, Side, TradingMode};
+
+/// Slippage is applied up to 100 % of the price (of which a draw takes at
+/// most 99 %), whatever the setting says.
+const MAX_SLIPPAGE_BPS: i64 = 10_000;
+/// The smallest price the columns hold: a SELL never slips below it.
+const MIN_PRICE: Decimal = Decimal::from_parts(1, 0, 0, false, 8);
 
 #[derive(Debug, Clone)]
 pub struct MockExecutor {
@@ -30,15 +43,24 @@ impl MockExecutor {
             Ok(price) => price,
             Err(reason) => return Outcome::Rejected(reason),
         };
-        // Slippage in whole hundredths of a basis point, so it stays exact.
+        // Slippage in whole hundredths of a basis point, so it stays exact,
+        // and below 100 % so that a SELL keeps a price.
         let steps = (draws.next_unit() * 100.0).floor() as i64;
-        let bps = self.max_slippage_bps * Decimal::new(steps, 2);
-        let shift = base * bps / Decimal::from(10_000);
-        let price = match order.side {
-            Side::Buy => base + shift,
-            Side::Sell => base - shift,
+        let max_bps = self
+            .max_slippage_bps
+            .clamp(Decimal::ZERO, Decimal::from(MAX_SLIPPAGE_BPS));
+        let fraction = max_bps * Decimal::new(steps, 2) / Decimal::from(10_000);
+        let shift = base * fraction;
+        let slipped = match order.side {
+            Side::Buy => base.checked_add(shift).unwrap_or(Decimal::MAX),
+            Side::Sell => (base - shift).max(MIN_PRICE),
         };
-        Outcome::Filled(full_fill(order, price, self.fee_rate))
+        let price = match (order.order_type, order.price, order.side) {
+            (OrderType::Limit, Some(limit), Side::Buy) => slipped.min(limit),
+            (OrderType::Limit, Some(limit), Side::Sell) => slipped.max(limit),
+            _ => slipped,
+        };
+        full_fill(order, price, self.fee_rate)
     }
 }
 
@@ -116,6 +138,83 @@ mod tests {
             .count();
         let rate = filled as f64 / 10_000.0;
         assert!((0.93..=0.97).contains(&rate), "fill rate {rate}");
+    }
+
+    fn limit(id: &str, side: Side, price: &str) -> Order {
+        let mut limit = order(id, "1", Some(price));
+        limit.side = side;
+        limit.order_type = OrderType::Limit;
+        limit
+    }
+
+    #[test]
+    fn limit_orders_never_fill_beyond_their_price() {
+        let executor = mock(3);
+        let limit_price = Decimal::from(100);
+        let (mut buys, mut sells) = (0, 0);
+        for i in 0..500 {
+            if let Outcome::Filled(fill) =
+                executor.fill(&limit(&format!("b-{i}"), Side::Buy, "100"))
+            {
+                assert!(
+                    fill.price <= limit_price,
+                    "a LIMIT BUY filled at {}",
+                    fill.price
+                );
+                buys += 1;
+            }
+            if let Outcome::Filled(fill) =
+                executor.fill(&limit(&format!("s-{i}"), Side::Sell, "100"))
+            {
+                assert!(
+                    fill.price >= limit_price,
+                    "a LIMIT SELL filled at {}",
+                    fill.price
+                );
+                sells += 1;
+            }
+        }
+        assert!(buys > 400 && sells > 400);
+    }
+
+    #[test]
+    fn any_slippage_setting_keeps_prices_positive_and_fees_non_negative() {
+        for max_slippage_bps in [
+            Decimal::from(10_000),
+            Decimal::from(1_000_000_000),
+            Decimal::MAX,
+            Decimal::from(-500),
+        ] {
+            let executor = MockExecutor {
+                success_rate: 1.0,
+                max_slippage_bps,
+                ..mock(9)
+            };
+            for i in 0..300 {
+                for (side, base) in [
+                    (Side::Sell, "100"),
+                    (Side::Sell, "0.00000001"),
+                    (Side::Buy, "100"),
+                ] {
+                    let mut sell = order(&format!("h-{i}"), "1", Some(base));
+                    sell.side = side;
+                    let Outcome::Filled(fill) = executor.fill(&sell) else {
+                        panic!("{max_slippage_bps} bps did not fill {side:?} at {base}");
+                    };
+                    let base = Decimal::from_str_exact(base).unwrap();
+                    assert!(
+                        fill.price > Decimal::ZERO,
+                        "{} at {max_slippage_bps} bps",
+                        fill.price
+                    );
+                    assert!(fill.price <= base * Decimal::TWO, "{}", fill.price);
+                    assert!(fill.fee >= Decimal::ZERO, "fee {}", fill.fee);
+                    if max_slippage_bps < Decimal::ZERO {
+                        assert_eq!(fill.price, base, "a negative setting gave a better price");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

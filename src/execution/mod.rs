@@ -2,7 +2,9 @@
 //!
 //! They know the domain and nothing else: no database, no Redis. Paper and
 //! mock outcomes are pure functions of the order (and the seed), so a retry
-//! after a crash reproduces the same result exactly.
+//! after a crash reproduces the same result exactly. A simulated fill is
+//! never one the columns cannot hold: price, fee and notional go through
+//! [`fill_amounts`], and an order whose amounts do not fit is rejected.
 
 mod mock;
 mod paper;
@@ -10,9 +12,9 @@ mod paper;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 
-use crate::domain::{Fill, Order, TradingMode};
+use crate::domain::{Fill, Order, TradingMode, fill_amounts};
 
 pub use mock::MockExecutor;
 pub use paper::PaperExecutor;
@@ -56,18 +58,16 @@ impl PriceBook {
     }
 }
 
-/// Rounds a computed amount to the 8 places the columns keep.
-fn to_scale(value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(crate::domain::SCALE, RoundingStrategy::MidpointAwayFromZero)
-}
-
-/// A fill of the whole order at `price`, with `fee_rate` of the notional.
-fn full_fill(order: &Order, price: Decimal, fee_rate: Decimal) -> Fill {
-    let price = to_scale(price);
-    Fill {
-        quantity: order.quantity,
-        price,
-        fee: to_scale(order.quantity * price * fee_rate),
-        exchange_order_id: None,
+/// A fill of the whole order at `price`, with `fee_rate` of the notional;
+/// an order whose fill the columns could not hold is rejected instead.
+fn full_fill(order: &Order, price: Decimal, fee_rate: Decimal) -> Outcome {
+    match fill_amounts(order.quantity, price, fee_rate) {
+        Ok(amounts) => Outcome::Filled(Fill {
+            quantity: order.quantity,
+            price: amounts.price,
+            fee: amounts.fee,
+            exchange_order_id: None,
+        }),
+        Err(reason) => Outcome::Rejected(reason),
     }
 }

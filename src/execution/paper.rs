@@ -1,6 +1,7 @@
 //! Paper trading: every order fills in full at its own price (or the
 //! symbol's reference price for a MARKET order without one), with a fee of
-//! `notional × fee_rate`. Deterministic by construction.
+//! `notional × fee_rate`, unless a derived amount would not fit its column.
+//! Deterministic by construction.
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
@@ -21,7 +22,7 @@ impl PaperExecutor {
 
     pub fn fill(&self, order: &Order) -> Outcome {
         match self.prices.price_for(order) {
-            Ok(price) => Outcome::Filled(full_fill(order, price, self.fee_rate)),
+            Ok(price) => full_fill(order, price, self.fee_rate),
             Err(reason) => Outcome::Rejected(reason),
         }
     }
@@ -79,5 +80,27 @@ pub(crate) mod tests {
             panic!("not rejected")
         };
         assert!(reason.contains("PAPER_REFERENCE_PRICES"), "{reason}");
+    }
+
+    #[test]
+    fn fills_the_columns_cannot_hold_are_rejected() {
+        let mut prices = PriceBook::default();
+        prices
+            .reference_prices
+            .insert("BTCUSDT".into(), Decimal::from(12_000_000));
+        let paper = PaperExecutor::new(Decimal::new(1, 3), prices);
+        let Outcome::Rejected(reason) = paper.fill(&order("big", "1000000", None)) else {
+            panic!("a notional of 1.2e13 was filled")
+        };
+        assert!(
+            reason.starts_with("notional 12000000000000 does not fit"),
+            "{reason}"
+        );
+
+        let costly = PaperExecutor::new(Decimal::from(1_000_000), PriceBook::default());
+        let Outcome::Rejected(reason) = costly.fill(&order("fee", "1000", Some("1000"))) else {
+            panic!("a fee of 1e12 was filled")
+        };
+        assert!(reason.starts_with("fee "), "{reason}");
     }
 }

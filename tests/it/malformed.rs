@@ -24,6 +24,10 @@ async fn every_malformed_message_gets_its_documented_outcome() {
         r#"{"order_id":"m-huge","symbol":"BTCUSDT","side":"BUY","quantity":1e400,"price":99999999999999999999999}"#
             .to_owned(),
         r#"{"client_id":"m-client","symbol":"BTCUSDT","side":"BUY","quantity":0}"#.to_owned(),
+        r#"{"order_id":"m-notional","symbol":"BTCUSDT","side":"BUY","quantity":1000000,"price":12000000}"#
+            .to_owned(),
+        r#"{"order_id":"m-dup","symbol":"BTCUSDT","side":"BUY","quantity":1,"order_id":"m-dup-2"}"#
+            .to_owned(),
         order_json("m-valid", "1", "10"),
     ];
     env.publish(&channel_messages).await;
@@ -40,11 +44,11 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     env.xadd(&[("symbol", "BTCUSDT"), ("quantity", "1")]).await;
 
     env.wait_until("every message is settled", || async {
-        env.pending().await == 0 && env.stream_len("ORDERS_STREAM").await == 14
+        env.pending().await == 0 && env.stream_len("ORDERS_STREAM").await == 16
     })
     .await;
     env.wait_until("all results and dead letters are out", || async {
-        env.stream_len("RESULTS_STREAM").await >= 8 && env.stream_len("DLQ_STREAM").await >= 9
+        env.stream_len("RESULTS_STREAM").await >= 9 && env.stream_len("DLQ_STREAM").await >= 10
     })
     .await;
 
@@ -75,6 +79,7 @@ async fn every_malformed_message_gets_its_documented_outcome() {
         "m-long",
         "m-huge",
         "m-client",
+        "m-notional",
     ] {
         assert_eq!(status(id), Some("REJECTED"), "{id}");
     }
@@ -84,11 +89,13 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     assert!(reason("m-nine").contains("8 decimal places"));
     assert!(reason("m-long").contains("longer than"));
     assert!(reason("m-huge").contains("too large"));
+    assert!(reason("m-notional").contains("does not fit DECIMAL(20,8)"));
+    assert!(status("m-dup").is_none() && status("m-dup-2").is_none());
     assert!(status("m-type").is_none(), "another type was answered");
-    assert_eq!(results.len(), 8);
+    assert_eq!(results.len(), 9);
 
     // Rows exist for rejections that fit the columns, and only for them.
-    for id in ["m-hold", "m-negative", "m-client"] {
+    for id in ["m-hold", "m-negative", "m-client", "m-notional"] {
         let row = env
             .scalar_text(&format!(
                 "SELECT status FROM orders WHERE order_id = '{id}'"
@@ -125,8 +132,8 @@ async fn every_malformed_message_gets_its_documented_outcome() {
         .filter(|l| l["dlq_order_id"].is_empty())
         .count();
     assert_eq!(
-        unnamed, 5,
-        "not JSON, {{}}, an array, raw bytes and a flat entry without ids: {letters:?}"
+        unnamed, 6,
+        "not JSON, {{}}, an array, a repeated key, raw bytes and a flat entry without ids: {letters:?}"
     );
     assert!(
         letters
@@ -138,6 +145,11 @@ async fn every_malformed_message_gets_its_documented_outcome() {
             .iter()
             .any(|l| l["dlq_reason"].contains("not valid JSON"))
     );
+    assert!(
+        letters
+            .iter()
+            .any(|l| l["dlq_reason"] == r#"duplicate key "order_id""#)
+    );
     let long = letters
         .iter()
         .find(|l| l["dlq_order_id"] == "m-long")
@@ -148,10 +160,10 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     );
 
     let stats = &app.stats;
-    assert_eq!(stats.received.get(), 14);
-    assert_eq!(stats.dead_lettered.get(), 9);
+    assert_eq!(stats.received.get(), 16);
+    assert_eq!(stats.dead_lettered.get(), 10);
     assert_eq!(stats.ignored.get(), 1);
-    assert_eq!(stats.rejected.get(), 7);
+    assert_eq!(stats.rejected.get(), 8);
     assert_eq!(stats.filled.get(), 1);
 
     app.stop().await;

@@ -1,13 +1,19 @@
 //! Typed reads of a message's fields that collect every problem found on
 //! the way, instead of stopping at the first.
+//!
+//! Each read accepts one documented shape and rejects the rest rather than
+//! guessing: identifiers are strings or whole JSON numbers, never blank;
+//! symbols are markets (see [`Reader::symbol`]); amounts are exact decimals;
+//! timestamps lie in the window of [`crate::domain::timestamp`].
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{Fields, MAX_SYMBOL_LEN};
 use crate::domain::MAX_ID_LEN;
 use crate::domain::amount::parse_amount;
+use crate::domain::timestamp::parse_timestamp;
 
 /// Reads typed fields and collects every problem found on the way.
 pub(super) struct Reader<'a> {
@@ -50,15 +56,27 @@ impl Reader<'_> {
         Some(text)
     }
 
-    /// An optional identifier of 1..=255 characters. An empty one is absent.
+    /// An optional identifier of 1..=255 printable characters, not all
+    /// whitespace; a JSON number only when it is a whole number (`12345`,
+    /// not `1e5` or `12.5`, whose text is not the one identity of their
+    /// value). One that breaks the rule is a problem and names nothing,
+    /// except an overlong or unprintable one, which still names the order.
     pub(super) fn identifier(&mut self, name: &str) -> Option<String> {
+        if let Some(Value::Number(number)) = self.raw(name) {
+            let text = number.to_string();
+            if !text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                self.problem(format!(
+                    "{name} must be a string or a whole number, not {text}"
+                ));
+                return None;
+            }
+        }
         let text = self.text(name)?;
-        let length = text.chars().count();
-        if length == 0 {
-            self.problem(format!("{name} must not be empty"));
+        if text.trim().is_empty() {
+            self.problem(format!("{name} must not be empty or blank"));
             return None;
         }
-        if length > MAX_ID_LEN || text.chars().any(char::is_control) {
+        if text.chars().count() > MAX_ID_LEN || text.chars().any(char::is_control) {
             self.problem(format!(
                 "{name} must be 1..={MAX_ID_LEN} printable characters"
             ));
@@ -66,14 +84,22 @@ impl Reader<'_> {
         Some(text)
     }
 
+    /// A market, upper-cased: `BASE/QUOTE`, `BASE-QUOTE` or `BASE_QUOTE` with
+    /// exactly one separator and ASCII letters and digits on each side, at
+    /// least one letter each; or, without a separator, 5..=32 letters and
+    /// digits with at least one letter (such a symbol cannot be split, so
+    /// only its shape is checked). A JSON number is not a symbol.
     pub(super) fn symbol(&mut self) -> Option<String> {
+        if matches!(self.raw("symbol"), Some(Value::Number(_))) {
+            self.problem("symbol must be a string, not a number".to_owned());
+            return None;
+        }
         let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.:".contains(c);
         if symbol.chars().count() > MAX_SYMBOL_LEN {
             self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
-        } else if !symbol.chars().all(allowed) {
+        } else if !is_market(&symbol) {
             self.problem(format!(
-                "symbol {symbol:?} has characters other than letters, digits and /-_.:"
+                "symbol {symbol:?} is not a market: expected BASEQUOTE (5..={MAX_SYMBOL_LEN} letters and digits) or BASE/QUOTE, BASE-QUOTE, BASE_QUOTE, each side letters and digits with at least one letter"
             ));
         }
         Some(symbol)
@@ -101,28 +127,27 @@ impl Reader<'_> {
         }
     }
 
-    /// Unix seconds, unix milliseconds, or ISO-8601.
+    /// Unix seconds, unix milliseconds, or ISO-8601, inside the window.
     pub(super) fn timestamp(&mut self) -> Option<DateTime<Utc>> {
         let text = self.text("timestamp")?;
-        let parsed = match text.trim().parse::<Decimal>() {
-            Ok(number) => {
-                let millis = if number.abs() >= Decimal::from(100_000_000_000_i64) {
-                    number
-                } else {
-                    number * Decimal::ONE_THOUSAND
-                };
-                i64::try_from(millis.trunc())
-                    .ok()
-                    .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            }
-            Err(_) => DateTime::parse_from_rfc3339(text.trim())
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        };
-        if parsed.is_none() {
-            self.problem("timestamp is not unix seconds, unix milliseconds or ISO-8601".to_owned());
-        }
-        parsed
+        parse_timestamp(&text)
+            .map_err(|reason| self.problem(reason))
+            .ok()
+    }
+}
+
+/// Whether an upper-cased symbol has one of the accepted market spellings.
+fn is_market(symbol: &str) -> bool {
+    let part = |text: &str| {
+        !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_alphanumeric())
+            && text.bytes().any(|b| b.is_ascii_alphabetic())
+    };
+    let mut sides = symbol.split(['/', '-', '_']);
+    match (sides.next(), sides.next(), sides.next()) {
+        (Some(bare), None, _) => (5..=MAX_SYMBOL_LEN).contains(&bare.len()) && part(bare),
+        (Some(base), Some(quote), None) => part(base) && part(quote),
+        _ => false,
     }
 }
 
