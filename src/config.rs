@@ -185,6 +185,8 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            // The clock skew allowed between a producer and this service.
+            max_order_future: Duration::from_secs(env.ranged("ORDER_MAX_FUTURE_SECS", 5, 0..=300)),
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),

@@ -29,6 +29,8 @@ pub struct Stats {
     pub redeliveries: IntCounter,
     /// Orders actually handed to the executor (re-emitted results excluded).
     pub executed: IntCounter,
+    /// Messages whose `order_id` belongs to an order with other content.
+    pub conflicts: IntCounter,
     /// Batch attempts that gave up waiting for a row lock another
     /// transaction held (`lock_timeout`).
     pub lock_timeouts: IntCounter,
@@ -98,6 +100,10 @@ impl Stats {
                 "Entries delivered more than once",
             ),
             executed: counter("orders_executed_total", "Orders handed to the executor"),
+            conflicts: counter(
+                "orders_conflicts_total",
+                "Messages whose order_id was already used by an order with other content (answered REJECTED)",
+            ),
             lock_timeouts: counter(
                 "batch_lock_timeouts_total",
                 "Batch attempts that gave up waiting for a row lock held by another transaction",

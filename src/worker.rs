@@ -42,6 +42,8 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Orders issued longer ago are rejected as stale, never executed.
     pub max_order_age: Option<Duration>,
+    /// Orders stamped further ahead of this service's clock are rejected.
+    pub max_order_future: Duration,
     /// A batch still unfinished after this long (a hung connection) is
     /// abandoned, rolled back and retried.
     pub batch_timeout: Duration,
@@ -111,6 +113,8 @@ impl Worker {
                 .options
                 .max_order_age
                 .and_then(|age| chrono::Duration::from_std(age).ok()),
+            max_order_future: chrono::Duration::from_std(self.options.max_order_future)
+                .unwrap_or_default(),
         };
         let worn_out: Vec<&str> = entries
             .iter()
@@ -118,12 +122,15 @@ impl Worker {
             .map(|entry| entry.id.as_str())
             .collect();
         let notes = self.consumer.failure_notes(&worn_out).await?;
-        let plan = BatchPlan::new(entries, &limits, &notes, mode, now);
+        let mut plan = BatchPlan::new(entries, &limits, &notes, mode, now);
         clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
         let mut batch = self.store.begin_batch().await?;
         let stored = batch.upsert_orders(&plan.rows).await?;
+        // One order_id, one order: a message contradicting its stored order
+        // is answered as a conflict and never executed.
+        let conflicting = plan.check_conflicts(|id| stored.get(id));
         clock.lap("upsert");
 
         // Each order continues its own trace (one trace per order, across hops).
@@ -136,9 +143,10 @@ impl Worker {
         let to_execute: Vec<&Order> = plan
             .orders()
             .filter(|order| {
-                stored
-                    .get(&order.order_id)
-                    .is_some_and(|row| !row.is_terminal())
+                !conflicting.contains(&order.order_id)
+                    && stored
+                        .get(&order.order_id)
+                        .is_some_and(|row| !row.is_terminal())
             })
             .collect();
         let outcomes = join_all(to_execute.iter().map(|order| async {
@@ -222,6 +230,7 @@ impl Worker {
             .inc_by(entries.iter().filter(|e| e.deliveries > 1).count() as u64);
         stats.dead_lettered.inc_by(plan.dead_letters.len() as u64);
         stats.ignored.inc_by(plan.ignored as u64);
+        stats.conflicts.inc_by(plan.conflict_count() as u64);
         stats.executed.inc_by(executed as u64);
         for result in results {
             stats.count_result(result.status);

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_orders;
 mod m20261126_000002_create_trades;
+mod m20261126_000003_record_every_rejection;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_orders::Migration),
             Box::new(m20261126_000002_create_trades::Migration),
+            Box::new(m20261126_000003_record_every_rejection::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ mod incoming;
 mod reader;
 
 use super::amount::fill_amounts;
+use super::content::Content;
 use super::order::{Order, OrderType, Side};
 use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
 pub use incoming::Incoming;
@@ -63,6 +64,32 @@ pub struct Rejection {
     /// Whether every value fits its `orders` column unchanged; when not, the
     /// raw message is dead-lettered as well.
     pub fits_columns: bool,
+    /// The message's fields as JSON, when some value does not fit its
+    /// column: the row keeps them, so the id keeps its whole content.
+    pub raw: Option<String>,
+}
+
+impl Rejection {
+    pub fn content(&self) -> Content {
+        Content::new(
+            self.symbol.as_deref(),
+            self.side.as_deref(),
+            self.order_type.as_deref(),
+            self.quantity,
+            self.price,
+            [
+                self.client_id.as_deref(),
+                self.strategy_id.as_deref(),
+                self.bot_id.as_deref(),
+            ],
+        )
+    }
+}
+
+/// Whether `text` fits a text column of `len` characters unchanged
+/// (Postgres text cannot hold NUL).
+pub fn fits_column(text: &str, len: usize) -> bool {
+    text.chars().count() <= len && !text.contains('\0')
 }
 
 impl Parsed {
@@ -174,8 +201,7 @@ impl Parsed {
         let Some(order_id) = named else {
             return Parsed::Unidentified(reason);
         };
-        // Postgres text cannot hold NUL, so a value with one fits no column.
-        let storable = |text: &str, len: usize| text.chars().count() <= len && !text.contains('\0');
+        let storable = fits_column;
         let fits =
             |text: &Option<String>, len: usize| text.as_deref().is_none_or(|t| storable(t, len));
         let fits_columns = storable(&order_id, MAX_ID_LEN)
@@ -203,6 +229,7 @@ impl Parsed {
             timestamp,
             traceparent,
             fits_columns,
+            raw: (!fits_columns).then(|| serde_json::to_string(fields).unwrap_or_default()),
         })
     }
 }

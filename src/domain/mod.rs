@@ -3,13 +3,15 @@
 //! here does I/O, so every rule is unit-tested beside its code.
 
 mod amount;
+mod content;
 mod message;
 pub(crate) mod order;
 mod result;
 mod timestamp;
 
 pub use amount::{AmountError, FillAmounts, SCALE, fill_amounts, format_amount, parse_amount};
-pub use message::{Fields, Incoming, Parsed, Rejection};
+pub use content::Content;
+pub use message::{Fields, Incoming, Parsed, Rejection, fits_column};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};
 pub use result::{ExecutionResult, Fill, OrderStatus, TradingMode};

@@ -139,13 +139,19 @@ pub struct OrderView {
     #[oai(validator(minimum(value = "1")))]
     pub cursor: i64,
     pub order_id: String,
-    pub symbol: String,
+    /// `null` only on a REJECTED order whose message had none, or one the
+    /// column cannot hold (likewise `side`, `order_type` and `quantity`).
+    #[oai(nullable)]
+    pub symbol: Option<String>,
     /// `BUY` or `SELL` (or the rejected value as sent).
-    pub side: String,
+    #[oai(nullable)]
+    pub side: Option<String>,
     /// `MARKET` or `LIMIT`.
-    pub order_type: String,
+    #[oai(nullable)]
+    pub order_type: Option<String>,
     /// Exact decimal as a string, e.g. `"0.00100000"`.
-    pub quantity: String,
+    #[oai(nullable)]
+    pub quantity: Option<String>,
     /// The requested price: exact decimal as a string; `null` when the
     /// order named none.
     #[oai(nullable)]
@@ -191,7 +197,7 @@ impl From<&orders::Model> for OrderView {
             symbol: row.symbol.clone(),
             side: row.side.clone(),
             order_type: row.order_type.clone(),
-            quantity: format_amount(row.quantity),
+            quantity: row.quantity.map(format_amount),
             price: row.price.map(format_amount),
             status: row.status.clone(),
             filled_quantity: row.filled_quantity.map(format_amount),

@@ -21,12 +21,14 @@ use super::rows::{NewOrder, NewTrade};
 const UPSERT_ORDERS: &str = r#"
 INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
                     client_id, strategy_id, bot_id, mode, reject_reason, attempts, order_timestamp,
-                    created_at, updated_at)
+                    created_at, updated_at, raw_message)
 SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
-       client_id, strategy_id, bot_id, mode, reject_reason, 1, order_timestamp, created_at, created_at
+       client_id, strategy_id, bot_id, mode, reject_reason, 1, order_timestamp, created_at, created_at,
+       raw_message
 FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text, quantity numeric,
      price numeric, status text, filled_quantity numeric, fee numeric, client_id text, strategy_id text,
-     bot_id text, mode text, reject_reason text, order_timestamp timestamptz, created_at timestamptz)
+     bot_id text, mode text, reject_reason text, order_timestamp timestamptz, created_at timestamptz,
+     raw_message text)
 ORDER BY order_id COLLATE "C"
 ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1
 RETURNING *

@@ -22,7 +22,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Transactio
 pub use batch::BatchTx;
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
-    NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, trade_for,
+    NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, stored_content,
+    trade_for,
 };
 pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
 

@@ -8,16 +8,19 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::entity::orders;
-use crate::domain::{ExecutionResult, Fill, Order, OrderStatus, Rejection, TradingMode};
+use crate::domain::{
+    Content, ExecutionResult, Fill, Incoming, MAX_ID_LEN, Order, OrderStatus, Parsed, Rejection,
+    SYMBOL_COLUMN_LEN, TradingMode, fits_column,
+};
 
 /// A row to insert: a first sight of an order, PENDING or already REJECTED.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewOrder {
     pub order_id: String,
-    pub symbol: String,
-    pub side: String,
-    pub order_type: String,
-    pub quantity: Decimal,
+    pub symbol: Option<String>,
+    pub side: Option<String>,
+    pub order_type: Option<String>,
+    pub quantity: Option<Decimal>,
     pub price: Option<Decimal>,
     pub status: &'static str,
     pub filled_quantity: Option<Decimal>,
@@ -29,16 +32,17 @@ pub struct NewOrder {
     pub reject_reason: Option<String>,
     pub order_timestamp: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub raw_message: Option<String>,
 }
 
 /// A valid order seen for the first time: PENDING.
 pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewOrder {
     NewOrder {
         order_id: order.order_id.clone(),
-        symbol: order.symbol.clone(),
-        side: order.side.as_str().to_owned(),
-        order_type: order.order_type.as_str().to_owned(),
-        quantity: order.quantity,
+        symbol: Some(order.symbol.clone()),
+        side: Some(order.side.as_str().to_owned()),
+        order_type: Some(order.order_type.as_str().to_owned()),
+        quantity: Some(order.quantity),
         price: order.price,
         status: OrderStatus::Pending.as_str(),
         filled_quantity: None,
@@ -50,28 +54,34 @@ pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewO
         reject_reason: None,
         order_timestamp: order.timestamp,
         created_at: now,
+        raw_message: None,
     }
 }
 
-/// A rejected order whose fields fit the columns: REJECTED from the start.
+/// A rejected order: REJECTED from the start. A value its column cannot
+/// hold is left NULL, never cut to fit; the message's fields are then kept
+/// whole in `raw_message`.
 pub fn rejected_row(rejection: &Rejection, mode: TradingMode, now: DateTime<Utc>) -> NewOrder {
+    let fitting =
+        |text: &Option<String>, len: usize| text.clone().filter(|text| fits_column(text, len));
     NewOrder {
         order_id: rejection.order_id.clone(),
-        symbol: rejection.symbol.clone().unwrap_or_default(),
-        side: rejection.side.clone().unwrap_or_default(),
-        order_type: rejection.order_type.clone().unwrap_or_default(),
-        quantity: rejection.quantity.unwrap_or_default(),
+        symbol: fitting(&rejection.symbol, SYMBOL_COLUMN_LEN),
+        side: fitting(&rejection.side, 10),
+        order_type: fitting(&rejection.order_type, 10),
+        quantity: rejection.quantity,
         price: rejection.price,
         status: OrderStatus::Rejected.as_str(),
         filled_quantity: Some(Decimal::ZERO),
         fee: Some(Decimal::ZERO),
-        client_id: rejection.client_id.clone(),
-        strategy_id: rejection.strategy_id.clone(),
-        bot_id: rejection.bot_id.clone(),
+        client_id: fitting(&rejection.client_id, MAX_ID_LEN),
+        strategy_id: fitting(&rejection.strategy_id, MAX_ID_LEN),
+        bot_id: fitting(&rejection.bot_id, MAX_ID_LEN),
         mode: mode.as_str(),
         reject_reason: Some(rejection.reason.clone()),
         order_timestamp: rejection.timestamp,
         created_at: now,
+        raw_message: rejection.raw.clone(),
     }
 }
 
@@ -122,8 +132,8 @@ pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
     NewTrade {
         trade_id: format!("trd-{}", &hex::encode(digest)[..32]),
         order_id: row.order_id.clone(),
-        symbol: row.symbol.clone(),
-        side: row.side.clone(),
+        symbol: row.symbol.clone().unwrap_or_default(),
+        side: row.side.clone().unwrap_or_default(),
         price: fill.price,
         quantity: fill.quantity,
         fee: fill.fee,
@@ -140,9 +150,9 @@ pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> Exec
     let timestamp = row.filled_at.unwrap_or(row.updated_at);
     let mut result =
         ExecutionResult::new(row.order_id.clone(), status, mode, unix_seconds(timestamp));
-    result.symbol = Some(row.symbol.clone());
-    result.side = Some(row.side.clone());
-    result.quantity = Some(row.quantity);
+    result.symbol = row.symbol.clone();
+    result.side = row.side.clone();
+    result.quantity = row.quantity;
     result.filled_quantity = row.filled_quantity.unwrap_or_default();
     result.price = row.fill_price;
     result.fee = row.fee.unwrap_or_default();
@@ -157,4 +167,26 @@ pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> Exec
 
 fn unix_seconds(at: DateTime<FixedOffset>) -> i64 {
     at.timestamp()
+}
+
+/// What a stored order says, to compare a later message with: its columns,
+/// or, when a value did not fit them, the message it was rejected from.
+pub fn stored_content(row: &orders::Model) -> Content {
+    if let Some(raw) = &row.raw_message
+        && let Parsed::Rejected(rejection) = Parsed::from_incoming(Incoming::Json(raw.as_bytes()))
+    {
+        return rejection.content();
+    }
+    Content::new(
+        row.symbol.as_deref(),
+        row.side.as_deref(),
+        row.order_type.as_deref(),
+        row.quantity,
+        row.price,
+        [
+            row.client_id.as_deref(),
+            row.strategy_id.as_deref(),
+            row.bot_id.as_deref(),
+        ],
+    )
 }

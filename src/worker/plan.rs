@@ -2,14 +2,17 @@
 //! without I/O.
 //!
 //! Within a batch the first entry of an `order_id` decides its row; later
-//! entries with the same id only receive that row's result.
+//! entries with the same id only receive that row's result. Once the rows
+//! are known, every entry is checked against its order's stored content:
+//! one that says something else is a conflict, answered REJECTED and never
+//! executed, the stored order untouched.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::bus::{DeadLetter, Entry, FailureNote};
-use crate::domain::valid_traceparent;
+use crate::domain::{Content, MAX_ID_LEN, fits_column, issued_in_future, valid_traceparent};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
@@ -22,6 +25,9 @@ enum Disposition {
     Order {
         order_id: String,
         traceparent: Option<String>,
+        content: Box<Content>,
+        /// What the message as it arrived says, for a conflict's result.
+        order: Box<Order>,
     },
     /// A named but invalid order: REJECTED.
     Rejected {
@@ -37,6 +43,9 @@ pub(super) struct BatchPlan {
     orders: Vec<Order>,
     /// Why an order must not be executed although it is valid (too old).
     stale: HashMap<String, String>,
+    /// Entries (by position) that contradict their stored order, with the
+    /// fields that differ.
+    conflicts: HashMap<usize, Vec<&'static str>>,
     pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
@@ -78,6 +87,8 @@ impl BatchPlan {
                     }
                     let order_id = order.order_id.clone();
                     let traceparent = order.traceparent.clone();
+                    let content = Box::new(order.content());
+                    let message = Box::new(order.clone());
                     if seen.insert(order_id.clone()) {
                         let issued_at = order
                             .timestamp
@@ -92,6 +103,8 @@ impl BatchPlan {
                     Disposition::Order {
                         order_id,
                         traceparent,
+                        content,
+                        order: message,
                     }
                 }
                 Parsed::Rejected(mut rejection) => {
@@ -105,7 +118,12 @@ impl BatchPlan {
                         );
                         let order_id = Some(rejection.order_id.clone());
                         plan.dead_letter(entry, order_id, reason, FailureNote::default());
-                    } else if seen.insert(rejection.order_id.clone()) {
+                    }
+                    // The id keeps this outcome: a row even when some value
+                    // did not fit (the row then keeps the raw fields).
+                    if fits_column(&rejection.order_id, MAX_ID_LEN)
+                        && seen.insert(rejection.order_id.clone())
+                    {
                         plan.rows.push(store::rejected_row(&rejection, mode, now));
                     }
                     Disposition::Rejected {
@@ -150,6 +168,46 @@ impl BatchPlan {
         self.orders.iter()
     }
 
+    /// Compares every entry that names an order with that order's stored
+    /// row, and returns the ids whose row-deciding message conflicts with
+    /// the row (an order stored earlier with other content): they are not
+    /// executed.
+    pub fn check_conflicts<'a>(
+        &mut self,
+        stored: impl Fn(&str) -> Option<&'a orders::Model>,
+    ) -> HashSet<String> {
+        let mut blocked = HashSet::new();
+        let mut first = HashSet::new();
+        for (position, disposition) in self.dispositions.iter().enumerate() {
+            let (order_id, content) = match disposition {
+                Disposition::Order {
+                    order_id, content, ..
+                } => (order_id, (**content).clone()),
+                Disposition::Rejected { rejection } => (&rejection.order_id, rejection.content()),
+                Disposition::DeadLetter | Disposition::Ignored => continue,
+            };
+            let Some(row) = stored(order_id) else {
+                continue;
+            };
+            let differing = store::stored_content(row).differences(&content);
+            let deciding = first.insert(order_id.clone());
+            if !differing.is_empty() {
+                if deciding && matches!(disposition, Disposition::Order { .. }) {
+                    blocked.insert(order_id.clone());
+                }
+                tracing::warn!(order_id = %order_id, differing = ?differing,
+                    "an order_id was reused with different content; answered as a conflict");
+                self.conflicts.insert(position, differing);
+            }
+        }
+        blocked
+    }
+
+    /// Entries answered as conflicts.
+    pub fn conflict_count(&self) -> usize {
+        self.conflicts.len()
+    }
+
     /// Why this order is too old to execute, if it is.
     pub fn stale_reason(&self, order_id: &str) -> Option<&str> {
         self.stale.get(order_id).map(String::as_str)
@@ -166,10 +224,20 @@ impl BatchPlan {
     ) -> Vec<ExecutionResult> {
         self.dispositions
             .iter()
-            .filter_map(|disposition| match disposition {
+            .enumerate()
+            .filter_map(|(position, disposition)| match disposition {
+                Disposition::Order { order, .. } if self.conflicts.contains_key(&position) => {
+                    Some(order_conflict(order, &self.conflicts[&position], mode, now))
+                }
+                Disposition::Rejected { rejection } if self.conflicts.contains_key(&position) => {
+                    let mut result = rejection_result(rejection, mode, now);
+                    result.error_message = Some(conflict_reason(&self.conflicts[&position]));
+                    Some(result)
+                }
                 Disposition::Order {
                     order_id,
                     traceparent,
+                    ..
                 } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
                 Disposition::Rejected { rejection } => Some(
                     current(&rejection.order_id)
@@ -189,10 +257,17 @@ pub(super) struct Limits {
     pub max_deliveries: u64,
     /// Orders issued longer ago than this are rejected unexecuted.
     pub max_order_age: Option<chrono::Duration>,
+    /// Orders stamped further in the future than this are rejected too.
+    pub max_order_future: chrono::Duration,
 }
 
 impl Limits {
+    /// Why an order issued at `issued_at` must not be executed now: stamped
+    /// too far in the future (a clock the stale check cannot trust), or too old.
     fn staleness(&self, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+        if let Some(reason) = issued_in_future(issued_at, now, self.max_order_future) {
+            return Some(format!("{reason} (ORDER_MAX_FUTURE_SECS)"));
+        }
         let max_age = self.max_order_age?;
         let age = now - issued_at;
         (age > max_age).then(|| {
@@ -219,6 +294,38 @@ fn forwarded_traceparent(entry: &Entry) -> Option<String> {
 fn stream_time(id: &str) -> Option<DateTime<Utc>> {
     let millis = id.split('-').next()?.parse::<i64>().ok()?;
     DateTime::from_timestamp_millis(millis)
+}
+
+fn conflict_reason(differing: &[&str]) -> String {
+    format!(
+        "order_id reused with different content: {}",
+        differing.join(", ")
+    )
+}
+
+/// The answer to a valid message whose `order_id` belongs to another order:
+/// REJECTED, repeating what the message asked for.
+fn order_conflict(
+    order: &Order,
+    differing: &[&str],
+    mode: TradingMode,
+    now: DateTime<Utc>,
+) -> ExecutionResult {
+    let mut result = ExecutionResult::new(
+        order.order_id.clone(),
+        OrderStatus::Rejected,
+        mode,
+        now.timestamp(),
+    );
+    result.symbol = Some(order.symbol.clone());
+    result.side = Some(order.side.as_str().to_owned());
+    result.quantity = Some(order.quantity);
+    result.client_id = order.client_id.clone();
+    result.strategy_id = order.strategy_id.clone();
+    result.bot_id = order.bot_id.clone();
+    result.error_message = Some(conflict_reason(differing));
+    result.traceparent = order.traceparent.clone();
+    result
 }
 
 /// The result of a rejected order that has no row to speak for it.

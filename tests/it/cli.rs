@@ -249,12 +249,20 @@ async fn migrate_applies_reports_and_rolls_back() {
     );
     assert!(log.contains("m20261126_000002_create_trades"), "{log}");
 
-    let down = migrate("down").output().await.expect("migrate down");
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    let raw_column = "SELECT count(*) FROM information_schema.columns \
+                      WHERE table_name = 'orders' AND column_name = 'raw_message'";
+    assert_eq!(env.count(raw_column).await, 1);
+    // Each `down` rolls back the newest migration: first the nullable
+    // rejection columns, then the trades table.
+    for _ in 0..2 {
+        let down = migrate("down").output().await.expect("migrate down");
+        assert!(
+            down.status.success(),
+            "{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
+    }
+    assert_eq!(env.count(raw_column).await, 0);
     assert_eq!(
         env.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'trades'")
             .await,
@@ -277,5 +285,6 @@ async fn migrate_applies_reports_and_rolls_back() {
             .await,
         1
     );
+    assert_eq!(env.count(raw_column).await, 1);
     env.cleanup().await;
 }

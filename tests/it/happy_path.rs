@@ -161,3 +161,45 @@ async fn an_order_older_than_the_maximum_age_is_rejected_unexecuted() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_order_stamped_in_the_future_is_rejected_unexecuted_beyond_the_skew() {
+    let env = TestEnv::new().await;
+    // With the stale check off, too: a future stamp is not trusted either way.
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("ORDER_MAX_AGE_SECS", "0"),
+        ("ORDER_MAX_FUTURE_SECS", "5"),
+    ];
+    let app = env.spawn("replica-a", &settings).await;
+    let stamped = |id: &str, ahead: chrono::Duration| {
+        let at = (chrono::Utc::now() + ahead).timestamp_millis();
+        format!(
+            r#"{{"order_id":"{id}","symbol":"BTCUSDT","side":"BUY","quantity":1,"price":10,"timestamp":{at}}}"#
+        )
+    };
+    env.xadd_payload(&stamped("future-1", chrono::Duration::hours(1)))
+        .await;
+    env.xadd_payload(&stamped("skewed-1", chrono::Duration::seconds(2)))
+        .await;
+
+    let results = env.wait_for_results(2).await;
+    let status = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["order_id"] == id)
+            .cloned()
+            .expect("a result")
+    };
+    let future = status("future-1");
+    assert_eq!(future["status"], "REJECTED");
+    assert!(
+        future["error_message"].contains("in the future")
+            && future["error_message"].contains("ORDER_MAX_FUTURE_SECS"),
+        "{future:?}"
+    );
+    assert_eq!(status("skewed-1")["status"], "FILLED");
+    assert_eq!(app.stats.executed.get(), 1);
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -7,6 +7,7 @@ mod proxy;
 mod api;
 mod chaos;
 mod cli;
+mod conflicts;
 mod delivery;
 mod happy_path;
 mod idempotency;

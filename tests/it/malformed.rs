@@ -94,8 +94,18 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     assert!(status("m-type").is_none(), "another type was answered");
     assert_eq!(results.len(), 9);
 
-    // Rows exist for rejections that fit the columns, and only for them.
-    for id in ["m-hold", "m-negative", "m-client", "m-notional"] {
+    // Every rejection keeps its id with a row; where a value fits no
+    // column, the column is NULL and the row keeps the message's fields.
+    for id in [
+        "m-hold",
+        "m-negative",
+        "m-client",
+        "m-notional",
+        "m-abc",
+        "m-nine",
+        "m-long",
+        "m-huge",
+    ] {
         let row = env
             .scalar_text(&format!(
                 "SELECT status FROM orders WHERE order_id = '{id}'"
@@ -110,13 +120,19 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     for id in ["m-abc", "m-nine", "m-long", "m-huge"] {
         assert_eq!(
             env.count(&format!(
-                "SELECT count(*) FROM orders WHERE order_id = '{id}'"
+                "SELECT count(*) FROM orders WHERE order_id = '{id}' AND raw_message IS NOT NULL"
             ))
             .await,
-            0,
-            "{id}"
+            1,
+            "{id} keeps its raw message"
         );
     }
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE order_id = 'm-long' AND symbol IS NULL")
+            .await,
+        1,
+        "a symbol that fits no column is NULL, never cut"
+    );
 
     // Dead letters: the unnamed ones, and the named ones that fit no row.
     let letters = env.stream("DLQ_STREAM").await;

@@ -9,11 +9,13 @@ pub struct Model {
     pub id: i64,
     #[sea_orm(unique)]
     pub order_id: String,
-    pub symbol: String,
-    pub side: String,
-    pub order_type: String,
-    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
-    pub quantity: Decimal,
+    /// Absent only on a REJECTED row whose message lacked it or carried a
+    /// value the column cannot hold (then `raw_message` has it).
+    pub symbol: Option<String>,
+    pub side: Option<String>,
+    pub order_type: Option<String>,
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
+    pub quantity: Option<Decimal>,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
     pub price: Option<Decimal>,
     pub status: String,
@@ -34,6 +36,8 @@ pub struct Model {
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
     pub filled_at: Option<DateTimeWithTimeZone>,
+    /// A rejected message's fields as JSON, when a value did not fit.
+    pub raw_message: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
