@@ -20,6 +20,7 @@ use crate::config::{PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
+use crate::kill_switch::KillSwitch;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
 use crate::worker::Worker;
@@ -31,6 +32,7 @@ pub struct Application {
     pool: deadpool_redis::Pool,
     executor: Arc<dyn Executor>,
     stats: Arc<Stats>,
+    kill_switch: KillSwitch,
     http: TcpAcceptor,
     http_addr: SocketAddr,
     started_at: DateTime<Utc>,
@@ -61,13 +63,23 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().copied())
             .context("the HTTP listener has no address")?;
+        let stats = Arc::new(Stats::new());
+        let kill_switch = KillSwitch::new(
+            store.clone(),
+            pool.clone(),
+            redis.clone(),
+            settings.streams.topology.clone(),
+            settings.streams.shutdown_stream.clone(),
+            stats.clone(),
+        );
         Ok(Application {
             settings,
             store,
             redis,
             pool,
             executor,
-            stats: Arc::new(Stats::new()),
+            stats,
+            kill_switch,
             http,
             http_addr,
             started_at: Utc::now(),
@@ -93,6 +105,8 @@ impl Application {
             started_at: self.started_at,
             started: self.started,
             read_freshness: (block * 4).max(Duration::from_secs(10)),
+            kill_switch: self.kill_switch.clone(),
+            admin_token: self.settings.http.admin_token.clone(),
         }
     }
 
@@ -118,7 +132,13 @@ impl Application {
             options: self.settings.streams.worker.clone(),
             stats: self.stats.clone(),
             leases: Default::default(),
+            halts: self.kill_switch.board(),
         }
+    }
+
+    /// The kill switch: the halts in force, and how to set and lift them.
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill_switch
     }
 
     /// Runs the shim and the worker until `cancel` fires; the batch in
@@ -136,6 +156,11 @@ impl Application {
         let worker = self.worker();
         let context = self.api_context();
         let http = tokio::spawn(http::serve(self.http, context, cancel.clone()));
+        // The halts in force are known before the first batch.
+        if !load_halts(&self.kill_switch, &cancel).await {
+            return Ok(());
+        }
+        tokio::spawn(self.kill_switch.clone().run_until_stopped(cancel.clone()));
         let shim = self.settings.streams.shim_enabled.then(|| {
             tokio::spawn(bus::run_shim(
                 self.redis,
@@ -154,6 +179,25 @@ impl Application {
             .context("serving HTTP")?;
         tracing::info!("execution service stopped");
         Ok(())
+    }
+}
+
+/// Loads the active halts, retrying while Postgres is away; false when
+/// cancelled first.
+async fn load_halts(kill_switch: &KillSwitch, cancel: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match kill_switch.reload().await {
+            Ok(()) => return true,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot load the trading halts yet; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return false,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

@@ -63,6 +63,9 @@ pub struct PostgresSettings {
 pub struct HttpSettings {
     pub host: String,
     pub port: u16,
+    /// Bearer token for the write endpoints of `/halts`; without one they
+    /// answer 403.
+    pub admin_token: Option<SecretString>,
 }
 
 /// Names of the channels, streams and consumer group, and how they are read.
@@ -123,6 +126,7 @@ impl Settings {
                 host: env.text("HTTP_HOST", "0.0.0.0"),
                 // 0: any free port (tests).
                 port: env.ranged("HTTP_PORT", 8003, 0..=u16::MAX),
+                admin_token: admin_token(&mut env),
             },
             streams,
             postgres,
@@ -144,9 +148,13 @@ impl Settings {
 
     /// Masks every secret these settings hold (see [`Redactor`]).
     pub fn redactor(&self) -> Redactor {
-        Redactor::default()
+        let redactor = Redactor::default()
             .with_url(self.postgres.url.expose_secret())
-            .with_url(self.redis.url.expose_secret())
+            .with_url(self.redis.url.expose_secret());
+        match &self.http.admin_token {
+            Some(token) => redactor.with_secret(token.expose_secret()),
+            None => redactor,
+        }
     }
 }
 
@@ -230,6 +238,25 @@ fn postgres_settings(
         )),
         run_migrations: env.flag("RUN_MIGRATIONS", true),
     }
+}
+
+/// Shortest admin token accepted: a guessable one is worse than none.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// `ADMIN_TOKEN` (or `ADMIN_TOKEN_FILE`), when set.
+fn admin_token(env: &mut Env<'_>) -> Option<SecretString> {
+    let (token, source) = env.secret("ADMIN_TOKEN")?;
+    let length = token.expose_secret().chars().count();
+    let printable = token.expose_secret().chars().all(|c| c.is_ascii_graphic());
+    if length < MIN_ADMIN_TOKEN_LEN || !printable {
+        env.invalid(
+            &source,
+            format!("<{length} characters>"),
+            &format!("at least {MIN_ADMIN_TOKEN_LEN} printable ASCII characters without spaces"),
+        );
+        return None;
+    }
+    Some(token)
 }
 
 fn trading_settings(env: &mut Env<'_>) -> TradingSettings {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod execution;
 pub mod http;
+pub mod kill_switch;
 pub mod propagation;
 pub mod stats;
 pub mod store;

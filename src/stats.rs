@@ -31,6 +31,10 @@ pub struct Stats {
     pub executed: IntCounter,
     /// Messages whose `order_id` belongs to an order with other content.
     pub conflicts: IntCounter,
+    /// Orders rejected because a halt covered them.
+    pub halted: IntCounter,
+    /// Halts in force, as of the last reload.
+    pub halts_active: IntGauge,
     /// Batch attempts that gave up waiting for a row lock another
     /// transaction held (`lock_timeout`).
     pub lock_timeouts: IntCounter,
@@ -100,6 +104,11 @@ impl Stats {
                 "Entries delivered more than once",
             ),
             executed: counter("orders_executed_total", "Orders handed to the executor"),
+            halted: counter(
+                "orders_halted_total",
+                "Orders rejected unexecuted because a trading halt covered them",
+            ),
+            halts_active: gauge("halts_active", "Trading halts in force"),
             conflicts: counter(
                 "orders_conflicts_total",
                 "Messages whose order_id was already used by an order with other content (answered REJECTED)",

@@ -20,8 +20,9 @@ use futures_util::future::join_all;
 use tracing::Instrument;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
-use crate::domain::{ExecutionResult, Order, OrderStatus};
+use crate::domain::{ExecutionResult, Order, OrderStatus, halted_reason};
 use crate::execution::{Executor, Outcome};
+use crate::kill_switch::HaltBoard;
 use crate::propagation;
 use crate::stats::Stats;
 use crate::store::entity::orders;
@@ -90,6 +91,8 @@ pub struct Worker {
     pub options: WorkerOptions,
     pub stats: Arc<Stats>,
     pub leases: Leases,
+    /// The trading halts in force.
+    pub halts: HaltBoard,
 }
 
 impl Worker {
@@ -123,6 +126,9 @@ impl Worker {
             .collect();
         let notes = self.consumer.failure_notes(&worn_out).await?;
         let mut plan = BatchPlan::new(entries, &limits, &notes, mode, now);
+        // A halt in force when the batch starts covers its orders.
+        let halts = self.halts.snapshot();
+        plan.hold_halted(|order| halted_reason(&halts, order));
         clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
@@ -200,6 +206,11 @@ impl Worker {
             .iter()
             .filter(|o| plan.stale_reason(&o.order_id).is_none())
             .count();
+        let halted = to_execute
+            .iter()
+            .filter(|o| plan.is_halted(&o.order_id))
+            .count();
+        self.stats.halted.inc_by(halted as u64);
         self.count(entries, &results, &plan, executed);
         tracing::debug!(
             executed,

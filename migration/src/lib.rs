@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_orders;
 mod m20261126_000002_create_trades;
 mod m20261126_000003_record_every_rejection;
+mod m20261126_000004_create_halts;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_orders::Migration),
             Box::new(m20261126_000002_create_trades::Migration),
             Box::new(m20261126_000003_record_every_rejection::Migration),
+            Box::new(m20261126_000004_create_halts::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 
 mod consumer;
 mod dlq;
+mod kill_switch;
 mod probe;
 mod publisher;
 mod shim;
@@ -18,6 +19,7 @@ use redis::AsyncConnectionConfig;
 
 pub use consumer::{Consumer, Entry};
 pub use dlq::{DeadLetters, Letter};
+pub use kill_switch::{KillSwitchReader, RawEntry, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher};
 pub use shim::{mirror_messages, run_shim};

@@ -1,9 +1,10 @@
 //! The command line: `serve` (the default), `migrate`, `publish`, `bench`,
-//! `dlq` and `openapi`.
+//! `dlq`, `halt`, `resume`, `halts`, `healthcheck` and `openapi`.
 
 mod bench;
 mod client;
 mod dlq;
+mod halt;
 mod healthcheck;
 mod migrate;
 mod publish;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Application;
 use crate::config::Settings;
+use crate::domain::HaltAction;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +47,16 @@ pub enum Command {
         #[command(subcommand)]
         action: dlq::Action,
     },
+    /// Halt trading in a scope on every replica (through SHUTDOWN_STREAM).
+    Halt(halt::ScopeArgs),
+    /// Lift the halts of a scope on every replica (through SHUTDOWN_STREAM).
+    Resume(halt::ScopeArgs),
+    /// List the halts in force and the most recent ones (from Postgres).
+    Halts {
+        /// At most this many recent halts.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
     /// Exit 0 when this host's HTTP API answers /health (container health checks).
     Healthcheck,
     /// Print the OpenAPI document of the HTTP API (committed as openapi/openapi.json).
@@ -58,6 +70,9 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => publish::run(args, &settings).await,
         Command::Bench(args) => bench::run(args, &settings).await,
         Command::Dlq { action } => dlq::run(action, &settings).await,
+        Command::Halt(args) => halt::run(HaltAction::Halt, args, &settings).await,
+        Command::Resume(args) => halt::run(HaltAction::Resume, args, &settings).await,
+        Command::Halts { limit } => halt::list(&settings, limit).await,
         Command::Healthcheck => healthcheck::run(&settings).await,
         Command::Openapi => {
             println!("{}", crate::http::spec().await?);

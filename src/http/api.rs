@@ -9,8 +9,8 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
 use super::schema::{
-    ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView, Readiness,
-    Statistics, Status, StatusFilter, StreamInfo,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView,
+    Readiness, Statistics, Status, StatusFilter, StreamInfo,
 };
 use crate::store::OrderQuery;
 
@@ -206,6 +206,13 @@ impl Api {
                 lag: s.lag,
                 dlq_length: s.dlq_length,
             }),
+            halts: ctx
+                .kill_switch
+                .board()
+                .snapshot()
+                .iter()
+                .map(ActiveHalt::from)
+                .collect(),
         }))
     }
 

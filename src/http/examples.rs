@@ -3,8 +3,8 @@
 use poem_openapi::types::Example;
 
 use super::schema::{
-    ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView, Readiness,
-    Statistics, Status, StreamInfo, TradeView,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView,
+    Readiness, Statistics, Status, StreamInfo, TradeView,
 };
 
 impl Example for Health {
@@ -84,6 +84,7 @@ impl Example for Status {
             database_stats: Some(DatabaseStats::example()),
             consumer: ConsumerInfo::example(),
             stream: Some(StreamInfo::example()),
+            halts: vec![ActiveHalt::example()],
         }
     }
 }

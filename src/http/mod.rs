@@ -8,6 +8,8 @@
 
 mod api;
 mod examples;
+mod halt_schema;
+mod halts;
 mod schema;
 
 use std::sync::Arc;
@@ -20,10 +22,12 @@ use poem::listener::Acceptor;
 use poem::web::Json;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server};
 use poem_openapi::OpenApiService;
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Probe, Topology};
 use crate::domain::TradingMode;
+use crate::kill_switch::KillSwitch;
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -42,6 +46,10 @@ pub struct ApiContext {
     pub started: Instant,
     /// How recent the worker's last read must be for `/ready`.
     pub read_freshness: Duration,
+    /// The halts in force, and how to set and lift them.
+    pub kill_switch: KillSwitch,
+    /// The bearer token of the write endpoints of `/halts`.
+    pub admin_token: Option<SecretString>,
 }
 
 impl ApiContext {
@@ -50,8 +58,9 @@ impl ApiContext {
     }
 }
 
-fn service(ctx: ApiContext) -> OpenApiService<api::Api, ()> {
-    OpenApiService::new(api::Api(ctx), "execution-service", env!("CARGO_PKG_VERSION")).description(
+fn service(ctx: ApiContext) -> OpenApiService<(api::Api, halts::HaltsApi), ()> {
+    let apis = (api::Api(ctx.clone()), halts::HaltsApi(ctx));
+    OpenApiService::new(apis, "execution-service", env!("CARGO_PKG_VERSION")).description(
         "Executes approved orders exactly once and reports on them. Amounts are strings holding exact \
          decimals with 8 decimal places.",
     )
@@ -60,42 +69,94 @@ fn service(ctx: ApiContext) -> OpenApiService<api::Api, ()> {
 /// The OpenAPI document the code describes (`openapi/openapi.json`).
 /// Building it connects to nothing.
 pub async fn spec() -> anyhow::Result<String> {
+    let store = Store::connect_lazy("postgres://127.0.0.1/unused", 1).await?;
+    let pool = crate::bus::pool("redis://127.0.0.1/", 1)?;
+    let stats = Arc::new(Stats::new());
+    let kill_switch = KillSwitch::new(
+        store.clone(),
+        pool.clone(),
+        redis::Client::open("redis://127.0.0.1/")?,
+        Topology::default(),
+        String::new(),
+        stats.clone(),
+    );
     let ctx = ApiContext {
-        store: Store::connect_lazy("postgres://127.0.0.1/unused", 1).await?,
-        probe: Probe::new(
-            crate::bus::pool("redis://127.0.0.1/", 1)?,
-            Topology::default(),
-        ),
-        stats: Arc::new(Stats::new()),
+        store,
+        probe: Probe::new(pool, Topology::default()),
+        stats,
         topology: Topology::default(),
         mode: TradingMode::Paper,
         dry_run: true,
         started_at: Utc::now(),
         started: Instant::now(),
         read_freshness: Duration::ZERO,
+        kill_switch,
+        admin_token: None,
     };
     Ok(service(ctx).spec())
 }
 
 /// Every route: the API, `/openapi.json` and Swagger UI at `/docs`.
 pub fn routes(ctx: ApiContext) -> impl Endpoint {
+    let admin_token = halts::AdminToken(ctx.admin_token.clone());
+    let writes_on = admin_token.0.is_some();
     let api = service(ctx);
     Route::new()
         .nest("/docs", poem::get(api.swagger_ui()))
         .at("/openapi.json", poem::get(api.spec_endpoint()))
         .nest("/", api)
-        .catch_all_error(|err| async move { error_response(&err) })
+        .data(admin_token)
+        .around(move |endpoint, request| async move {
+            let path = request.uri().path().to_owned();
+            match endpoint.call(request).await {
+                // No token is configured: a write without one is not a
+                // matter of the right token, writes are off.
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !writes_on => {
+                    Ok(forbidden())
+                }
+                Ok(response) => Ok(response.into_response()),
+                Err(err) => Ok(error_response(&err, &path, writes_on)),
+            }
+        })
         .with(poem::middleware::Tracing)
 }
 
+fn forbidden() -> poem::Response {
+    let error = ApiError::new("forbidden", halts::AdminRefusal::NotConfigured.to_string());
+    Json(serde_json::json!({"error": error.error, "message": error.message}))
+        .with_status(StatusCode::FORBIDDEN)
+        .into_response()
+}
+
+/// The methods a path serves, for `Allow`.
+fn allowed_methods(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        "/halts" => "GET, HEAD, POST",
+        "/halts/resume-all" => "POST",
+        halt if halt.starts_with("/halts/") => "DELETE",
+        _ => "GET, HEAD",
+    }
+}
+
 /// The JSON error body for a request no handler answered: an unknown path,
-/// a method other than GET or HEAD, a path that does not decode.
-fn error_response(err: &poem::Error) -> poem::Response {
+/// a method the path does not serve, a path that does not decode, a write
+/// without the admin token.
+fn error_response(err: &poem::Error, path: &str, writes_on: bool) -> poem::Response {
     let status = err.status();
+    if status == StatusCode::UNAUTHORIZED && !writes_on {
+        return forbidden();
+    }
+    let allowed = allowed_methods(path);
     let error = match status {
         StatusCode::NOT_FOUND => ApiError::new("not_found", "no such path"),
         StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::new("method_not_allowed", "only GET and HEAD are served here")
+            ApiError::new("method_not_allowed", format!("{path} serves {allowed}"))
+        }
+        StatusCode::FORBIDDEN => {
+            ApiError::new("forbidden", halts::AdminRefusal::NotConfigured.to_string())
+        }
+        StatusCode::UNAUTHORIZED => {
+            ApiError::new("unauthorized", halts::AdminRefusal::WrongToken.to_string())
         }
         StatusCode::BAD_REQUEST if err.is::<ParsePathError>() => {
             ApiError::new("bad_request", "the path is not valid percent-encoded UTF-8")
@@ -105,14 +166,15 @@ fn error_response(err: &poem::Error) -> poem::Response {
     };
     let body = serde_json::json!({"error": error.error, "message": error.message});
     let response = Json(body).with_status(status);
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        // Every path serves GET alone (HEAD through it); the OpenAPI test
-        // checks that no other operation is documented.
-        response
-            .with_header(header::ALLOW, "GET, HEAD")
-            .into_response()
-    } else {
-        response.into_response()
+    match status {
+        // The OpenAPI test checks these against the documented operations.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            response.with_header(header::ALLOW, allowed).into_response()
+        }
+        StatusCode::UNAUTHORIZED => response
+            .with_header(header::WWW_AUTHENTICATE, halts::BEARER_CHALLENGE)
+            .into_response(),
+        _ => response.into_response(),
     }
 }
 

@@ -5,6 +5,8 @@
 
 use poem_openapi::{Enum, Object};
 
+pub use super::halt_schema::ActiveHalt;
+
 use crate::domain::{OrderStatus, format_amount};
 use crate::store::entity::{orders, trades};
 
@@ -106,6 +108,8 @@ pub struct Status {
     /// `null` when Redis does not answer.
     #[oai(nullable)]
     pub stream: Option<StreamInfo>,
+    /// The trading halts in force on this replica, oldest first.
+    pub halts: Vec<ActiveHalt>,
 }
 
 /// An order's state, as the filter of `GET /orders` takes it.

@@ -6,6 +6,7 @@
 
 mod batch;
 pub mod entity;
+mod halts;
 mod queries;
 mod rows;
 mod startup;
@@ -20,6 +21,7 @@ use sea_orm::sqlx::{ConnectOptions as _, PgPool};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, TransactionTrait};
 
 pub use batch::BatchTx;
+pub use halts::{EntryOutcome, halt_of};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, stored_content,

@@ -41,8 +41,11 @@ enum Disposition {
 pub(super) struct BatchPlan {
     dispositions: Vec<Disposition>,
     orders: Vec<Order>,
-    /// Why an order must not be executed although it is valid (too old).
+    /// Why an order must not be executed although it is valid: stamped
+    /// too far from now, or covered by a trading halt.
     stale: HashMap<String, String>,
+    /// Orders held back by a trading halt.
+    halted: HashSet<String>,
     /// Entries (by position) that contradict their stored order, with the
     /// fields that differ.
     conflicts: HashMap<usize, Vec<&'static str>>,
@@ -206,6 +209,21 @@ impl BatchPlan {
     /// Entries answered as conflicts.
     pub fn conflict_count(&self) -> usize {
         self.conflicts.len()
+    }
+
+    /// Holds back every order a halt covers (`reason` says which), before
+    /// anything is executed; a halt outranks staleness.
+    pub fn hold_halted(&mut self, reason: impl Fn(&Order) -> Option<String>) {
+        for order in &self.orders {
+            if let Some(reason) = reason(order) {
+                self.stale.insert(order.order_id.clone(), reason);
+                self.halted.insert(order.order_id.clone());
+            }
+        }
+    }
+
+    pub fn is_halted(&self, order_id: &str) -> bool {
+        self.halted.contains(order_id)
     }
 
     /// Why this order is too old to execute, if it is.

@@ -45,8 +45,14 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
         return;
     };
     let env = TestEnv::new().await;
+    // With an admin token, so the write endpoints of /halts are tried too
+    // (and a request without it must get 401).
+    let token = "schemathesis-admin-token-0123456789";
     let app = env
-        .spawn("schemathesis", &[("SHIM_ENABLED", "false")])
+        .spawn(
+            "schemathesis",
+            &[("SHIM_ENABLED", "false"), ("ADMIN_TOKEN", token)],
+        )
         .await;
     // A filled and a rejected order, so lists and lookups return rows with
     // trades and with nulls; the list's ids feed the lookups.
@@ -65,6 +71,7 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
         .current_dir(&workdir)
         .args(["--no-color", "run", "--checks", "all"])
         .args(["--max-examples", MAX_EXAMPLES, "--request-timeout", "5"])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .arg(format!("{}/openapi.json", app.url))
         .kill_on_drop(true)
         .output();

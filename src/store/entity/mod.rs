@@ -1,4 +1,5 @@
 //! SeaORM entities, one per table the migrations create.
 
+pub mod halts;
 pub mod orders;
 pub mod trades;

@@ -1,0 +1,241 @@
+//! The documented shapes of the halts API: a halt as stored, a halt to set,
+//! and what a change did.
+
+use poem_openapi::types::Example;
+use poem_openapi::{Object, Union};
+
+use crate::domain::{Halt, HaltScope};
+use crate::store::entity::halts;
+
+/// Ids: printable, not blank. Reasons: not blank, no NUL.
+/// A halt to set: `scope` says what it stops, and names the id field it
+/// needs (`strategy_id`, `bot_id` or `symbol`), as on the kill-switch stream.
+#[derive(Debug, Union)]
+#[oai(discriminator_name = "scope", one_of)]
+pub enum NewHalt {
+    /// Every order.
+    #[oai(mapping = "all")]
+    All(HaltAll),
+    /// The orders of one `strategy_id`.
+    #[oai(mapping = "strategy")]
+    Strategy(HaltStrategy),
+    /// The orders of one `bot_id`.
+    #[oai(mapping = "bot")]
+    Bot(HaltBot),
+    /// The orders for one symbol (any spelling: `BTC/USDT` is `BTCUSDT`).
+    #[oai(mapping = "symbol")]
+    Symbol(HaltSymbol),
+}
+
+impl NewHalt {
+    /// The scope's kind and id, the reason and who sets it.
+    pub fn parts(&self) -> (&'static str, Option<&str>, &str, Option<&str>) {
+        match self {
+            NewHalt::All(h) => ("all", None, &h.reason, h.source.as_deref()),
+            NewHalt::Strategy(h) => (
+                "strategy",
+                Some(&h.strategy_id),
+                &h.reason,
+                h.source.as_deref(),
+            ),
+            NewHalt::Bot(h) => ("bot", Some(&h.bot_id), &h.reason, h.source.as_deref()),
+            NewHalt::Symbol(h) => ("symbol", Some(&h.symbol), &h.reason, h.source.as_deref()),
+        }
+    }
+}
+
+/// Stop every order.
+#[derive(Debug, Object)]
+pub struct HaltAll {
+    /// Why trading stops; repeated in every rejected order's reason.
+    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    pub reason: String,
+    /// Who sets it (logged and stored); `admin-api` when absent.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Option<String>,
+}
+
+/// Stop one strategy's orders.
+#[derive(Debug, Object)]
+pub struct HaltStrategy {
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
+    pub strategy_id: String,
+    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    pub reason: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Option<String>,
+}
+
+/// Stop one bot's orders.
+#[derive(Debug, Object)]
+pub struct HaltBot {
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
+    pub bot_id: String,
+    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    pub reason: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Option<String>,
+}
+
+/// Stop the orders for one symbol.
+#[derive(Debug, Object)]
+pub struct HaltSymbol {
+    /// `BTCUSDT`, `BTC/USDT`, …
+    #[oai(validator(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[A-Za-z0-9][^\x00-\x1f\x7f-\x9f]*$"
+    ))]
+    pub symbol: String,
+    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    pub reason: String,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub source: Option<String>,
+}
+
+impl Example for NewHalt {
+    fn example() -> Self {
+        NewHalt::Strategy(HaltStrategy {
+            strategy_id: "momentum-v2".into(),
+            reason: "daily loss limit reached".into(),
+            source: Some("desk: j.doe".into()),
+        })
+    }
+}
+
+/// A halt as stored: in force until `lifted_at` is set.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct HaltView {
+    #[oai(validator(minimum(value = "1")))]
+    pub id: i64,
+    /// `all`, `strategy`, `bot` or `symbol`.
+    pub scope: String,
+    /// The strategy, bot or normalised symbol; `null` for `all`.
+    #[oai(nullable)]
+    pub target: Option<String>,
+    pub reason: String,
+    pub source: String,
+    /// RFC 3339.
+    pub set_at: String,
+    /// RFC 3339; `null` while in force.
+    #[oai(nullable)]
+    pub lifted_at: Option<String>,
+    #[oai(nullable)]
+    pub lifted_by: Option<String>,
+    #[oai(nullable)]
+    pub lift_reason: Option<String>,
+}
+
+impl From<&halts::Model> for HaltView {
+    fn from(row: &halts::Model) -> Self {
+        HaltView {
+            id: row.id,
+            scope: row.scope.clone(),
+            target: row.target.clone(),
+            reason: row.reason.clone(),
+            source: row.source.clone(),
+            set_at: row.set_at.to_rfc3339(),
+            lifted_at: row.lifted_at.map(|t| t.to_rfc3339()),
+            lifted_by: row.lifted_by.clone(),
+            lift_reason: row.lift_reason.clone(),
+        }
+    }
+}
+
+impl Example for HaltView {
+    fn example() -> Self {
+        HaltView {
+            id: 7,
+            scope: "strategy".into(),
+            target: Some("momentum-v2".into()),
+            reason: "daily loss limit reached".into(),
+            source: "desk: j.doe".into(),
+            set_at: "2026-11-26T09:30:00+00:00".into(),
+            lifted_at: None,
+            lifted_by: None,
+            lift_reason: None,
+        }
+    }
+}
+
+/// The halts in force and the most recent ones.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct HaltList {
+    /// In force now, oldest first.
+    pub active: Vec<HaltView>,
+    /// The most recent halts, lifted or not, newest first.
+    pub recent: Vec<HaltView>,
+}
+
+impl Example for HaltList {
+    fn example() -> Self {
+        HaltList {
+            active: vec![HaltView::example()],
+            recent: vec![HaltView::example()],
+        }
+    }
+}
+
+/// What a change did.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct HaltChange {
+    /// The kill-switch stream entry that carries it to every replica (or
+    /// `direct-…` when the stream was out of reach: replicas then pick it
+    /// up from Postgres within a second).
+    pub entry_id: String,
+    /// The halts set or lifted.
+    pub halts: Vec<i64>,
+}
+
+impl Example for HaltChange {
+    fn example() -> Self {
+        HaltChange {
+            entry_id: "1764149400000-0".into(),
+            halts: vec![7],
+        }
+    }
+}
+
+/// A halt in force, as `/status` lists it.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct ActiveHalt {
+    pub id: i64,
+    /// `all`, `strategy`, `bot` or `symbol`.
+    pub scope: String,
+    #[oai(nullable)]
+    pub target: Option<String>,
+    pub reason: String,
+}
+
+impl From<&Halt> for ActiveHalt {
+    fn from(halt: &Halt) -> Self {
+        ActiveHalt {
+            id: halt.id,
+            scope: halt.scope.kind().into(),
+            target: halt.scope.target().map(str::to_owned),
+            reason: halt.reason.clone(),
+        }
+    }
+}
+
+impl Example for ActiveHalt {
+    fn example() -> Self {
+        ActiveHalt::from(&Halt {
+            id: 7,
+            scope: HaltScope::Strategy("momentum-v2".into()),
+            reason: "daily loss limit reached".into(),
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! Halts in Postgres: applying a kill-switch entry once for the whole
+//! fleet, and reading the active and recent halts.
+//!
+//! An entry is applied in one transaction that first records its id in
+//! `halt_entries`: the replica whose insert wins applies it, every other
+//! finds it recorded and changes nothing, so an entry is applied once
+//! however many replicas read it at the same moment.
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
+};
+
+use super::Store;
+use super::entity::halts;
+use crate::domain::{Halt, HaltAction, HaltCommand, HaltScope};
+
+/// What applying an entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// This replica applied it: the halts it set or lifted.
+    Applied(Vec<i64>),
+    /// This replica recorded it as not understood (and should dead-letter it).
+    Refused,
+    /// Another replica (or an earlier read) got there first.
+    AlreadyApplied,
+}
+
+impl Store {
+    /// Applies one kill-switch entry, once across the fleet. `command` is
+    /// `Err(reason)` for an entry that cannot be understood: it is recorded
+    /// as refused and changes no halt.
+    #[tracing::instrument(skip_all, fields(entry = entry_id), err)]
+    pub async fn apply_halt_entry(
+        &self,
+        entry_id: &str,
+        command: Result<&HaltCommand, &str>,
+    ) -> Result<EntryOutcome, DbErr> {
+        let txn = self.connection().begin().await?;
+        let (ms, seq) = stream_position(entry_id);
+        let (outcome, detail) = match command {
+            Ok(command) => (command.action.as_str(), None),
+            Err(reason) => ("refused", Some(reason.to_owned())),
+        };
+        let recorded = txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO halt_entries (entry_id, entry_ms, entry_seq, outcome, detail) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (entry_id) DO NOTHING",
+                [
+                    entry_id.into(),
+                    ms.into(),
+                    seq.into(),
+                    outcome.into(),
+                    detail.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if recorded == 0 {
+            txn.rollback().await?;
+            return Ok(EntryOutcome::AlreadyApplied);
+        }
+        let outcome = match command {
+            Err(_) => EntryOutcome::Refused,
+            Ok(command) => EntryOutcome::Applied(apply(&txn, entry_id, command).await?),
+        };
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Every halt in force, oldest first.
+    pub async fn active_halts(&self) -> Result<Vec<Halt>, DbErr> {
+        let rows = self.active_halt_rows().await?;
+        Ok(rows.iter().filter_map(halt_of).collect())
+    }
+
+    /// The rows of the halts in force, oldest first.
+    pub async fn active_halt_rows(&self) -> Result<Vec<halts::Model>, DbErr> {
+        halts::Entity::find()
+            .filter(halts::Column::LiftedAt.is_null())
+            .order_by_asc(halts::Column::Id)
+            .all(self.connection())
+            .await
+    }
+
+    /// Active halts and the most recently set or lifted ones, newest first.
+    pub async fn recent_halts(&self, limit: u64) -> Result<Vec<halts::Model>, DbErr> {
+        halts::Entity::find()
+            .order_by_desc(halts::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+    }
+
+    pub async fn halt(&self, id: i64) -> Result<Option<halts::Model>, DbErr> {
+        halts::Entity::find_by_id(id).one(self.connection()).await
+    }
+
+    /// Whether a replica has recorded this kill-switch entry.
+    pub async fn halt_entry_applied(&self, entry_id: &str) -> Result<bool, DbErr> {
+        let row = self
+            .connection()
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM halt_entries WHERE entry_id = $1",
+                [entry_id.into()],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The newest stream entry the fleet has applied: where a replica
+    /// starts reading the kill-switch stream.
+    pub async fn last_halt_entry(&self) -> Result<Option<String>, DbErr> {
+        let row = self
+            .connection()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT entry_ms, entry_seq FROM halt_entries WHERE entry_ms IS NOT NULL \
+                 ORDER BY entry_ms DESC, entry_seq DESC LIMIT 1",
+            ))
+            .await?;
+        row.map(|row| {
+            let ms: i64 = row.try_get_by_index(0)?;
+            let seq: i64 = row.try_get_by_index(1)?;
+            Ok(format!("{ms}-{seq}"))
+        })
+        .transpose()
+    }
+}
+
+/// Sets or lifts, inside the entry's transaction.
+async fn apply(
+    txn: &impl ConnectionTrait,
+    entry_id: &str,
+    command: &HaltCommand,
+) -> Result<Vec<i64>, DbErr> {
+    let target = command.scope.target().map(str::to_owned);
+    let statement = match command.action {
+        HaltAction::Halt => Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO halts (scope, target, reason, source, set_entry) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            [
+                command.scope.kind().into(),
+                target.into(),
+                command.reason.clone().into(),
+                command.source.clone().into(),
+                entry_id.into(),
+            ],
+        ),
+        HaltAction::Resume => Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE halts SET lifted_at = now(), lifted_by = $3, lift_reason = $4, lifted_entry = $5 \
+             WHERE lifted_at IS NULL AND scope = $1 AND target IS NOT DISTINCT FROM $2 RETURNING id",
+            [
+                command.scope.kind().into(),
+                target.into(),
+                command.source.clone().into(),
+                command.reason.clone().into(),
+                entry_id.into(),
+            ],
+        ),
+    };
+    let rows = txn.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| row.try_get_by_index::<i64>(0))
+        .collect()
+}
+
+/// The halt a stored row describes.
+pub fn halt_of(row: &halts::Model) -> Option<Halt> {
+    Some(Halt {
+        id: row.id,
+        scope: HaltScope::new(&row.scope, row.target.as_deref()).ok()?,
+        reason: row.reason.clone(),
+    })
+}
+
+/// `1764124800000-3` as (1764124800000, 3); neither for an id that is not
+/// a stream id (a change made while the stream was out of reach).
+fn stream_position(entry_id: &str) -> (Option<i64>, Option<i64>) {
+    match entry_id
+        .split_once('-')
+        .map(|(ms, seq)| (ms.parse::<i64>(), seq.parse::<i64>()))
+    {
+        Some((Ok(ms), Ok(seq))) => (Some(ms), Some(seq)),
+        _ => (None, None),
+    }
+}
