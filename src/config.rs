@@ -210,12 +210,15 @@ fn postgres_settings(
     batch_timeout: Duration,
 ) -> PostgresSettings {
     let batch_ms = batch_timeout.as_millis() as u64;
-    let mut millis =
-        |name: &str, default: u64| Duration::from_millis(env.ranged(name, default, 1..=86_400_000));
-    let statement_timeout = millis("POSTGRES_STATEMENT_TIMEOUT_MS", batch_ms);
-    let lock_timeout = millis("POSTGRES_LOCK_TIMEOUT_MS", (batch_ms / 3).max(1));
-    let idle_in_transaction_timeout = millis("POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", batch_ms);
-    let acquire_timeout = millis("POSTGRES_ACQUIRE_TIMEOUT_MS", 5_000);
+    // Floors keep a batch's own statements and pauses from tripping them.
+    let mut millis = |name: &str, default: u64, min: u64| {
+        Duration::from_millis(env.ranged(name, default, min..=86_400_000))
+    };
+    let statement_timeout = millis("POSTGRES_STATEMENT_TIMEOUT_MS", batch_ms, 1_000);
+    let lock_timeout = millis("POSTGRES_LOCK_TIMEOUT_MS", (batch_ms / 3).max(100), 100);
+    let idle_in_transaction_timeout =
+        millis("POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", batch_ms, 1_000);
+    let acquire_timeout = millis("POSTGRES_ACQUIRE_TIMEOUT_MS", 5_000, 100);
     if lock_timeout > statement_timeout {
         env.invalid(
             "POSTGRES_LOCK_TIMEOUT_MS",

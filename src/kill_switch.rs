@@ -116,10 +116,15 @@ impl KillSwitch {
             }
         };
         let halts = match self.store.apply_halt_entry(&entry_id, Ok(command)).await? {
-            EntryOutcome::Applied(halts) => halts,
-            EntryOutcome::Refused | EntryOutcome::AlreadyApplied => Vec::new(),
+            EntryOutcome::Applied(halts) => {
+                log_change(&entry_id, command, &halts);
+                halts
+            }
+            // A replica following the stream applied it first.
+            EntryOutcome::AlreadyApplied | EntryOutcome::Refused => {
+                self.store.halts_changed_by(&entry_id).await?
+            }
         };
-        log_change(&entry_id, command, &halts);
         self.reload().await?;
         Ok(Submitted { entry_id, halts })
     }

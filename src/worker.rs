@@ -101,7 +101,8 @@ impl Worker {
         name = "worker.batch",
         skip_all,
         fields(entries = entries.len(), trace_id = tracing::field::Empty, span_id = tracing::field::Empty),
-        err
+        // The retry loop logs a failed batch once, at the level it deserves.
+        err(level = "debug")
     )]
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
         propagation::record_ids(&tracing::Span::current());

@@ -30,7 +30,7 @@ impl std::fmt::Debug for Redactor {
 impl Redactor {
     /// Also masks the password of `url`, as written and percent-decoded.
     pub fn with_url(mut self, url: &str) -> Self {
-        if let Some(password) = password_of(url) {
+        for password in password_of(url).into_iter().chain(query_passwords(url)) {
             let decoded = percent_decode(&password);
             self = self.with_secret(&decoded);
             self = self.with_secret(&password);
@@ -76,7 +76,7 @@ pub fn redact_urls(text: &str) -> String {
         let end = tail
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
             .unwrap_or(tail.len());
-        out.push_str(&mask_user_info(&tail[..end]));
+        out.push_str(&mask_query(&mask_user_info(&tail[..end])));
         rest = &tail[end..];
     }
     out.push_str(rest);
@@ -87,8 +87,8 @@ pub fn redact_urls(text: &str) -> String {
 /// for a URL too malformed to parse, and for one without a scheme.
 pub fn redact_url(url: &str) -> String {
     match url.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", mask_user_info(rest)),
-        None => mask_user_info(url),
+        Some((scheme, rest)) => format!("{scheme}://{}", mask_query(&mask_user_info(rest))),
+        None => mask_query(&mask_user_info(url)),
     }
 }
 
@@ -101,6 +101,56 @@ fn mask_user_info(after_scheme: &str) -> String {
         Some((user, _)) => format!("{user}:{MASK}{}", &after_scheme[at..]),
         None => after_scheme.to_owned(),
     }
+}
+
+/// Query parameters that carry a password: Postgres' `password`, and the
+/// `pass` of Redis' `unix://` URLs.
+const PASSWORD_PARAMS: [&str; 2] = ["password", "pass"];
+
+/// The query string of a URL, split into its parameters, each with whether
+/// it carries a password.
+fn query_params(url: &str) -> Option<(&str, Vec<(&str, bool)>)> {
+    let (head, query) = url.split_once('?')?;
+    let params = query
+        .split('&')
+        .map(|param| {
+            let name = param.split_once('=').map_or(param, |(name, _)| name);
+            (
+                param,
+                PASSWORD_PARAMS.contains(&name.to_ascii_lowercase().as_str()),
+            )
+        })
+        .collect();
+    Some((head, params))
+}
+
+/// `?password=secret&sslmode=require` becomes `?password=***&sslmode=require`.
+fn mask_query(url: &str) -> String {
+    let Some((head, params)) = query_params(url) else {
+        return url.to_owned();
+    };
+    let params: Vec<String> = params
+        .into_iter()
+        .map(|(param, secret)| match param.split_once('=') {
+            Some((name, _)) if secret => format!("{name}={MASK}"),
+            _ => param.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
+}
+
+/// The passwords a URL's query string carries, as written.
+fn query_passwords(url: &str) -> Vec<String> {
+    query_params(url)
+        .map(|(_, params)| {
+            params
+                .into_iter()
+                .filter(|(_, secret)| *secret)
+                .filter_map(|(param, _)| param.split_once('=').map(|(_, v)| v.to_owned()))
+                .filter(|v| !v.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The password of a URL as written in it (percent-encoded), if it has one.
@@ -190,6 +240,28 @@ mod tests {
         assert_eq!(
             redactor.redact("about redis://:ab@cache:6379/"),
             "about redis://:***@cache:6379/"
+        );
+    }
+
+    #[test]
+    fn passwords_in_the_query_string_are_masked_too() {
+        let url = "postgres://app@db/app?sslmode=requir&password=S3cr%40t&x=1";
+        assert_eq!(
+            redact_url(url),
+            "postgres://app@db/app?sslmode=requir&password=***&x=1"
+        );
+        assert_eq!(
+            redact_urls(&format!("cannot parse {url} here")),
+            "cannot parse postgres://app@db/app?sslmode=requir&password=***&x=1 here"
+        );
+        let redactor = Redactor::default().with_url(url);
+        assert_eq!(
+            redactor.redact("auth failed for S3cr@t"),
+            "auth failed for ***"
+        );
+        assert_eq!(
+            redact_url("unix:///run/redis.sock?db=1&pass=Sekr3t"),
+            "unix:///run/redis.sock?db=1&pass=***"
         );
     }
 }

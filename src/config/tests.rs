@@ -353,6 +353,10 @@ fn postgres_timeouts_out_of_range_are_refused() {
         ("POSTGRES_STATEMENT_TIMEOUT_MS", "0"),
         ("POSTGRES_LOCK_TIMEOUT_MS", "-1"),
         ("POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", "86400001"),
+        // Below the floors: a batch's own pauses would trip them.
+        ("POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", "50"),
+        ("POSTGRES_STATEMENT_TIMEOUT_MS", "999"),
+        ("POSTGRES_LOCK_TIMEOUT_MS", "99"),
         ("POSTGRES_ACQUIRE_TIMEOUT_MS", "0"),
         ("POSTGRES_TCP_KEEPALIVE_SECS", "0"),
         ("POSTGRES_TCP_KEEPALIVE_SECS", "99999999999999999999"),

@@ -204,13 +204,16 @@ impl Parsed {
         let storable = fits_column;
         let fits =
             |text: &Option<String>, len: usize| text.as_deref().is_none_or(|t| storable(t, len));
+        // A value fits when it is absent (its column takes NULL) or could be
+        // read and stored unchanged.
+        let read = |name: &str, value_read: bool| value_read || reader.raw(name).is_none();
         let fits_columns = storable(&order_id, MAX_ID_LEN)
-            && symbol
-                .as_deref()
-                .is_some_and(|s| storable(s, SYMBOL_COLUMN_LEN))
-            && side_text.as_deref().is_some_and(|s| storable(s, 10))
-            && quantity.is_some()
-            && reader.raw("price").is_none_or(|_| price.is_some())
+            && read("symbol", symbol.is_some())
+            && fits(&symbol, SYMBOL_COLUMN_LEN)
+            && read("side", side_text.is_some())
+            && fits(&side_text, 10)
+            && read("quantity", quantity.is_some())
+            && read("price", price.is_some())
             && fits(&type_text, 10)
             && [&client_id, &strategy_id, &bot_id]
                 .into_iter()

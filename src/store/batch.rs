@@ -76,8 +76,8 @@ struct Outcome<'a> {
 /// another connection, so no backend outlives the attempt holding locks.
 pub struct BatchTx {
     conn: Option<PoolConnection<Postgres>>,
-    /// The server process behind `conn`.
-    backend: i32,
+    /// The server process behind `conn`, once known.
+    backend: Option<i32>,
     /// Whether a statement was sent and its answer not yet read.
     in_flight: bool,
     pool: PgPool,
@@ -85,22 +85,24 @@ pub struct BatchTx {
 
 impl BatchTx {
     pub(super) async fn begin(pool: &PgPool) -> Result<Self, DbErr> {
-        let mut conn = pool.acquire().await.map_err(|err| match err {
+        let conn = pool.acquire().await.map_err(|err| match err {
             SqlxError::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
             other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
         })?;
+        // Held by the batch before the first statement: abandoned even
+        // here, the connection is closed, never pooled inside a BEGIN.
         let mut batch = BatchTx {
-            conn: None,
-            backend: 0,
-            in_flight: true,
+            conn: Some(conn),
+            backend: None,
+            in_flight: false,
             pool: pool.clone(),
         };
+        let conn = batch.start()?;
         let started = sqlx::raw_sql("BEGIN; SELECT pg_backend_pid()")
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut **conn)
             .await
             .and_then(|row| row.try_get::<i32, _>(0));
-        batch.conn = Some(conn);
-        batch.backend = batch.answered(started)?;
+        batch.backend = Some(batch.answered(started)?);
         Ok(batch)
     }
 
@@ -108,7 +110,7 @@ impl BatchTx {
     /// that exist, in one statement, returning every row as it now stands.
     /// Rows are locked in `order_id` order (the same on every replica, so
     /// overlapping batches cannot deadlock) until the batch ends.
-    #[tracing::instrument(name = "postgres.upsert_orders", skip_all, fields(rows = rows.len()), err)]
+    #[tracing::instrument(name = "postgres.upsert_orders", skip_all, fields(rows = rows.len()), err(level = "debug"))]
     pub async fn upsert_orders(
         &mut self,
         rows: &[NewOrder],
@@ -132,7 +134,7 @@ impl BatchTx {
     }
 
     /// Writes the outcomes of executed orders and their fills.
-    #[tracing::instrument(name = "postgres.record_outcomes", skip_all, fields(orders = finished.len(), trades = fills.len()), err)]
+    #[tracing::instrument(name = "postgres.record_outcomes", skip_all, fields(orders = finished.len(), trades = fills.len()), err(level = "debug"))]
     pub async fn record(
         &mut self,
         finished: &[orders::Model],
@@ -164,7 +166,7 @@ impl BatchTx {
     }
 
     /// Commits; only then does the connection go back to the pool.
-    #[tracing::instrument(name = "postgres.commit", skip_all, err)]
+    #[tracing::instrument(name = "postgres.commit", skip_all, err(level = "debug"))]
     pub async fn commit(mut self) -> Result<(), DbErr> {
         self.run(sqlx::raw_sql("COMMIT")).await?;
         // Committed: the connection is clean and may serve again.
@@ -210,8 +212,10 @@ impl Drop for BatchTx {
         // a backend still busy with a statement (waiting on a lock, say)
         // reads nothing until that ends, so it is terminated outright.
         drop(conn.detach());
-        if self.in_flight {
-            let (pool, backend) = (self.pool.clone(), self.backend);
+        // Without its pid (abandoned before BEGIN answered) the backend is
+        // idle or about to be, and ends when it reads the closed socket.
+        if let (true, Some(backend)) = (self.in_flight, self.backend) {
+            let pool = self.pool.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(terminate_backend(pool, backend));
             }

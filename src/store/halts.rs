@@ -97,6 +97,21 @@ impl Store {
         halts::Entity::find_by_id(id).one(self.connection()).await
     }
 
+    /// The halts an applied entry set or lifted.
+    pub async fn halts_changed_by(&self, entry_id: &str) -> Result<Vec<i64>, DbErr> {
+        let rows = self
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT id FROM halts WHERE set_entry = $1 OR lifted_entry = $1 ORDER BY id",
+                [entry_id.into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get_by_index::<i64>(0))
+            .collect()
+    }
+
     /// Whether a replica has recorded this kill-switch entry.
     pub async fn halt_entry_applied(&self, entry_id: &str) -> Result<bool, DbErr> {
         let row = self

@@ -69,10 +69,12 @@ fn classify_sqlstate(code: &str) -> ConnectFailure {
         reason: format!("{reason} (SQLSTATE {code})"),
     };
     match code {
-        // cannot_connect_now (starting up, shutting down, recovering),
-        // too_many_connections, the connection_exception class, and
-        // serialization or deadlock failures of concurrent migrations.
-        "57P03" | "53300" | "40001" | "40P01" => ConnectFailure::Transient,
+        // admin_shutdown, crash_shutdown and cannot_connect_now (a restart
+        // or fail-over), the connection_exception class, and serialization
+        // or deadlock failures of concurrent migrations.
+        "57P01" | "57P02" | "57P03" | "40001" | "40P01" => ConnectFailure::Transient,
+        // insufficient_resources: too many connections, out of memory or disk.
+        _ if code.starts_with("53") => ConnectFailure::Transient,
         _ if code.starts_with("08") => ConnectFailure::Transient,
         "28P01" => refused("wrong password"),
         "28000" => refused("the role is unknown or may not connect"),

@@ -93,11 +93,7 @@ impl BatchPlan {
                     let content = Box::new(order.content());
                     let message = Box::new(order.clone());
                     if seen.insert(order_id.clone()) {
-                        let issued_at = order
-                            .timestamp
-                            .or_else(|| stream_time(&entry.id))
-                            .unwrap_or(now);
-                        if let Some(reason) = limits.staleness(issued_at, now) {
+                        if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
                             plan.stale.insert(order_id.clone(), reason);
                         }
                         plan.rows.push(store::pending_row(&order, mode, now));
@@ -116,7 +112,7 @@ impl BatchPlan {
                     }
                     if !rejection.fits_columns {
                         let reason = format!(
-                            "rejected and does not fit the orders table: {}",
+                            "rejected, with values that fit no column of the orders table (its row keeps them in raw_message): {}",
                             rejection.reason
                         );
                         let order_id = Some(rejection.order_id.clone());
@@ -280,12 +276,21 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// Why an order issued at `issued_at` must not be executed now: stamped
-    /// too far in the future (a clock the stale check cannot trust), or too old.
-    fn staleness(&self, issued_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
-        if let Some(reason) = issued_in_future(issued_at, now, self.max_order_future) {
+    /// Why an order must not be executed now: its `timestamp` lies too far
+    /// in the future (a clock the stale check cannot trust), or it was issued
+    /// (by its `timestamp`, else by its stream entry's time) too long ago.
+    fn staleness(
+        &self,
+        timestamp: Option<DateTime<Utc>>,
+        entry_id: &str,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        if let Some(reason) =
+            timestamp.and_then(|at| issued_in_future(at, now, self.max_order_future))
+        {
             return Some(format!("{reason} (ORDER_MAX_FUTURE_SECS)"));
         }
+        let issued_at = timestamp.or_else(|| stream_time(entry_id)).unwrap_or(now);
         let max_age = self.max_order_age?;
         let age = now - issued_at;
         (age > max_age).then(|| {

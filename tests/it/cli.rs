@@ -252,9 +252,9 @@ async fn migrate_applies_reports_and_rolls_back() {
     let raw_column = "SELECT count(*) FROM information_schema.columns \
                       WHERE table_name = 'orders' AND column_name = 'raw_message'";
     assert_eq!(env.count(raw_column).await, 1);
-    // Each `down` rolls back the newest migration: first the nullable
-    // rejection columns, then the trades table.
-    for _ in 0..2 {
+    // Each `down` rolls back the newest migration: the halts tables, the
+    // nullable rejection columns, then the trades table.
+    for _ in 0..3 {
         let down = migrate("down").output().await.expect("migrate down");
         assert!(
             down.status.success(),
@@ -286,5 +286,69 @@ async fn migrate_applies_reports_and_rolls_back() {
         1
     );
     assert_eq!(env.count(raw_column).await, 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn halt_resume_and_halts_work_through_the_stream() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("cli-halts", &[("SHIM_ENABLED", "false")]).await;
+    let run = |args: &[&str]| {
+        let mut command = binary(&env);
+        command.args(args);
+        command.output()
+    };
+    let halted = run(&[
+        "halt",
+        "--scope",
+        "bot",
+        "--id",
+        "b-42",
+        "--reason",
+        "runaway bot",
+        "--source",
+        "ops",
+    ])
+    .await
+    .expect("halt");
+    let printed = String::from_utf8_lossy(&halted.stdout);
+    assert!(
+        halted.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&halted.stderr)
+    );
+    assert!(printed.contains("applied by the fleet"), "{printed}");
+    assert_eq!(
+        env.count("SELECT count(*) FROM halts WHERE scope = 'bot' AND target = 'b-42' AND lifted_at IS NULL")
+            .await,
+        1
+    );
+
+    let listed = run(&["halts"]).await.expect("halts");
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        table.contains("b-42") && table.contains("runaway bot") && table.contains("in force"),
+        "{table}"
+    );
+
+    // A halt needs a reason; a scope needs its id.
+    for args in [
+        &["halt", "--all"][..],
+        &["halt", "--scope", "strategy", "--reason", "x"][..],
+    ] {
+        let refused = run(args).await.expect("run");
+        assert!(!refused.status.success(), "{args:?} was accepted");
+    }
+
+    let resumed = run(&["resume", "--scope", "bot", "--id", "b-42"])
+        .await
+        .expect("resume");
+    assert!(resumed.status.success());
+    assert_eq!(
+        env.count("SELECT count(*) FROM halts WHERE lifted_at IS NOT NULL AND lifted_by = 'cli'")
+            .await,
+        1
+    );
+    app.stop().await;
     env.cleanup().await;
 }

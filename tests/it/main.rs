@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod conflicts;
 mod delivery;
+mod halts;
 mod happy_path;
 mod idempotency;
 mod malformed;

@@ -14,6 +14,8 @@ pub const SETTLE: Duration = Duration::from_secs(600);
 
 pub struct Replica {
     pub name: String,
+    /// Base URL of its HTTP API.
+    pub url: String,
     child: Child,
 }
 
@@ -45,6 +47,13 @@ impl<'a> Cluster<'a> {
         let name = format!("replica-{}", self.started);
         let log = std::fs::File::create(self.log_path(&name)).expect("replica log file");
         let before = self.env.subscribers().await;
+        // A port of its own, unless the scenario chose one.
+        let port = self
+            .overrides
+            .iter()
+            .find(|(name, _)| name == "HTTP_PORT")
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or_else(crate::helpers::free_port);
         let child = Command::new(env!("CARGO_BIN_EXE_execution-service"))
             .arg("serve")
             .env_clear()
@@ -52,6 +61,7 @@ impl<'a> Cluster<'a> {
             .env("LOG_LEVEL", "info")
             .envs(self.overrides.iter().cloned())
             .env("CONSUMER_NAME", &name)
+            .env("HTTP_PORT", port.to_string())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(log)
@@ -63,7 +73,8 @@ impl<'a> Cluster<'a> {
                 self.env.subscribers().await > before
             })
             .await;
-        self.replicas.push(Replica { name, child });
+        let url = format!("http://127.0.0.1:{port}");
+        self.replicas.push(Replica { name, url, child });
     }
 
     /// Where a replica's log goes.

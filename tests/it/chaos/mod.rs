@@ -3,6 +3,7 @@
 //! killed Redis, hostile messages, Postgres connections severed or
 //! black-holed), then checked against the invariants.
 
+mod halts;
 pub mod harness;
 mod hostile;
 mod orphans;
