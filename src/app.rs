@@ -20,6 +20,7 @@ use crate::config::{PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
+use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
 use crate::worker::Worker;
@@ -181,7 +182,7 @@ pub async fn connect_store(
     let url = postgres.url.expose_secret();
     let redactor = settings.redactor();
     let database = store::database_name(url).unwrap_or_default();
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let mut created = false;
     loop {
         let pool = PoolSettings {
@@ -230,13 +231,13 @@ pub async fn connect_store(
                 Stage::Migrate => anyhow::bail!("applying migrations failed: {reason}: {detail}"),
             },
         }
+        let delay = backoff.next_delay();
         tracing::warn!(
             error = detail,
             retry_in_ms = delay.as_millis() as u64,
             "Postgres is not reachable yet; retrying"
         );
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod execution;
 pub mod http;
 pub mod propagation;
+pub mod retry;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -5,8 +5,6 @@
 //! (`SET NX EX`) on the message's identity and appends the message only when
 //! that key was new, so N subscribers produce one stream entry.
 
-use std::time::Duration;
-
 use deadpool_redis::Pool;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{BusError, Topology};
 use crate::domain::message_summary;
 use crate::propagation;
+use crate::retry::Backoff;
 
 /// Most messages mirrored in one pipeline.
 const MIRROR_CHUNK: usize = 512;
@@ -37,17 +36,15 @@ pub async fn run_shim(
     topology: Topology,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     while !cancel.is_cancelled() {
         match mirror_until_disconnected(&client, &pool, &topology, &cancel).await {
-            Ok(()) => backoff = Duration::from_millis(100),
+            Ok(()) => backoff.reset(),
             Err(err) => {
                 tracing::warn!(error = %err, channel = %topology.orders_channel, "order shim lost its subscription; re-subscribing");
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&cancel).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BatchError, Worker};
 use crate::bus::Entry;
+use crate::retry::Backoff;
 
 impl Worker {
     /// Consumes until `cancel` fires, then finishes the batch in hand.
@@ -174,32 +175,6 @@ impl Worker {
             if !backoff.wait(cancel).await {
                 return false;
             }
-        }
-    }
-}
-
-/// Exponential backoff from 100 ms to 5 s that gives way to cancellation.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        *self = Backoff::default();
-    }
-
-    /// Sleeps one step; false when cancelled meanwhile.
-    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            () = cancel.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
         }
     }
 }
