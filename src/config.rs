@@ -169,6 +169,9 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             // before any replica reads them.
             stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
             dedup_ttl_secs: env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400),
+            // Below 1 KiB real orders would be refused; above 16 MiB one
+            // message could take hundreds of megabytes to parse.
+            max_message_bytes: env.ranged("MAX_MESSAGE_BYTES", 65_536, 1024..=16 * 1024 * 1024),
         },
         worker: WorkerOptions {
             batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),

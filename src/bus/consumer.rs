@@ -1,13 +1,16 @@
 //! The consumer group side of `ORDERS_STREAM`: create the group, read new
 //! and pending entries, claim stale ones, acknowledge.
-
-use deadpool_redis::Pool;
-use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+//!
+//! Entries are read as bytes (see [`super::entry`]), so no entry's content
+//! can make a read fail.
 
 use std::collections::HashMap;
 
-use super::{BusError, FailureNote, Topology};
+use deadpool_redis::Pool;
+use redis::streams::StreamPendingCountReply;
+
+use super::entry::{AutoClaimReply, ReadReply};
+use super::{BusError, Entry, FailureNote, Topology};
 
 /// KEYS: stream. ARGV: group, consumer, entry ids. Refreshes the ids the
 /// consumer owns; returns how many.
@@ -22,15 +25,6 @@ for i = 3, #ARGV do
 end
 return touched
 ";
-
-/// One stream entry as delivered to this consumer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub id: String,
-    pub fields: Vec<(String, Vec<u8>)>,
-    /// How often the group has delivered it, this delivery included.
-    pub deliveries: u64,
-}
 
 #[derive(Clone)]
 pub struct Consumer {
@@ -68,18 +62,12 @@ impl Consumer {
 
     /// Entries never delivered before, waiting up to `block_ms` for the first.
     pub async fn read_new(&self, count: usize, block_ms: u64) -> Result<Vec<Entry>, BusError> {
-        let entries = self.read_group(">", count, Some(block_ms)).await?;
-        Ok(entries
-            .into_iter()
-            .map(|entry| Entry {
-                deliveries: 1,
-                ..entry
-            })
-            .collect())
+        self.read_group(">", count, Some(block_ms)).await
     }
 
     /// This consumer's own pending entries from `after` on (a restart's
-    /// unfinished work), with their delivery counts.
+    /// unfinished work), with their delivery counts. Re-reading counts a
+    /// delivery: a restart may have been caused by one of them.
     pub async fn read_own_pending(
         &self,
         after: &str,
@@ -97,7 +85,7 @@ impl Consumer {
         count: usize,
     ) -> Result<Vec<Entry>, BusError> {
         let mut conn = self.pool.get().await?;
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let (_, claimed, _deleted): AutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.topology.orders_stream)
             .arg(&self.topology.group)
             .arg(&self.topology.consumer)
@@ -108,7 +96,7 @@ impl Consumer {
             .query_async(&mut conn)
             .await?;
         drop(conn);
-        let entries = reply.claimed.into_iter().map(entry_of).collect();
+        let entries = claimed.into_iter().map(Entry::from_raw).collect();
         self.with_delivery_counts(entries).await
     }
 
@@ -216,58 +204,36 @@ impl Consumer {
         cmd.arg("STREAMS")
             .arg(&self.topology.orders_stream)
             .arg(from);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        let reply: ReadReply = cmd.query_async(&mut conn).await?;
         Ok(reply
             .into_iter()
-            .flat_map(|reply| reply.keys)
-            .flat_map(|key| key.ids)
-            // A pending entry trimmed from the stream comes back without fields.
-            .map(entry_of)
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .map(Entry::from_raw)
             .collect())
     }
 
-    /// Looks the delivery counts of pending entries up with XPENDING.
+    /// Looks the delivery counts of pending entries up with XPENDING, one
+    /// id at a time (in one round trip), so that other pending entries
+    /// between them cannot crowd any out.
     async fn with_delivery_counts(&self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, BusError> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        if entries.is_empty() {
             return Ok(entries);
-        };
+        }
+        let mut pipe = redis::pipe();
+        for entry in &entries {
+            pipe.cmd("XPENDING")
+                .arg(&self.topology.orders_stream)
+                .arg(&self.topology.group)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
         let mut conn = self.pool.get().await?;
-        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.topology.orders_stream)
-            .arg(&self.topology.group)
-            .arg(&first.id)
-            .arg(&last.id)
-            .arg(entries.len())
-            .arg(&self.topology.consumer)
-            .query_async(&mut conn)
-            .await?;
-        for entry in &mut entries {
-            entry.deliveries = pending
-                .ids
-                .iter()
-                .find(|p| p.id == entry.id)
-                .map_or(1, |p| p.times_delivered as u64);
+        let pending: Vec<StreamPendingCountReply> = pipe.query_async(&mut conn).await?;
+        for (entry, pending) in entries.iter_mut().zip(pending) {
+            entry.deliveries = pending.ids.first().map_or(1, |p| p.times_delivered as u64);
         }
         Ok(entries)
-    }
-}
-
-pub(super) fn entry_of(id: StreamId) -> Entry {
-    let fields = id
-        .map
-        .into_iter()
-        .map(|(name, value)| {
-            let bytes = match value {
-                Value::BulkString(bytes) => bytes,
-                Value::SimpleString(text) => text.into_bytes(),
-                other => format!("{other:?}").into_bytes(),
-            };
-            (name, bytes)
-        })
-        .collect();
-    Entry {
-        id: id.id,
-        fields,
-        deliveries: 1,
     }
 }

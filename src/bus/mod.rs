@@ -7,6 +7,7 @@
 
 mod consumer;
 mod dlq;
+mod entry;
 mod probe;
 mod publisher;
 mod shim;
@@ -16,10 +17,11 @@ use std::time::Duration;
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
-pub use consumer::{Consumer, Entry};
-pub use dlq::{DeadLetters, Letter};
+pub use consumer::Consumer;
+pub use dlq::{DeadLetters, Letter, RequeueError};
+pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use probe::{Probe, StreamStats};
-pub use publisher::{DeadLetter, Publisher};
+pub use publisher::{DeadLetter, Publisher, Truncation};
 pub use shim::{mirror_messages, run_shim};
 
 /// The names the service reads and writes, and how long streams may grow.
@@ -36,6 +38,8 @@ pub struct Topology {
     pub stream_maxlen: u64,
     /// How long the shim remembers a mirrored message's identity.
     pub dedup_ttl_secs: u64,
+    /// Larger entries are dead-lettered, never parsed.
+    pub max_message_bytes: usize,
 }
 
 /// The longest any single command may take; above the worker's read block.

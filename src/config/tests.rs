@@ -86,7 +86,7 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 19] = [
+const NUMBERS: [(&str, bool); 20] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
     ("POSTGRES_PORT", false),
@@ -94,6 +94,7 @@ const NUMBERS: [(&str, bool); 19] = [
     ("HTTP_PORT", true),
     ("STREAM_MAXLEN", false),
     ("DEDUP_TTL_SECS", false),
+    ("MAX_MESSAGE_BYTES", false),
     ("BATCH_SIZE", false),
     ("READ_BLOCK_MS", false),
     ("CLAIM_IDLE_MS", false),
@@ -179,6 +180,25 @@ fn the_bounds_of_every_range_are_values() {
     assert_eq!(s.streams.worker.max_order_age, None);
     assert_eq!(s.trading.mock_seed, u64::MAX);
     assert_eq!(s.streams.worker.batch_timeout, Duration::from_secs(3600));
+}
+
+#[test]
+fn the_message_limit_has_its_range() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.topology.max_message_bytes,
+        65_536
+    );
+    let s = settings(&[("MAX_MESSAGE_BYTES", "16777216")]).unwrap();
+    assert_eq!(s.streams.topology.max_message_bytes, 16 * 1024 * 1024);
+    let err = settings(&[("MAX_MESSAGE_BYTES", "1023")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "MAX_MESSAGE_BYTES=\"1023\" is not valid: expected a whole number in 1024..=16777216"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod helpers;
 mod proxy;
 
 mod api;
+mod bytes;
 mod chaos;
 mod cli;
 mod delivery;
