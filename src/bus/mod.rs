@@ -17,7 +17,7 @@ use std::time::Duration;
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
-pub use consumer::Consumer;
+pub use consumer::{CLAIM_START, Consumer, RECOVER_START};
 pub use dlq::{DeadLetters, Letter, RequeueError};
 pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use probe::{Probe, StreamStats};
@@ -61,7 +61,8 @@ pub struct FailureNote {
 }
 
 impl FailureNote {
-    /// The fields of the failures hash that hold an entry's errors.
+    /// The fields of the failures hash that hold an entry's errors (the
+    /// acknowledging script in `consumer` names them the same way).
     pub fn fields(entry_id: &str) -> (String, String) {
         (format!("{entry_id}:first"), format!("{entry_id}:last"))
     }
