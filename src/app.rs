@@ -138,12 +138,14 @@ impl Application {
         let context = self.api_context();
         let http = tokio::spawn(http::serve(self.http, context, cancel.clone()));
         let shim = self.settings.streams.shim_enabled.then(|| {
-            tokio::spawn(bus::run_shim(
-                self.redis,
-                self.pool,
+            let shim = bus::Shim {
+                client: self.redis,
+                pool: self.pool,
                 topology,
-                cancel.clone(),
-            ))
+                retries: self.stats.shim_retries.clone(),
+                dead_lettered: self.stats.dead_lettered.clone(),
+            };
+            tokio::spawn(shim.run(cancel.clone()))
         });
         worker.run_until_stopped(cancel.clone()).await;
         cancel.cancel();

@@ -168,7 +168,7 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             // Capping a stream at a handful of entries would trim orders
             // before any replica reads them.
             stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
-            dedup_ttl_secs: env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400),
+            dedup_window_ms: dedup_window_ms(env),
             // Below 1 KiB real orders would be refused; above 16 MiB one
             // message could take hundreds of megabytes to parse.
             max_message_bytes: env.ranged("MAX_MESSAGE_BYTES", 65_536, 1024..=16 * 1024 * 1024),
@@ -192,6 +192,16 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),
     }
+}
+
+/// How long the shim merges copies of one message: `DEDUP_WINDOW_MS`, at
+/// most `DEDUP_TTL_SECS` (its older, upper bound). Copies of one publish
+/// reach the replicas' shims milliseconds apart; a re-send after the
+/// window is mirrored again, and answered from the stored order.
+fn dedup_window_ms(env: &mut Env<'_>) -> u64 {
+    let window = env.ranged("DEDUP_WINDOW_MS", 3_000, 100..=60_000);
+    let ttl_secs = env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400);
+    window.min(ttl_secs * 1000)
 }
 
 /// The pool and the session timeouts. A statement may take the whole of a

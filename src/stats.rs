@@ -36,6 +36,9 @@ pub struct Stats {
     pub batch_timeouts: IntCounter,
     /// Batch attempts that failed for another infrastructure reason.
     pub batch_failures: IntCounter,
+    /// Attempts of the shim to mirror messages that Redis refused (each
+    /// is retried; none is dropped).
+    pub shim_retries: IntCounter,
     pub batch_size: Histogram,
     pub stage_seconds: HistogramVec,
     pub stream_length: IntGauge,
@@ -109,6 +112,10 @@ impl Stats {
             batch_failures: counter(
                 "batch_failures_total",
                 "Batch attempts that failed on Postgres or Redis and were retried",
+            ),
+            shim_retries: counter(
+                "shim_retries_total",
+                "Attempts to mirror pub/sub messages that Redis refused; each is retried",
             ),
             batch_size: Histogram::with_opts(
                 HistogramOpts::new("execution_batch_size", "Entries per processed batch").buckets(

@@ -22,7 +22,7 @@ pub use dlq::{DeadLetters, Letter, RequeueError};
 pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher, Truncation};
-pub use shim::{mirror_messages, run_shim};
+pub use shim::{Shim, mirror_messages};
 
 /// The names the service reads and writes, and how long streams may grow.
 #[derive(Debug, Clone, Default)]
@@ -36,9 +36,11 @@ pub struct Topology {
     pub consumer: String,
     /// Approximate cap (`MAXLEN ~`) of every stream the service appends to.
     pub stream_maxlen: u64,
-    /// How long the shim remembers a mirrored message's identity.
-    pub dedup_ttl_secs: u64,
-    /// Larger entries are dead-lettered, never parsed.
+    /// How long the shim remembers a mirrored message's identity: long
+    /// enough to merge the copies every replica's shim receives of one
+    /// publish, short enough that a re-send gets through.
+    pub dedup_window_ms: u64,
+    /// Larger messages and entries are dead-lettered, never parsed.
     pub max_message_bytes: usize,
 }
 

@@ -86,7 +86,7 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 20] = [
+const NUMBERS: [(&str, bool); 21] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
     ("POSTGRES_PORT", false),
@@ -94,6 +94,7 @@ const NUMBERS: [(&str, bool); 20] = [
     ("HTTP_PORT", true),
     ("STREAM_MAXLEN", false),
     ("DEDUP_TTL_SECS", false),
+    ("DEDUP_WINDOW_MS", false),
     ("MAX_MESSAGE_BYTES", false),
     ("BATCH_SIZE", false),
     ("READ_BLOCK_MS", false),
@@ -196,6 +197,27 @@ fn the_message_limit_has_its_range() {
     assert!(
         err.contains(
             "MAX_MESSAGE_BYTES=\"1023\" is not valid: expected a whole number in 1024..=16777216"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_dedup_window_has_its_range_and_dedup_ttl_secs_bounds_it() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.topology.dedup_window_ms,
+        3_000
+    );
+    let s = settings(&[("DEDUP_WINDOW_MS", "100")]).unwrap();
+    assert_eq!(s.streams.topology.dedup_window_ms, 100);
+    let s = settings(&[("DEDUP_WINDOW_MS", "60000"), ("DEDUP_TTL_SECS", "2")]).unwrap();
+    assert_eq!(s.streams.topology.dedup_window_ms, 2_000);
+    let err = settings(&[("DEDUP_WINDOW_MS", "60001")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "DEDUP_WINDOW_MS=\"60001\" is not valid: expected a whole number in 100..=60000"
         ),
         "{err}"
     );

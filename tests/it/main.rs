@@ -14,6 +14,7 @@ mod idempotency;
 mod malformed;
 mod replicas;
 mod schemathesis;
+mod shim;
 mod stack;
 mod startup;
 mod tracing;
