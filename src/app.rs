@@ -140,18 +140,25 @@ impl Application {
         let shim = self.settings.streams.shim_enabled.then(|| {
             let shim = bus::Shim {
                 client: self.redis,
-                pool: self.pool,
-                topology,
+                pool: self.pool.clone(),
+                topology: topology.clone(),
                 retries: self.stats.shim_retries.clone(),
                 dead_lettered: self.stats.dead_lettered.clone(),
             };
             tokio::spawn(shim.run(cancel.clone()))
         });
+        let trimmer = bus::Trimmer {
+            pool: self.pool,
+            topology,
+            every: self.settings.streams.trim_interval,
+        };
+        let trimmer = tokio::spawn(trimmer.run(cancel.clone()));
         worker.run_until_stopped(cancel.clone()).await;
         cancel.cancel();
         if let Some(shim) = shim {
             shim.await.context("the order shim panicked")?;
         }
+        trimmer.await.context("the stream trimmer panicked")?;
         http.await
             .context("the HTTP server panicked")?
             .context("serving HTTP")?;

@@ -73,6 +73,8 @@ pub struct StreamSettings {
     pub shutdown_stream: String,
     /// Whether this replica mirrors the orders channel into the stream.
     pub shim_enabled: bool,
+    /// How often the orders stream is trimmed of acknowledged entries.
+    pub trim_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -165,8 +167,8 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             dlq_stream: env.text("DLQ_STREAM", "stream.orders.dlq"),
             group: env.text("CONSUMER_GROUP", "execution"),
             consumer: env.text("CONSUMER_NAME", &default_consumer),
-            // Capping a stream at a handful of entries would trim orders
-            // before any replica reads them.
+            // The results and dead-letter streams are capped at this; the
+            // orders stream keeps about this many acknowledged entries.
             stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
             dedup_window_ms: dedup_window_ms(env),
             // Below 1 KiB real orders would be refused; above 16 MiB one
@@ -191,6 +193,11 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),
+        trim_interval: Duration::from_millis(env.ranged(
+            "STREAM_TRIM_INTERVAL_MS",
+            10_000,
+            100..=3_600_000,
+        )),
     }
 }
 

@@ -44,6 +44,7 @@ pub struct Stats {
     pub stream_length: IntGauge,
     pub pending: IntGauge,
     pub lag: IntGauge,
+    pub backlog: IntGauge,
     pub dlq_length: IntGauge,
     pub uptime_seconds: IntGauge,
     /// Unix milliseconds of the worker's last successful read (0: never).
@@ -142,6 +143,10 @@ impl Stats {
             lag: gauge(
                 "consumer_lag",
                 "Entries in the orders stream not yet read by the group",
+            ),
+            backlog: gauge(
+                "stream_backlog",
+                "Entries in the orders stream the group has not acknowledged (lag + pending)",
             ),
             dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),

@@ -11,6 +11,7 @@ mod entry;
 mod probe;
 mod publisher;
 mod shim;
+mod trim;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher, Truncation};
 pub use shim::{Shim, mirror_messages};
+pub use trim::{Trimmer, trim_acknowledged};
 
 /// The names the service reads and writes, and how long streams may grow.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +36,9 @@ pub struct Topology {
     pub dlq_stream: String,
     pub group: String,
     pub consumer: String,
-    /// Approximate cap (`MAXLEN ~`) of every stream the service appends to.
+    /// Approximate cap (`MAXLEN ~`) of the results and dead-letter
+    /// streams. The orders stream is never capped: past this length, the
+    /// entries every group has acknowledged are trimmed.
     pub stream_maxlen: u64,
     /// How long the shim remembers a mirrored message's identity: long
     /// enough to merge the copies every replica's shim receives of one

@@ -185,7 +185,8 @@ impl Publisher {
 }
 
 /// Starts `XADD <stream> MAXLEN ~ <maxlen> *` on the pipeline; the caller
-/// adds the fields.
+/// adds the fields. Only the results and dead-letter streams are capped:
+/// the orders stream is trimmed by what its group has acknowledged.
 fn capped_xadd<'a>(
     pipe: &'a mut redis::Pipeline,
     stream: &str,

@@ -199,7 +199,7 @@ pub async fn mirror_messages(
                 .key(dedup_key(topology, &hex::encode(Sha256::digest(&identity))))
                 .key(&topology.orders_stream)
                 .arg(topology.dedup_window_ms)
-                .arg(topology.stream_maxlen)
+                .arg("")
                 .arg("payload")
                 .arg(*payload);
             if let Some(traceparent) = forwarded {

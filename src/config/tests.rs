@@ -86,7 +86,7 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 21] = [
+const NUMBERS: [(&str, bool); 22] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
     ("POSTGRES_PORT", false),
@@ -96,6 +96,7 @@ const NUMBERS: [(&str, bool); 21] = [
     ("DEDUP_TTL_SECS", false),
     ("DEDUP_WINDOW_MS", false),
     ("MAX_MESSAGE_BYTES", false),
+    ("STREAM_TRIM_INTERVAL_MS", false),
     ("BATCH_SIZE", false),
     ("READ_BLOCK_MS", false),
     ("CLAIM_IDLE_MS", false),
@@ -218,6 +219,25 @@ fn the_dedup_window_has_its_range_and_dedup_ttl_secs_bounds_it() {
     assert!(
         err.contains(
             "DEDUP_WINDOW_MS=\"60001\" is not valid: expected a whole number in 100..=60000"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_trim_interval_has_its_range() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.trim_interval,
+        Duration::from_secs(10)
+    );
+    let s = settings(&[("STREAM_TRIM_INTERVAL_MS", "100")]).unwrap();
+    assert_eq!(s.streams.trim_interval, Duration::from_millis(100));
+    let err = settings(&[("STREAM_TRIM_INTERVAL_MS", "99")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "STREAM_TRIM_INTERVAL_MS=\"99\" is not valid: expected a whole number in 100..=3600000"
         ),
         "{err}"
     );

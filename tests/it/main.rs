@@ -18,3 +18,4 @@ mod shim;
 mod stack;
 mod startup;
 mod tracing;
+mod trimming;
