@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use sea_orm::DbErr;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,9 @@ use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
 use crate::worker::Worker;
+
+mod supervise;
+pub use supervise::{Task, supervise};
 
 pub struct Application {
     settings: Settings,
@@ -122,8 +126,11 @@ impl Application {
         }
     }
 
-    /// Runs the shim and the worker until `cancel` fires; the batch in
-    /// flight is finished and acknowledged before this returns.
+    /// Runs the HTTP API, the shim, the worker and the trimmer until
+    /// `cancel` fires; the batch in flight is finished and acknowledged
+    /// before this returns. If any of them ends on its own (it failed or
+    /// panicked), the others are stopped the same way and this returns an
+    /// error: a process that looks alive must be working.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let topology = self.settings.streams.topology.clone();
         tracing::info!(
@@ -136,8 +143,17 @@ impl Application {
         );
         let worker = self.worker();
         let context = self.api_context();
-        let http = tokio::spawn(http::serve(self.http, context, cancel.clone()));
-        let shim = self.settings.streams.shim_enabled.then(|| {
+        let mut tasks: Vec<Task> = Vec::new();
+        let http_cancel = cancel.clone();
+        tasks.push((
+            "HTTP server",
+            Box::pin(async move {
+                http::serve(self.http, context, http_cancel)
+                    .await
+                    .context("serving HTTP")
+            }),
+        ));
+        if self.settings.streams.shim_enabled {
             let shim = bus::Shim {
                 client: self.redis,
                 pool: self.pool.clone(),
@@ -145,23 +161,26 @@ impl Application {
                 retries: self.stats.shim_retries.clone(),
                 dead_lettered: self.stats.dead_lettered.clone(),
             };
-            tokio::spawn(shim.run(cancel.clone()))
-        });
+            tasks.push(("order shim", Box::pin(shim.run(cancel.clone()).map(Ok))));
+        }
         let trimmer = bus::Trimmer {
             pool: self.pool,
             topology,
             every: self.settings.streams.trim_interval,
         };
-        let trimmer = tokio::spawn(trimmer.run(cancel.clone()));
-        worker.run_until_stopped(cancel.clone()).await;
-        cancel.cancel();
-        if let Some(shim) = shim {
-            shim.await.context("the order shim panicked")?;
-        }
-        trimmer.await.context("the stream trimmer panicked")?;
-        http.await
-            .context("the HTTP server panicked")?
-            .context("serving HTTP")?;
+        tasks.push((
+            "stream trimmer",
+            Box::pin(trimmer.run(cancel.clone()).map(Ok)),
+        ));
+        let worker_cancel = cancel.clone();
+        tasks.push((
+            "worker",
+            Box::pin(async move {
+                worker.run_until_stopped(worker_cancel).await;
+                Ok(())
+            }),
+        ));
+        supervise(tasks, cancel, self.stats.task_failures.clone()).await?;
         tracing::info!("execution service stopped");
         Ok(())
     }

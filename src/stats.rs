@@ -39,6 +39,9 @@ pub struct Stats {
     /// Attempts of the shim to mirror messages that Redis refused (each
     /// is retried; none is dropped).
     pub shim_retries: IntCounter,
+    /// Long-lived tasks (HTTP, shim, worker, trimmer) that ended on their
+    /// own; the process then exits non-zero.
+    pub task_failures: IntCounter,
     pub batch_size: Histogram,
     pub stage_seconds: HistogramVec,
     pub stream_length: IntGauge,
@@ -117,6 +120,10 @@ impl Stats {
             shim_retries: counter(
                 "shim_retries_total",
                 "Attempts to mirror pub/sub messages that Redis refused; each is retried",
+            ),
+            task_failures: counter(
+                "task_failures_total",
+                "Service tasks that ended on their own; the process exits non-zero",
             ),
             batch_size: Histogram::with_opts(
                 HistogramOpts::new("execution_batch_size", "Entries per processed batch").buckets(
