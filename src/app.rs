@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use sea_orm::DbErr;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
@@ -21,9 +22,13 @@ use crate::domain::TradingMode;
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
 use crate::kill_switch::KillSwitch;
+use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
 use crate::worker::Worker;
+
+mod supervise;
+pub use supervise::{Task, supervise};
 
 pub struct Application {
     settings: Settings,
@@ -141,8 +146,12 @@ impl Application {
         &self.kill_switch
     }
 
-    /// Runs the shim and the worker until `cancel` fires; the batch in
-    /// flight is finished and acknowledged before this returns.
+    /// Runs the HTTP API, the shim, the kill switch, the worker and the
+    /// trimmer until
+    /// `cancel` fires; the batch in flight is finished and acknowledged
+    /// before this returns. If any of them ends on its own (it failed or
+    /// panicked), the others are stopped the same way and this returns an
+    /// error: a process that looks alive must be working.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let topology = self.settings.streams.topology.clone();
         tracing::info!(
@@ -155,28 +164,57 @@ impl Application {
         );
         let worker = self.worker();
         let context = self.api_context();
-        let http = tokio::spawn(http::serve(self.http, context, cancel.clone()));
-        // The halts in force are known before the first batch.
-        if !load_halts(&self.kill_switch, &cancel).await {
-            return Ok(());
+        let mut tasks: Vec<Task> = Vec::new();
+        let http_cancel = cancel.clone();
+        tasks.push((
+            "HTTP server",
+            Box::pin(async move {
+                http::serve(self.http, context, http_cancel)
+                    .await
+                    .context("serving HTTP")
+            }),
+        ));
+        if self.settings.streams.shim_enabled {
+            let shim = bus::Shim {
+                client: self.redis,
+                pool: self.pool.clone(),
+                topology: topology.clone(),
+                retries: self.stats.shim_retries.clone(),
+                dead_lettered: self.stats.dead_lettered.clone(),
+            };
+            tasks.push(("order shim", Box::pin(shim.run(cancel.clone()).map(Ok))));
         }
-        tokio::spawn(self.kill_switch.clone().run_until_stopped(cancel.clone()));
-        let shim = self.settings.streams.shim_enabled.then(|| {
-            tokio::spawn(bus::run_shim(
-                self.redis,
-                self.pool,
-                topology,
-                cancel.clone(),
-            ))
-        });
-        worker.run_until_stopped(cancel.clone()).await;
-        cancel.cancel();
-        if let Some(shim) = shim {
-            shim.await.context("the order shim panicked")?;
-        }
-        http.await
-            .context("the HTTP server panicked")?
-            .context("serving HTTP")?;
+        let trimmer = bus::Trimmer {
+            pool: self.pool,
+            topology,
+            every: self.settings.streams.trim_interval,
+        };
+        tasks.push((
+            "stream trimmer",
+            Box::pin(trimmer.run(cancel.clone()).map(Ok)),
+        ));
+        let kill_switch = self.kill_switch.clone();
+        let kill_switch_cancel = cancel.clone();
+        tasks.push((
+            "kill switch",
+            Box::pin(async move {
+                kill_switch.run_until_stopped(kill_switch_cancel).await;
+                Ok(())
+            }),
+        ));
+        let worker_cancel = cancel.clone();
+        let halts = self.kill_switch.clone();
+        tasks.push((
+            "worker",
+            Box::pin(async move {
+                // The halts in force are known before the first batch.
+                if load_halts(&halts, &worker_cancel).await {
+                    worker.run_until_stopped(worker_cancel).await;
+                }
+                Ok(())
+            }),
+        ));
+        supervise(tasks, cancel, self.stats.task_failures.clone()).await?;
         tracing::info!("execution service stopped");
         Ok(())
     }
@@ -185,17 +223,15 @@ impl Application {
 /// Loads the active halts, retrying while Postgres is away; false when
 /// cancelled first.
 async fn load_halts(kill_switch: &KillSwitch, cancel: &CancellationToken) -> bool {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         match kill_switch.reload().await {
             Ok(()) => return true,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot load the trading halts yet; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return false,
-                    () = tokio::time::sleep(delay) => {}
+                if !backoff.wait(cancel).await {
+                    return false;
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -225,7 +261,7 @@ pub async fn connect_store(
     let url = postgres.url.expose_secret();
     let redactor = settings.redactor();
     let database = store::database_name(url).unwrap_or_default();
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let mut created = false;
     loop {
         let pool = PoolSettings {
@@ -274,13 +310,13 @@ pub async fn connect_store(
                 Stage::Migrate => anyhow::bail!("applying migrations failed: {reason}: {detail}"),
             },
         }
+        let delay = backoff.next_delay();
         tracing::warn!(
             error = detail,
             retry_in_ms = delay.as_millis() as u64,
             "Postgres is not reachable yet; retrying"
         );
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -76,6 +76,8 @@ pub struct StreamSettings {
     pub shutdown_stream: String,
     /// Whether this replica mirrors the orders channel into the stream.
     pub shim_enabled: bool,
+    /// How often the orders stream is trimmed of acknowledged entries.
+    pub trim_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -173,10 +175,13 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             dlq_stream: env.text("DLQ_STREAM", "stream.orders.dlq"),
             group: env.text("CONSUMER_GROUP", "execution"),
             consumer: env.text("CONSUMER_NAME", &default_consumer),
-            // Capping a stream at a handful of entries would trim orders
-            // before any replica reads them.
+            // The results and dead-letter streams are capped at this; the
+            // orders stream keeps about this many acknowledged entries.
             stream_maxlen: env.ranged("STREAM_MAXLEN", 1_000_000, 1000..=100_000_000),
-            dedup_ttl_secs: env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400),
+            dedup_window_ms: dedup_window_ms(env),
+            // Below 1 KiB real orders would be refused; above 16 MiB one
+            // message could take hundreds of megabytes to parse.
+            max_message_bytes: env.ranged("MAX_MESSAGE_BYTES", 65_536, 1024..=16 * 1024 * 1024),
         },
         worker: WorkerOptions {
             batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),
@@ -198,7 +203,22 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         },
         shutdown_stream: env.text("SHUTDOWN_STREAM", "stream.bot_shutdown"),
         shim_enabled: env.flag("SHIM_ENABLED", true),
+        trim_interval: Duration::from_millis(env.ranged(
+            "STREAM_TRIM_INTERVAL_MS",
+            10_000,
+            100..=3_600_000,
+        )),
     }
+}
+
+/// How long the shim merges copies of one message: `DEDUP_WINDOW_MS`, at
+/// most `DEDUP_TTL_SECS` (its older, upper bound). Copies of one publish
+/// reach the replicas' shims milliseconds apart; a re-send after the
+/// window is mirrored again, and answered from the stored order.
+fn dedup_window_ms(env: &mut Env<'_>) -> u64 {
+    let window = env.ranged("DEDUP_WINDOW_MS", 3_000, 100..=60_000);
+    let ttl_secs = env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400);
+    window.min(ttl_secs * 1000)
 }
 
 /// The pool and the session timeouts. A statement may take the whole of a

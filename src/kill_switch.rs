@@ -18,8 +18,9 @@ use deadpool_redis::Pool;
 use sea_orm::DbErr;
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, KillSwitchReader, RawEntry, Topology};
+use crate::bus::{self, Entry, KillSwitchReader, Publisher, Topology};
 use crate::domain::{Halt, HaltCommand};
+use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{EntryOutcome, Store};
 
@@ -130,7 +131,7 @@ impl KillSwitch {
     }
 
     /// Applies one entry read from the stream (once across the fleet).
-    async fn handle(&self, entry: &RawEntry) -> Result<(), DbErr> {
+    async fn handle(&self, entry: &Entry) -> Result<(), DbErr> {
         let command = HaltCommand::from_entry(&entry.fields);
         let outcome = self
             .store
@@ -141,13 +142,8 @@ impl KillSwitch {
             (Err(reason), EntryOutcome::Refused) => {
                 tracing::warn!(entry = %entry.id, reason = %reason, "a kill-switch entry cannot be understood; it changes nothing and is dead-lettered");
                 let reason = format!("kill-switch entry not understood: {reason}");
-                let letter = bus::dead_letter_entry(
-                    &self.pool,
-                    &self.topology,
-                    &self.stream,
-                    entry,
-                    &reason,
-                );
+                let publisher = Publisher::new(self.pool.clone(), self.topology.clone());
+                let letter = bus::dead_letter_entry(&publisher, &self.stream, entry, reason);
                 if let Err(err) = letter.await {
                     tracing::error!(entry = %entry.id, error = %err, "cannot dead-letter a kill-switch entry");
                 }
@@ -238,25 +234,4 @@ fn log_change(entry_id: &str, command: &HaltCommand, halts: &[i64]) {
         halts = ?halts,
         "kill switch applied"
     );
-}
-
-/// Exponential backoff from 100 ms to 5 s that gives way to cancellation.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            () = cancel.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
-        }
-    }
 }

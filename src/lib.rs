@@ -10,6 +10,7 @@ pub mod execution;
 pub mod http;
 pub mod kill_switch;
 pub mod propagation;
+pub mod retry;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -42,11 +42,18 @@ pub struct Stats {
     pub batch_timeouts: IntCounter,
     /// Batch attempts that failed for another infrastructure reason.
     pub batch_failures: IntCounter,
+    /// Attempts of the shim to mirror messages that Redis refused (each
+    /// is retried; none is dropped).
+    pub shim_retries: IntCounter,
+    /// Long-lived tasks (HTTP, shim, worker, trimmer) that ended on their
+    /// own; the process then exits non-zero.
+    pub task_failures: IntCounter,
     pub batch_size: Histogram,
     pub stage_seconds: HistogramVec,
     pub stream_length: IntGauge,
     pub pending: IntGauge,
     pub lag: IntGauge,
+    pub backlog: IntGauge,
     pub dlq_length: IntGauge,
     pub uptime_seconds: IntGauge,
     /// Unix milliseconds of the worker's last successful read (0: never).
@@ -125,6 +132,14 @@ impl Stats {
                 "batch_failures_total",
                 "Batch attempts that failed on Postgres or Redis and were retried",
             ),
+            shim_retries: counter(
+                "shim_retries_total",
+                "Attempts to mirror pub/sub messages that Redis refused; each is retried",
+            ),
+            task_failures: counter(
+                "task_failures_total",
+                "Service tasks that ended on their own; the process exits non-zero",
+            ),
             batch_size: Histogram::with_opts(
                 HistogramOpts::new("execution_batch_size", "Entries per processed batch").buckets(
                     vec![
@@ -150,6 +165,10 @@ impl Stats {
             lag: gauge(
                 "consumer_lag",
                 "Entries in the orders stream not yet read by the group",
+            ),
+            backlog: gauge(
+                "stream_backlog",
+                "Entries in the orders stream the group has not acknowledged (lag + pending)",
             ),
             dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),

@@ -113,6 +113,7 @@ impl Worker {
         // 1. Parse every entry and decide what it needs.
         let limits = Limits {
             max_deliveries: self.options.max_deliveries,
+            max_message_bytes: self.consumer.topology().max_message_bytes,
             max_order_age: self
                 .options
                 .max_order_age

@@ -1,17 +1,27 @@
 //! The consumer group side of `ORDERS_STREAM`: create the group, read new
 //! and pending entries, claim stale ones, acknowledge.
-
-use deadpool_redis::Pool;
-use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+//!
+//! Entries are read as bytes (see [`super::entry`]), so no entry's content
+//! can make a read fail. Delivery counts are Redis' own; only a read whose
+//! reply is lost counts a delivery no processing saw, and
+//! [`Consumer::recover_own`] takes such entries back without counting
+//! another.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
-use super::{BusError, FailureNote, Topology};
+use deadpool_redis::Pool;
+use redis::Script;
+use redis::streams::StreamPendingCountReply;
+
+use super::entry::{AutoClaimReply, RangeReply, ReadReply};
+use super::{BusError, Entry, FailureNote, Topology};
 
 /// KEYS: stream. ARGV: group, consumer, entry ids. Refreshes the ids the
 /// consumer owns; returns how many.
-const TOUCH_SCRIPT: &str = r"
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
 local touched = 0
 for i = 3, #ARGV do
   local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
@@ -21,16 +31,37 @@ for i = 3, #ARGV do
   end
 end
 return touched
-";
+",
+    )
+});
 
-/// One stream entry as delivered to this consumer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub id: String,
-    pub fields: Vec<(String, Vec<u8>)>,
-    /// How often the group has delivered it, this delivery included.
-    pub deliveries: u64,
-}
+/// KEYS: stream, failures hash. ARGV: group, entry ids. Acknowledges the
+/// ids and, only when the hash exists, removes their notes (the fields
+/// [`FailureNote::fields`] names). Returns how many were acknowledged.
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  for i = 2, #ARGV do
+    redis.call('HDEL', KEYS[2], ARGV[i] .. ':first', ARGV[i] .. ':last')
+  end
+end
+return acked
+",
+    )
+});
+
+/// How long a failure note outlives its last write: notes of entries that
+/// were resolved without being acknowledged here (a race with another
+/// replica) expire instead of piling up.
+const FAILURE_NOTES_TTL_SECS: u64 = 7 * 86_400;
+
+/// Where an `XAUTOCLAIM` scan starts when it has no cursor yet.
+pub const CLAIM_START: &str = "0-0";
+
+/// Where [`Consumer::recover_own`] starts when it has no cursor yet.
+pub const RECOVER_START: &str = "-";
 
 #[derive(Clone)]
 pub struct Consumer {
@@ -68,18 +99,12 @@ impl Consumer {
 
     /// Entries never delivered before, waiting up to `block_ms` for the first.
     pub async fn read_new(&self, count: usize, block_ms: u64) -> Result<Vec<Entry>, BusError> {
-        let entries = self.read_group(">", count, Some(block_ms)).await?;
-        Ok(entries
-            .into_iter()
-            .map(|entry| Entry {
-                deliveries: 1,
-                ..entry
-            })
-            .collect())
+        self.read_group(">", count, Some(block_ms)).await
     }
 
     /// This consumer's own pending entries from `after` on (a restart's
-    /// unfinished work), with their delivery counts.
+    /// unfinished work), with their delivery counts. Re-reading counts a
+    /// delivery: a restart may have been caused by one of them.
     pub async fn read_own_pending(
         &self,
         after: &str,
@@ -90,26 +115,114 @@ impl Consumer {
     }
 
     /// Takes over entries that other consumers (or this one) left pending
-    /// for longer than `min_idle_ms`.
+    /// for longer than `min_idle_ms`, scanning the pending list from
+    /// `cursor`. Returns them and the cursor the next pass continues from
+    /// ([`CLAIM_START`] once the scan has gone round).
     pub async fn claim_stale(
         &self,
         min_idle_ms: u64,
+        cursor: &str,
         count: usize,
-    ) -> Result<Vec<Entry>, BusError> {
+    ) -> Result<(Vec<Entry>, String), BusError> {
         let mut conn = self.pool.get().await?;
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let (next, claimed, _deleted): AutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.topology.orders_stream)
             .arg(&self.topology.group)
             .arg(&self.topology.consumer)
             .arg(min_idle_ms)
-            .arg("0-0")
+            .arg(cursor)
             .arg("COUNT")
             .arg(count)
             .query_async(&mut conn)
             .await?;
         drop(conn);
-        let entries = reply.claimed.into_iter().map(entry_of).collect();
-        self.with_delivery_counts(entries).await
+        let entries = claimed.into_iter().map(Entry::from_raw).collect();
+        Ok((self.with_delivery_counts(entries).await?, next))
+    }
+
+    /// This consumer's pending entries that nothing here is working on:
+    /// delivered by a read whose reply never arrived (a dropped connection,
+    /// a timeout). They are fetched with `XRANGE`, which counts no
+    /// delivery, so a lost reply never brings an entry closer to
+    /// `MAX_DELIVERIES`. Entries `busy` names, and entries with a noted
+    /// failure (left pending on purpose, to be delivered again after
+    /// `CLAIM_IDLE_MS`), are left alone.
+    ///
+    /// Looks at `count` pending entries after `after` (`-`: from the
+    /// start) and returns the cursor the next look continues from, so a
+    /// long list of entries in flight cannot hide a lost one.
+    pub async fn recover_own(
+        &self,
+        after: &str,
+        count: usize,
+        busy: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<Entry>, String), BusError> {
+        let start = match after {
+            RECOVER_START => RECOVER_START.to_owned(),
+            id => format!("({id}"),
+        };
+        let mut conn = self.pool.get().await?;
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(&self.topology.orders_stream)
+            .arg(&self.topology.group)
+            .arg(start)
+            .arg("+")
+            .arg(count)
+            .arg(&self.topology.consumer)
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        let next = match pending.ids.last() {
+            Some(last) if pending.ids.len() >= count => last.id.clone(),
+            _ => RECOVER_START.to_owned(),
+        };
+        let entries = self.fetch_lost(pending, busy).await?;
+        Ok((entries, next))
+    }
+
+    async fn fetch_lost(
+        &self,
+        pending: StreamPendingCountReply,
+        busy: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Entry>, BusError> {
+        let idle: Vec<(String, u64)> = pending
+            .ids
+            .into_iter()
+            .filter(|p| !busy(&p.id))
+            .map(|p| (p.id, p.times_delivered as u64))
+            .collect();
+        if idle.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = idle.iter().map(|(id, _)| id.as_str()).collect();
+        let notes = self.failure_notes(&ids).await?;
+        let lost: Vec<(String, u64)> = idle
+            .into_iter()
+            .filter(|(id, _)| notes.get(id).is_none_or(|n| n.first_error.is_none()))
+            .collect();
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, _) in &lost {
+            pipe.cmd("XRANGE")
+                .arg(&self.topology.orders_stream)
+                .arg(id)
+                .arg(id);
+        }
+        let mut conn = self.pool.get().await?;
+        let ranges: Vec<RangeReply> = pipe.query_async(&mut conn).await?;
+        Ok(lost
+            .into_iter()
+            .zip(ranges)
+            .map(|((id, deliveries), range)| {
+                let fields = range.into_iter().next().and_then(|(_, fields)| fields);
+                Entry {
+                    deliveries,
+                    ..Entry::from_raw((id, fields))
+                }
+            })
+            .collect())
     }
 
     /// Records a message-level failure of an entry, to report when it is
@@ -128,6 +241,10 @@ impl Consumer {
             .arg(&key)
             .arg(last)
             .arg(error)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(FAILURE_NOTES_TTL_SECS)
             .ignore()
             .query_async(&mut conn)
             .await?;
@@ -171,28 +288,30 @@ impl Consumer {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let _: u64 = redis::cmd("EVAL")
-            .arg(TOUCH_SCRIPT)
-            .arg(1)
-            .arg(&self.topology.orders_stream)
+        let _: u64 = TOUCH
+            .key(&self.topology.orders_stream)
             .arg(&self.topology.group)
             .arg(&self.topology.consumer)
             .arg(ids)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(())
     }
 
+    /// Acknowledges entries, and drops their failure notes when any
+    /// notes exist: an entry that failed once and then went through, here
+    /// or on another replica, leaves nothing behind.
     pub async fn ack(&self, ids: &[String]) -> Result<(), BusError> {
         if ids.is_empty() {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let _: u64 = redis::cmd("XACK")
-            .arg(&self.topology.orders_stream)
+        let _: u64 = ACK
+            .key(&self.topology.orders_stream)
+            .key(self.topology.failures_key())
             .arg(&self.topology.group)
             .arg(ids)
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -216,58 +335,36 @@ impl Consumer {
         cmd.arg("STREAMS")
             .arg(&self.topology.orders_stream)
             .arg(from);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+        let reply: ReadReply = cmd.query_async(&mut conn).await?;
         Ok(reply
             .into_iter()
-            .flat_map(|reply| reply.keys)
-            .flat_map(|key| key.ids)
-            // A pending entry trimmed from the stream comes back without fields.
-            .map(entry_of)
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .map(Entry::from_raw)
             .collect())
     }
 
-    /// Looks the delivery counts of pending entries up with XPENDING.
+    /// Looks the delivery counts of pending entries up with XPENDING, one
+    /// id at a time (in one round trip), so that other pending entries
+    /// between them cannot crowd any out.
     async fn with_delivery_counts(&self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, BusError> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        if entries.is_empty() {
             return Ok(entries);
-        };
+        }
+        let mut pipe = redis::pipe();
+        for entry in &entries {
+            pipe.cmd("XPENDING")
+                .arg(&self.topology.orders_stream)
+                .arg(&self.topology.group)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
         let mut conn = self.pool.get().await?;
-        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.topology.orders_stream)
-            .arg(&self.topology.group)
-            .arg(&first.id)
-            .arg(&last.id)
-            .arg(entries.len())
-            .arg(&self.topology.consumer)
-            .query_async(&mut conn)
-            .await?;
-        for entry in &mut entries {
-            entry.deliveries = pending
-                .ids
-                .iter()
-                .find(|p| p.id == entry.id)
-                .map_or(1, |p| p.times_delivered as u64);
+        let pending: Vec<StreamPendingCountReply> = pipe.query_async(&mut conn).await?;
+        for (entry, pending) in entries.iter_mut().zip(pending) {
+            entry.deliveries = pending.ids.first().map_or(1, |p| p.times_delivered as u64);
         }
         Ok(entries)
-    }
-}
-
-pub(super) fn entry_of(id: StreamId) -> Entry {
-    let fields = id
-        .map
-        .into_iter()
-        .map(|(name, value)| {
-            let bytes = match value {
-                Value::BulkString(bytes) => bytes,
-                Value::SimpleString(text) => text.into_bytes(),
-                other => format!("{other:?}").into_bytes(),
-            };
-            (name, bytes)
-        })
-        .collect();
-    Entry {
-        id: id.id,
-        fields,
-        deliveries: 1,
     }
 }

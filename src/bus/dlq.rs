@@ -2,21 +2,23 @@
 //!
 //! A requeued letter goes back into the orders stream with its original
 //! fields (its `order_id` included, so idempotency still holds), and leaves
-//! the dead-letter stream in the same transaction.
+//! the dead-letter stream in the same transaction. A letter that holds
+//! only the first bytes of a message too large to keep cannot be requeued.
 
 use deadpool_redis::Pool;
-use redis::streams::{StreamId, StreamRangeReply};
 
+use super::entry::{RangeReply, RawEntry, RawFields};
 use super::{BusError, Topology};
 
 /// Fields the service adds to a dead letter; everything else is original.
-const META_PREFIX: &str = "dlq_";
+const META_PREFIX: &[u8] = b"dlq_";
 
 /// One entry of the dead-letter stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Letter {
     pub id: String,
-    pub fields: Vec<(String, Vec<u8>)>,
+    /// Names and values as bytes: a letter keeps whatever the message held.
+    pub fields: RawFields,
 }
 
 impl Letter {
@@ -24,16 +26,33 @@ impl Letter {
     pub fn field(&self, name: &str) -> Option<String> {
         self.fields
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n == name.as_bytes())
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The fields of the message as it originally arrived.
-    pub fn original_fields(&self) -> impl Iterator<Item = &(String, Vec<u8>)> {
+    pub fn original_fields(&self) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
         self.fields
             .iter()
             .filter(|(name, _)| !name.starts_with(META_PREFIX))
     }
+
+    /// Whether it holds only the first bytes of its message.
+    pub fn is_truncated(&self) -> bool {
+        self.field("dlq_truncated").as_deref() == Some("true")
+    }
+}
+
+/// Why letters cannot go back into the orders stream.
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    #[error(
+        "dead letter {0} holds only the first bytes of a message larger than MAX_MESSAGE_BYTES; \
+         it cannot be requeued"
+    )]
+    Truncated(String),
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }
 
 #[derive(Clone)]
@@ -56,8 +75,12 @@ impl DeadLetters {
         Ok(self.range(id, id, Some(1)).await?.into_iter().next())
     }
 
-    /// Moves letters back into the orders stream; returns the new entry ids.
-    pub async fn requeue(&self, letters: &[Letter]) -> Result<Vec<String>, BusError> {
+    /// Moves letters back into the orders stream; returns the new entry
+    /// ids. Refuses all of them when one is truncated.
+    pub async fn requeue(&self, letters: &[Letter]) -> Result<Vec<String>, RequeueError> {
+        if let Some(letter) = letters.iter().find(|letter| letter.is_truncated()) {
+            return Err(RequeueError::Truncated(letter.id.clone()));
+        }
         if letters.is_empty() {
             return Ok(Vec::new());
         }
@@ -66,15 +89,15 @@ impl DeadLetters {
         for letter in letters {
             let xadd = pipe.cmd("XADD").arg(&self.topology.orders_stream).arg("*");
             for (name, value) in letter.original_fields() {
-                xadd.arg(name).arg(value.as_slice());
+                xadd.arg(name.as_slice()).arg(value.as_slice());
             }
             pipe.cmd("XDEL")
                 .arg(&self.topology.dlq_stream)
                 .arg(&letter.id)
                 .ignore();
         }
-        let mut conn = self.pool.get().await?;
-        Ok(pipe.query_async(&mut conn).await?)
+        let mut conn = self.pool.get().await.map_err(BusError::from)?;
+        Ok(pipe.query_async(&mut conn).await.map_err(BusError::from)?)
     }
 
     /// Deletes the whole dead-letter stream; returns how many letters it held.
@@ -103,17 +126,13 @@ impl DeadLetters {
             cmd.arg("COUNT").arg(count);
         }
         let mut conn = self.pool.get().await?;
-        let reply: StreamRangeReply = cmd.query_async(&mut conn).await?;
-        Ok(reply.ids.into_iter().map(letter_of).collect())
+        let reply: RangeReply = cmd.query_async(&mut conn).await?;
+        Ok(reply.into_iter().map(letter_of).collect())
     }
 }
 
-fn letter_of(id: StreamId) -> Letter {
-    let entry = super::consumer::entry_of(id);
-    let mut fields = entry.fields;
+fn letter_of((id, fields): RawEntry) -> Letter {
+    let mut fields = fields.unwrap_or_default();
     fields.sort_by(|a, b| a.0.cmp(&b.0));
-    Letter {
-        id: entry.id,
-        fields,
-    }
+    Letter { id, fields }
 }

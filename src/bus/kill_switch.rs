@@ -2,25 +2,18 @@
 //! it (no consumer group), and halts set through the API or the CLI are
 //! appended to it, so every replica hears of them.
 //!
-//! Entries are read as bytes: an entry whose field names or values are not
-//! text is handed on as such, to be refused, never a reason for reading to
-//! fail.
+//! Entries are read as bytes, like the orders stream's: an entry whose
+//! field names or values are not text is handed on as such, to be refused,
+//! never a reason for reading to fail.
 
 use std::time::Duration;
 
 use deadpool_redis::Pool;
-use redis::Value;
 use redis::aio::ConnectionManager;
 
-use super::{BusError, Topology};
+use super::entry::ReadReply;
+use super::{BusError, DeadLetter, Entry, Publisher};
 use crate::domain::HaltCommand;
-
-/// One entry of the kill-switch stream, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawEntry {
-    pub id: String,
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
-}
 
 /// Reads the kill-switch stream with blocking reads on a connection of its
 /// own (a blocked read must not hold a pooled connection).
@@ -52,8 +45,8 @@ impl KillSwitchReader {
         after: &str,
         count: usize,
         block: Duration,
-    ) -> Result<Vec<RawEntry>, BusError> {
-        let reply: Value = redis::cmd("XREAD")
+    ) -> Result<Vec<Entry>, BusError> {
+        let reply: ReadReply = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(count)
             .arg("BLOCK")
@@ -63,7 +56,12 @@ impl KillSwitchReader {
             .arg(after)
             .query_async(&mut self.conn)
             .await?;
-        Ok(stream_entries(reply))
+        Ok(reply
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .map(Entry::from_raw)
+            .collect())
     }
 }
 
@@ -85,130 +83,12 @@ pub async fn append_halt_command(
 /// Parks a kill-switch entry that cannot be understood on the dead-letter
 /// stream, with its fields exactly as they were and the reason.
 pub async fn dead_letter_entry(
-    pool: &Pool,
-    topology: &Topology,
-    source_stream: &str,
-    entry: &RawEntry,
-    reason: &str,
+    publisher: &Publisher,
+    stream: &str,
+    entry: &Entry,
+    reason: String,
 ) -> Result<(), BusError> {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(&topology.dlq_stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(topology.stream_maxlen)
-        .arg("*")
-        .arg("dlq_original_id")
-        .arg(&entry.id)
-        .arg("dlq_order_id")
-        .arg("")
-        .arg("dlq_reason")
-        .arg(reason)
-        .arg("dlq_deliveries")
-        .arg(1)
-        .arg("dlq_source_stream")
-        .arg(source_stream)
-        .arg("dlq_failed_at")
-        .arg(chrono::Utc::now().timestamp());
-    for (name, value) in &entry.fields {
-        cmd.arg(name.as_slice()).arg(value.as_slice());
-    }
-    let mut conn = pool.get().await?;
-    let _: String = cmd.query_async(&mut conn).await?;
-    Ok(())
-}
-
-/// The entries of an `XREAD` reply, in RESP2 (arrays) or RESP3 (maps)
-/// shape, keeping names and values as bytes.
-fn stream_entries(reply: Value) -> Vec<RawEntry> {
-    let streams: Vec<Value> = match reply {
-        Value::Array(streams) => streams
-            .into_iter()
-            .filter_map(|stream| match stream {
-                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
-        _ => Vec::new(),
-    };
-    streams
-        .into_iter()
-        .flat_map(|entries| match entries {
-            Value::Array(entries) => entries,
-            _ => Vec::new(),
-        })
-        .filter_map(|entry| {
-            let Value::Array(mut parts) = entry else {
-                return None;
-            };
-            let fields = parts.pop()?;
-            let id = bytes(parts.pop()?)?;
-            Some(RawEntry {
-                id: String::from_utf8(id).ok()?,
-                fields: field_pairs(fields),
-            })
-        })
-        .collect()
-}
-
-fn field_pairs(fields: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
-    match fields {
-        Value::Array(flat) => flat
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [name, value] => Some((bytes(name.clone())?, bytes(value.clone())?)),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(pairs) => pairs
-            .into_iter()
-            .filter_map(|(name, value)| Some((bytes(name)?, bytes(value)?)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn bytes(value: Value) -> Option<Vec<u8>> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.into_bytes()),
-        Value::VerbatimString { text, .. } => Some(text.into_bytes()),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(text: &[u8]) -> Value {
-        Value::BulkString(text.to_vec())
-    }
-
-    #[test]
-    fn entries_keep_bytes_that_are_not_text() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk(b"stream.bot_shutdown"),
-            Value::Array(vec![Value::Array(vec![
-                bulk(b"1-0"),
-                Value::Array(vec![
-                    bulk(b"action"),
-                    bulk(b"halt"),
-                    bulk(b"\xff"),
-                    bulk(b"\xfe"),
-                ]),
-            ])]),
-        ])]);
-        assert_eq!(
-            stream_entries(reply),
-            [RawEntry {
-                id: "1-0".into(),
-                fields: vec![
-                    (b"action".to_vec(), b"halt".to_vec()),
-                    (b"\xff".to_vec(), b"\xfe".to_vec())
-                ],
-            }]
-        );
-        assert_eq!(stream_entries(Value::Nil), []);
-    }
+    publisher
+        .publish(&[], &[DeadLetter::of_stream_entry(stream, entry, reason)])
+        .await
 }

@@ -7,22 +7,26 @@
 
 mod consumer;
 mod dlq;
+mod entry;
 mod kill_switch;
 mod probe;
 mod publisher;
 mod shim;
+mod trim;
 
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
-pub use consumer::{Consumer, Entry};
-pub use dlq::{DeadLetters, Letter};
-pub use kill_switch::{KillSwitchReader, RawEntry, append_halt_command, dead_letter_entry};
+pub use consumer::{CLAIM_START, Consumer, RECOVER_START};
+pub use dlq::{DeadLetters, Letter, RequeueError};
+pub use entry::{Entry, RawFields, Truncated, fields_size};
+pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
-pub use publisher::{DeadLetter, Publisher};
-pub use shim::{mirror_messages, run_shim};
+pub use publisher::{DeadLetter, Publisher, Source, Truncation};
+pub use shim::{Shim, mirror_messages};
+pub use trim::{Trimmer, trim_acknowledged};
 
 /// The names the service reads and writes, and how long streams may grow.
 #[derive(Debug, Clone, Default)]
@@ -34,10 +38,16 @@ pub struct Topology {
     pub dlq_stream: String,
     pub group: String,
     pub consumer: String,
-    /// Approximate cap (`MAXLEN ~`) of every stream the service appends to.
+    /// Approximate cap (`MAXLEN ~`) of the results and dead-letter
+    /// streams. The orders stream is never capped: past this length, the
+    /// entries every group has acknowledged are trimmed.
     pub stream_maxlen: u64,
-    /// How long the shim remembers a mirrored message's identity.
-    pub dedup_ttl_secs: u64,
+    /// How long the shim remembers a mirrored message's identity: long
+    /// enough to merge the copies every replica's shim receives of one
+    /// publish, short enough that a re-send gets through.
+    pub dedup_window_ms: u64,
+    /// Larger messages and entries are dead-lettered, never parsed.
+    pub max_message_bytes: usize,
 }
 
 /// The longest any single command may take; above the worker's read block.
@@ -59,7 +69,8 @@ pub struct FailureNote {
 }
 
 impl FailureNote {
-    /// The fields of the failures hash that hold an entry's errors.
+    /// The fields of the failures hash that hold an entry's errors (the
+    /// acknowledging script in `consumer` names them the same way).
     pub fn fields(entry_id: &str) -> (String, String) {
         (format!("{entry_id}:first"), format!("{entry_id}:last"))
     }

@@ -2,7 +2,7 @@
 //! there, and how long are the streams.
 
 use deadpool_redis::Pool;
-use redis::Value;
+use redis::streams::StreamInfoGroupsReply;
 
 use super::{BusError, Topology};
 
@@ -12,8 +12,11 @@ pub struct StreamStats {
     pub length: u64,
     /// Entries read by the group and not yet acknowledged.
     pub pending: u64,
-    /// Entries not yet read by the group (Redis 7 `lag`).
+    /// Entries not yet read by the group (Redis 7 `lag`; when Redis cannot
+    /// tell, the entries not pending, an upper bound).
     pub lag: u64,
+    /// Entries the group has not acknowledged yet: `lag + pending`.
+    pub backlog: u64,
     pub dlq_length: u64,
 }
 
@@ -38,7 +41,7 @@ impl Probe {
     pub async fn stream_stats(&self) -> Result<StreamStats, BusError> {
         let topology = &self.topology;
         let mut conn = self.pool.get().await?;
-        let (length, dlq_length, groups): (u64, u64, Value) = redis::pipe()
+        let (length, dlq_length, groups): (u64, u64, StreamInfoGroupsReply) = redis::pipe()
             .cmd("XLEN")
             .arg(&topology.orders_stream)
             .cmd("XLEN")
@@ -50,71 +53,20 @@ impl Probe {
             .await
             .or_else(|err| match err.code() {
                 // No stream yet: nothing is pending or lagging.
-                Some("ERR") => Ok((0, 0, Value::Nil)),
+                Some("ERR") => Ok((0, 0, StreamInfoGroupsReply::default())),
                 _ => Err(err),
             })?;
-        let group = group_fields(&groups, &topology.group);
+        let group = groups.groups.iter().find(|g| g.name == topology.group);
+        let pending = group.map_or(0, |g| g.pending as u64);
+        let lag = group
+            .and_then(|g| g.lag)
+            .map_or(length.saturating_sub(pending), |lag| lag as u64);
         Ok(StreamStats {
             length,
-            pending: group
-                .iter()
-                .find(|(k, _)| k == "pending")
-                .map_or(0, |(_, v)| *v),
-            lag: group
-                .iter()
-                .find(|(k, _)| k == "lag")
-                .map_or(length, |(_, v)| *v),
+            pending,
+            lag,
+            backlog: lag + pending,
             dlq_length,
         })
-    }
-}
-
-/// The integer fields of one group in an `XINFO GROUPS` reply.
-fn group_fields(reply: &Value, group: &str) -> Vec<(String, u64)> {
-    let Value::Array(groups) = reply else {
-        return Vec::new();
-    };
-    groups
-        .iter()
-        .map(pairs)
-        .find(|fields| {
-            fields
-                .iter()
-                .any(|(k, v)| k == "name" && text(v).as_deref() == Some(group))
-        })
-        .map(|fields| {
-            fields
-                .into_iter()
-                .filter_map(|(k, v)| match v {
-                    Value::Int(n) => Some((k, n.max(0) as u64)),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn pairs(value: &Value) -> Vec<(String, Value)> {
-    match value {
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [key, value] => text(key).map(|key| (key, value.clone())),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(items) => items
-            .iter()
-            .filter_map(|(k, v)| text(k).map(|k| (k, v.clone())))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(text) => Some(text.clone()),
-        _ => None,
     }
 }

@@ -1,84 +1,162 @@
 //! The pub/sub shim: mirrors every message of `ORDERS_CHANNEL` into
 //! `ORDERS_STREAM` once across all replicas.
 //!
-//! Each replica subscribes; for each message one Lua script sets a dedup key
-//! (`SET NX EX`) on the message's identity and appends the message only when
-//! that key was new, so N subscribers produce one stream entry.
+//! Each replica subscribes; for each message one Lua script appends the
+//! message unless a dedup key on its identity (the SHA-256 of the order's
+//! id) exists, and then sets that key for `DEDUP_WINDOW_MS`, so the N
+//! copies of one publish make one stream entry while a re-send seconds
+//! later gets through (the worker answers it from the stored row).
+//!
+//! A message larger than `MAX_MESSAGE_BYTES` is not parsed: its first bytes,
+//! size and hash go to the dead-letter stream instead. A chunk of messages
+//! that Redis refuses is kept and retried with backoff, across
+//! re-subscriptions too; only what pub/sub itself drops is lost.
 
-use std::time::Duration;
+use std::sync::LazyLock;
 
 use deadpool_redis::Pool;
 use futures_util::StreamExt;
+use prometheus::IntCounter;
+use redis::{RedisError, Script, Value};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, Topology};
+use super::{BusError, DeadLetter, Topology};
 use crate::domain::message_summary;
 use crate::propagation;
+use crate::retry::Backoff;
 
 /// Most messages mirrored in one pipeline.
 const MIRROR_CHUNK: usize = 512;
 
-/// KEYS: dedup key, stream. ARGV: ttl, maxlen, payload, traceparent ('' if none).
-const MIRROR_SCRIPT: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  if ARGV[4] == '' then
-    return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3])
-  end
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'payload', ARGV[3], 'traceparent', ARGV[4])
-end
-return false
-";
+/// KEYS: dedup key, target stream. ARGV: dedup window (ms), the target's
+/// cap ('' for none), then field and value pairs. Returns the new entry's
+/// id, or false for a copy already mirrored. The key is set only once the
+/// entry exists, so a failed append is retried, never taken as done.
+static MIRROR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local args = {}
+if ARGV[2] ~= '' then args = {'MAXLEN', '~', ARGV[2]} end
+table.insert(args, '*')
+for i = 3, #ARGV do table.insert(args, ARGV[i]) end
+local id = redis.call('XADD', KEYS[2], unpack(args))
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return id
+",
+    )
+});
 
-/// Subscribes and mirrors until cancelled, re-subscribing after any loss of
-/// the connection.
-pub async fn run_shim(
-    client: redis::Client,
-    pool: Pool,
-    topology: Topology,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
-    while !cancel.is_cancelled() {
-        match mirror_until_disconnected(&client, &pool, &topology, &cancel).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(err) => {
-                tracing::warn!(error = %err, channel = %topology.orders_channel, "order shim lost its subscription; re-subscribing");
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+/// The shim of one replica.
+pub struct Shim {
+    pub client: redis::Client,
+    pub pool: Pool,
+    pub topology: Topology,
+    /// Attempts to mirror a chunk that Redis refused (each is retried).
+    pub retries: IntCounter,
+    /// Messages refused as too large, to the dead-letter stream.
+    pub dead_lettered: IntCounter,
+}
+
+/// What became of one chunk.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Mirrored {
+    /// New entries in the orders stream.
+    pub added: usize,
+    /// Messages too large, dead-lettered.
+    pub refused: usize,
+    /// Copies another shim (or an earlier attempt) had mirrored already.
+    pub duplicates: usize,
+}
+
+impl Shim {
+    /// Subscribes and mirrors until cancelled, re-subscribing after any
+    /// loss of the connection.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut backoff = Backoff::default();
+        // The chunk in hand survives a lost subscription.
+        let mut held: Vec<redis::Msg> = Vec::new();
+        while !cancel.is_cancelled() {
+            match self.mirror_until_disconnected(&mut held, &cancel).await {
+                Ok(()) => backoff.reset(),
+                Err(err) => {
+                    tracing::warn!(error = %err, channel = %self.topology.orders_channel, "order shim lost its subscription; re-subscribing");
+                    if !backoff.wait(&cancel).await {
+                        break;
+                    }
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        if !held.is_empty() {
+            tracing::warn!(
+                messages = held.len(),
+                "order shim stopped with messages it could not mirror; other replicas' shims mirror them too"
+            );
+        }
+    }
+
+    async fn mirror_until_disconnected(
+        &self,
+        held: &mut Vec<redis::Msg>,
+        cancel: &CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&self.topology.orders_channel).await?;
+        tracing::info!(channel = %self.topology.orders_channel, stream = %self.topology.orders_stream, "order shim subscribed");
+        let mut messages = pubsub.on_message().ready_chunks(MIRROR_CHUNK);
+        loop {
+            if !held.is_empty() {
+                if !self.mirror_until_done(held, cancel).await {
+                    return Ok(());
+                }
+                held.clear();
+            }
+            let chunk = tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                chunk = messages.next() => chunk,
+            };
+            let Some(chunk) = chunk else {
+                return Err(RedisError::from((redis::ErrorKind::Io, "subscription closed")).into());
+            };
+            *held = chunk;
+        }
+    }
+
+    /// Mirrors a chunk, retrying what Redis refuses with backoff until it
+    /// is done; false when cancelled first.
+    async fn mirror_until_done(&self, chunk: &[redis::Msg], cancel: &CancellationToken) -> bool {
+        let mut payloads: Vec<&[u8]> = chunk.iter().map(|msg| msg.get_payload_bytes()).collect();
+        let mut backoff = Backoff::default();
+        loop {
+            let failed: Vec<(usize, String)> =
+                match mirror_messages(&self.pool, &self.topology, &payloads).await {
+                    Ok((mirrored, failed)) => {
+                        self.dead_lettered.inc_by(mirrored.refused as u64);
+                        failed
+                    }
+                    Err(err) => {
+                        let error = err.to_string();
+                        (0..payloads.len()).map(|i| (i, error.clone())).collect()
+                    }
+                };
+            let Some((_, error)) = failed.first() else {
+                return true;
+            };
+            self.retries.inc();
+            tracing::warn!(error = %error, messages = failed.len(), "cannot mirror messages into the orders stream; retrying");
+            let retry: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+            payloads = retry.into_iter().map(|i| payloads[i]).collect();
+            if !backoff.wait(cancel).await {
+                return false;
             }
         }
     }
 }
 
-async fn mirror_until_disconnected(
-    client: &redis::Client,
-    pool: &Pool,
-    topology: &Topology,
-    cancel: &CancellationToken,
-) -> Result<(), BusError> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(&topology.orders_channel).await?;
-    tracing::info!(channel = %topology.orders_channel, stream = %topology.orders_stream, "order shim subscribed");
-    let mut messages = pubsub.on_message().ready_chunks(MIRROR_CHUNK);
-    loop {
-        let chunk = tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            chunk = messages.next() => chunk,
-        };
-        let Some(chunk) = chunk else {
-            return Err(
-                redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")).into(),
-            );
-        };
-        let payloads: Vec<&[u8]> = chunk.iter().map(|msg| msg.get_payload_bytes()).collect();
-        mirror_messages(pool, topology, &payloads).await?;
-    }
-}
-
-/// Mirrors raw messages into the orders stream; returns how many were new.
+/// Mirrors raw messages into the orders stream (or, when too large, into
+/// the dead-letter stream). Returns what became of them, and the messages
+/// (by index) Redis refused, with why.
 ///
 /// Each message gets a `shim.mirror` span continuing the trace its
 /// `traceparent` names; the entry carries that span's context on, so the
@@ -88,29 +166,77 @@ pub async fn mirror_messages(
     pool: &Pool,
     topology: &Topology,
     payloads: &[&[u8]],
-) -> Result<usize, BusError> {
+) -> Result<(Mirrored, Vec<(usize, String)>), BusError> {
     let mut pipe = redis::pipe();
+    pipe.ignore_errors();
     let mut spans = Vec::with_capacity(payloads.len());
+    let mut oversized = Vec::with_capacity(payloads.len());
+    let failed_at = chrono::Utc::now().timestamp();
     for payload in payloads {
-        let (identity, traceparent) = message_summary(payload);
-        let span = tracing::info_span!("shim.mirror", order_id = %identity, channel = %topology.orders_channel);
-        propagation::continue_trace(&span, traceparent.as_deref());
-        let forwarded = propagation::traceparent(&span)
-            .or(traceparent)
-            .unwrap_or_default();
-        pipe.cmd("EVAL")
-            .arg(MIRROR_SCRIPT)
-            .arg(2)
-            .arg(format!("{}:dedup:{identity}", topology.orders_stream))
-            .arg(&topology.orders_stream)
-            .arg(topology.dedup_ttl_secs)
-            .arg(topology.stream_maxlen)
-            .arg(*payload)
-            .arg(forwarded);
-        spans.push(span);
+        let mut invocation = MIRROR.prepare_invoke();
+        if payload.len() > topology.max_message_bytes {
+            // Not parsed: the copies of one message merge on its hash.
+            let letter = DeadLetter::oversized_message(
+                payload,
+                topology.max_message_bytes,
+                &topology.orders_channel,
+            );
+            invocation
+                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
+                .key(&topology.dlq_stream)
+                .arg(topology.dedup_window_ms)
+                .arg(topology.stream_maxlen);
+            for (name, value) in letter.to_fields(topology, failed_at) {
+                invocation.arg(name).arg(value);
+            }
+            oversized.push(true);
+        } else {
+            let (identity, traceparent) = message_summary(payload);
+            let span = tracing::info_span!("shim.mirror", order_id = %identity, channel = %topology.orders_channel);
+            propagation::continue_trace(&span, traceparent.as_deref());
+            let forwarded = propagation::traceparent(&span).or(traceparent);
+            invocation
+                .key(dedup_key(topology, &hex::encode(Sha256::digest(&identity))))
+                .key(&topology.orders_stream)
+                .arg(topology.dedup_window_ms)
+                .arg("")
+                .arg("payload")
+                .arg(*payload);
+            if let Some(traceparent) = forwarded {
+                invocation.arg("traceparent").arg(traceparent);
+            }
+            spans.push(span);
+            oversized.push(false);
+        }
+        pipe.invoke_script(&invocation);
     }
     let mut conn = pool.get().await?;
-    let added: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+    let mut replies: Vec<Result<Value, RedisError>> = pipe.query_async(&mut conn).await?;
+    if replies.iter().any(is_noscript) {
+        // A restarted (or flushed) Redis forgot the script: load it, run again.
+        MIRROR.prepare_invoke().load_async(&mut conn).await?;
+        replies = pipe.query_async(&mut conn).await?;
+    }
     drop(spans);
-    Ok(added.iter().flatten().count())
+    let mut mirrored = Mirrored::default();
+    let mut failed = Vec::new();
+    for (index, (reply, oversized)) in replies.into_iter().zip(oversized).enumerate() {
+        match reply {
+            Ok(Value::Nil) => mirrored.duplicates += 1,
+            Ok(_) if oversized => mirrored.refused += 1,
+            Ok(_) => mirrored.added += 1,
+            Err(err) => failed.push((index, err.to_string())),
+        }
+    }
+    Ok((mirrored, failed))
+}
+
+/// Where the shim remembers an identity: a hash, so its size is fixed
+/// whatever the message names.
+fn dedup_key(topology: &Topology, hash: &str) -> String {
+    format!("{}:dedup:{hash}", topology.orders_stream)
+}
+
+fn is_noscript(reply: &Result<Value, RedisError>) -> bool {
+    matches!(reply, Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
 }

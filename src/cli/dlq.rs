@@ -67,7 +67,11 @@ pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode
                 .with_context(|| format!("no dead letter with id {id}"))?;
             println!("id: {}", letter.id);
             for (name, value) in &letter.fields {
-                println!("{name}: {}", String::from_utf8_lossy(value));
+                println!(
+                    "{}: {}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value)
+                );
             }
         }
         Action::Requeue { id, all } => {

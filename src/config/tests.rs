@@ -86,7 +86,7 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 19] = [
+const NUMBERS: [(&str, bool); 22] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
     ("POSTGRES_PORT", false),
@@ -94,6 +94,9 @@ const NUMBERS: [(&str, bool); 19] = [
     ("HTTP_PORT", true),
     ("STREAM_MAXLEN", false),
     ("DEDUP_TTL_SECS", false),
+    ("DEDUP_WINDOW_MS", false),
+    ("MAX_MESSAGE_BYTES", false),
+    ("STREAM_TRIM_INTERVAL_MS", false),
     ("BATCH_SIZE", false),
     ("READ_BLOCK_MS", false),
     ("CLAIM_IDLE_MS", false),
@@ -179,6 +182,65 @@ fn the_bounds_of_every_range_are_values() {
     assert_eq!(s.streams.worker.max_order_age, None);
     assert_eq!(s.trading.mock_seed, u64::MAX);
     assert_eq!(s.streams.worker.batch_timeout, Duration::from_secs(3600));
+}
+
+#[test]
+fn the_message_limit_has_its_range() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.topology.max_message_bytes,
+        65_536
+    );
+    let s = settings(&[("MAX_MESSAGE_BYTES", "16777216")]).unwrap();
+    assert_eq!(s.streams.topology.max_message_bytes, 16 * 1024 * 1024);
+    let err = settings(&[("MAX_MESSAGE_BYTES", "1023")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "MAX_MESSAGE_BYTES=\"1023\" is not valid: expected a whole number in 1024..=16777216"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_dedup_window_has_its_range_and_dedup_ttl_secs_bounds_it() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.topology.dedup_window_ms,
+        3_000
+    );
+    let s = settings(&[("DEDUP_WINDOW_MS", "100")]).unwrap();
+    assert_eq!(s.streams.topology.dedup_window_ms, 100);
+    let s = settings(&[("DEDUP_WINDOW_MS", "60000"), ("DEDUP_TTL_SECS", "2")]).unwrap();
+    assert_eq!(s.streams.topology.dedup_window_ms, 2_000);
+    let err = settings(&[("DEDUP_WINDOW_MS", "60001")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "DEDUP_WINDOW_MS=\"60001\" is not valid: expected a whole number in 100..=60000"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_trim_interval_has_its_range() {
+    assert_eq!(
+        settings(&[]).unwrap().streams.trim_interval,
+        Duration::from_secs(10)
+    );
+    let s = settings(&[("STREAM_TRIM_INTERVAL_MS", "100")]).unwrap();
+    assert_eq!(s.streams.trim_interval, Duration::from_millis(100));
+    let err = settings(&[("STREAM_TRIM_INTERVAL_MS", "99")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "STREAM_TRIM_INTERVAL_MS=\"99\" is not valid: expected a whole number in 100..=3600000"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

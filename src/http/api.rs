@@ -204,6 +204,7 @@ impl Api {
                 length: s.length,
                 pending: s.pending,
                 lag: s.lag,
+                backlog: s.backlog,
                 dlq_length: s.dlq_length,
             }),
             halts: ctx
@@ -220,7 +221,7 @@ impl Api {
     ///
     /// Counters of received, filled, rejected, dead-lettered and redelivered
     /// orders; histograms of batch size and of each stage's duration; gauges
-    /// of stream length, pending entries, consumer lag and uptime.
+    /// of stream length, pending entries, consumer lag, backlog and uptime.
     #[oai(path = "/metrics", method = "get", tag = "Tag::Service")]
     async fn metrics(&self) -> MetricsResponse {
         let ctx = &self.0;
@@ -230,6 +231,7 @@ impl Api {
             stats.stream_length.set(stream.length as i64);
             stats.pending.set(stream.pending as i64);
             stats.lag.set(stream.lag as i64);
+            stats.backlog.set(stream.backlog as i64);
             stats.dlq_length.set(stream.dlq_length as i64);
         }
         MetricsResponse::Ok(PlainText(stats.render()))

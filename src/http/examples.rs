@@ -64,6 +64,7 @@ impl Example for StreamInfo {
             length: 98_400,
             pending: 12,
             lag: 0,
+            backlog: 12,
             dlq_length: 3,
         }
     }

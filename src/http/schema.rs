@@ -80,6 +80,9 @@ pub struct StreamInfo {
     pub pending: u64,
     /// Entries not yet read by the group.
     pub lag: u64,
+    /// Entries the group has not acknowledged yet (`lag` + `pending`): the
+    /// orders still to be worked off. None of them is ever trimmed.
+    pub backlog: u64,
     /// Entries in the dead-letter stream.
     pub dlq_length: u64,
 }

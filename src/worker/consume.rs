@@ -9,7 +9,25 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{BatchError, Worker};
-use crate::bus::Entry;
+use crate::bus::{BusError, CLAIM_START, Entry, RECOVER_START};
+use crate::retry::Backoff;
+
+/// Where a batch came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    New,
+    /// Own pending entries nothing here works on (a read reply was lost).
+    Recovered,
+    /// Stale entries taken over from any consumer.
+    Claimed,
+}
+
+/// Where the scans of pending entries continue from: each pass looks at
+/// one batch's worth, so entries far into a long list get their turn too.
+struct Cursors {
+    claim: String,
+    recover: String,
+}
 
 impl Worker {
     /// Consumes until `cancel` fires, then finishes the batch in hand.
@@ -36,6 +54,12 @@ impl Worker {
         }
         let mut in_flight = JoinSet::new();
         let mut next_claim = Instant::now();
+        // Each claim pass first takes back lost deliveries, then claims.
+        let mut recovered = false;
+        let mut cursors = Cursors {
+            claim: CLAIM_START.to_owned(),
+            recover: RECOVER_START.to_owned(),
+        };
         while !cancel.is_cancelled() {
             // Keep up to `concurrency` batches in flight, so Postgres works on
             // one while the next is read and the last is published.
@@ -43,35 +67,46 @@ impl Worker {
                 in_flight.join_next().await;
             }
             while in_flight.try_join_next().is_some() {}
-            let claiming = Instant::now() >= next_claim;
-            let read = if claiming {
-                next_claim = Instant::now() + Duration::from_millis(self.options.claim_interval_ms);
-                self.consumer
-                    .claim_stale(self.options.claim_idle_ms, self.options.batch_size)
-                    .await
-            } else {
-                self.consumer
-                    .read_new(self.options.batch_size, self.options.block_ms)
-                    .await
+            let due = Instant::now() >= next_claim;
+            let source = match (due, recovered) {
+                (false, _) => Source::New,
+                (true, false) => Source::Recovered,
+                (true, true) => Source::Claimed,
             };
-            match read {
+            match self.read(source, &mut cursors).await {
                 Ok(mut entries) => {
                     backoff.reset();
                     self.stats.mark_read();
-                    if claiming && entries.len() == self.options.batch_size {
-                        next_claim = Instant::now();
+                    match source {
+                        Source::New => {}
+                        Source::Recovered => recovered = true,
+                        Source::Claimed => {
+                            recovered = false;
+                            // A full claim: more may be waiting.
+                            next_claim = if entries.len() == self.options.batch_size {
+                                Instant::now()
+                            } else {
+                                Instant::now()
+                                    + Duration::from_millis(self.options.claim_interval_ms)
+                            };
+                        }
                     }
                     // A claim may return entries this instance is still working on.
                     entries.retain(|entry| !self.leases.holds(&entry.id));
                     if !entries.is_empty() {
+                        // Held from now on, so no later pass takes them as lost.
+                        let held = self.leases.hold(&entries);
                         let (worker, cancel) = (self.clone(), cancel.clone());
                         in_flight.spawn(async move {
+                            let _held = held;
                             worker.process_until_done(&entries, &cancel).await
                         });
                     }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "reading the orders stream failed; retrying");
+                    // Entries a lost reply delivered are taken back next.
+                    (recovered, next_claim) = (false, Instant::now());
                     // A restarted Redis has lost the group: make it again.
                     let _ = self.consumer.ensure_group().await;
                     if !backoff.wait(&cancel).await {
@@ -83,6 +118,38 @@ impl Worker {
         // Stop reading, but finish (and acknowledge) every batch already read.
         while in_flight.join_next().await.is_some() {}
         tracing::info!("worker stopped");
+    }
+
+    async fn read(&self, source: Source, cursors: &mut Cursors) -> Result<Vec<Entry>, BusError> {
+        let batch = self.options.batch_size;
+        match source {
+            Source::New => self.consumer.read_new(batch, self.options.block_ms).await,
+            Source::Recovered => {
+                let busy = self.leases.snapshot();
+                let (entries, next) = self
+                    .consumer
+                    .recover_own(&cursors.recover, batch, |id| {
+                        busy.contains(id) || self.leases.holds(id)
+                    })
+                    .await?;
+                cursors.recover = next;
+                if !entries.is_empty() {
+                    tracing::info!(
+                        entries = entries.len(),
+                        "taking back entries delivered by a read whose reply was lost"
+                    );
+                }
+                Ok(entries)
+            }
+            Source::Claimed => {
+                let (entries, next) = self
+                    .consumer
+                    .claim_stale(self.options.claim_idle_ms, &cursors.claim, batch)
+                    .await?;
+                cursors.claim = next;
+                Ok(entries)
+            }
+        }
     }
 
     /// Re-reads what this consumer had read but not acknowledged before.
@@ -174,32 +241,6 @@ impl Worker {
             if !backoff.wait(cancel).await {
                 return false;
             }
-        }
-    }
-}
-
-/// Exponential backoff from 100 ms to 5 s that gives way to cancellation.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        *self = Backoff::default();
-    }
-
-    /// Sleeps one step; false when cancelled meanwhile.
-    async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            () = cancel.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
         }
     }
 }

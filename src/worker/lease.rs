@@ -37,8 +37,9 @@ impl Leases {
         self.lock().contains(id)
     }
 
-    fn snapshot(&self) -> Vec<String> {
-        self.lock().iter().cloned().collect()
+    /// The entries held right now.
+    pub fn snapshot(&self) -> HashSet<String> {
+        self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -52,7 +53,7 @@ impl Leases {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
             }
-            let ids = self.snapshot();
+            let ids: Vec<String> = self.snapshot().into_iter().collect();
             if let Err(err) = consumer.touch(&ids).await {
                 tracing::warn!(error = %err, entries = ids.len(), "cannot refresh in-flight entries");
             }

@@ -69,13 +69,21 @@ impl BatchPlan {
         let mut seen = HashSet::new();
         for entry in entries {
             plan.entry_ids.push(entry.id.clone());
+            let fields = match readable(entry, limits) {
+                Ok(fields) => fields,
+                Err(letter) => {
+                    tracing::warn!(entry = %entry.id, reason = %letter.reason, "dead-lettering an unreadable entry");
+                    plan.dead_letters.push(*letter);
+                    continue;
+                }
+            };
             if entry.deliveries > max_deliveries {
                 let reason = format!(
                     "delivered {} times, more than MAX_DELIVERIES={max_deliveries}",
                     entry.deliveries
                 );
                 let note = notes.get(&entry.id).cloned().unwrap_or_default();
-                let order_id = match Parsed::from_incoming(Incoming::from_entry(&entry.fields)) {
+                let order_id = match Parsed::from_incoming(Incoming::from_entry(&fields)) {
                     Parsed::Order(order) => Some(order.order_id),
                     Parsed::Rejected(rejection) => Some(rejection.order_id),
                     Parsed::Unidentified(_) | Parsed::Ignored(_) => None,
@@ -83,7 +91,7 @@ impl BatchPlan {
                 plan.dead_letter(entry, order_id, reason, note);
                 continue;
             }
-            let disposition = match Parsed::from_incoming(Incoming::from_entry(&entry.fields)) {
+            let disposition = match Parsed::from_incoming(Incoming::from_entry(&fields)) {
                 Parsed::Order(mut order) => {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         order.traceparent = Some(traceparent);
@@ -152,14 +160,8 @@ impl BatchPlan {
         note: FailureNote,
     ) {
         tracing::warn!(entry = %entry.id, order_id = ?order_id, reason = %reason, "dead-lettering a message");
-        self.dead_letters.push(DeadLetter {
-            original_id: entry.id.clone(),
-            order_id,
-            reason,
-            deliveries: entry.deliveries,
-            fields: entry.fields.clone(),
-            failures: note,
-        });
+        self.dead_letters
+            .push(DeadLetter::of_entry(entry, order_id, reason, note));
     }
 
     /// The distinct valid orders of the batch.
@@ -265,10 +267,38 @@ impl BatchPlan {
     }
 }
 
+/// An entry's fields with their names as text, or the dead letter it
+/// becomes unparsed: larger than `MAX_MESSAGE_BYTES` (only its first bytes
+/// are kept), a field name that is not UTF-8, or nothing left of it.
+fn readable(entry: &Entry, limits: &Limits) -> Result<Vec<(String, Vec<u8>)>, Box<DeadLetter>> {
+    let letter = |reason: String| {
+        Box::new(DeadLetter::of_entry(
+            entry,
+            None,
+            reason,
+            FailureNote::default(),
+        ))
+    };
+    if entry.size() > limits.max_message_bytes {
+        return Err(Box::new(DeadLetter::oversized_entry(
+            entry,
+            limits.max_message_bytes,
+        )));
+    }
+    if entry.fields.is_empty() {
+        return Err(letter(
+            "the entry was deleted from the stream before it was acknowledged".to_owned(),
+        ));
+    }
+    entry.named_fields().map_err(letter)
+}
+
 /// The limits planning applies to entries.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
     pub max_deliveries: u64,
+    /// Larger entries are dead-lettered unparsed.
+    pub max_message_bytes: usize,
     /// Orders issued longer ago than this are rejected unexecuted.
     pub max_order_age: Option<chrono::Duration>,
     /// Orders stamped further in the future than this are rejected too.
@@ -309,7 +339,7 @@ fn forwarded_traceparent(entry: &Entry) -> Option<String> {
     let (_, value) = entry
         .fields
         .iter()
-        .find(|(name, _)| name == "traceparent")?;
+        .find(|(name, _)| name == b"traceparent")?;
     valid_traceparent(std::str::from_utf8(value).ok()?).map(str::to_owned)
 }
 

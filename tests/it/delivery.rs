@@ -362,3 +362,173 @@ async fn every_postgres_session_carries_the_timeouts_and_keepalives() {
     drop(app);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn entries_a_lost_read_reply_delivered_are_taken_back_without_counting_a_delivery() {
+    let env = TestEnv::new().await;
+    // Claims are effectively off: only taking back lost deliveries helps.
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("CLAIM_IDLE_MS", "3600000"),
+        ("CLAIM_INTERVAL_MS", "100"),
+    ];
+    let mut conn = env.redis.clone();
+    let () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg(env.var("CONSUMER_GROUP"))
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .expect("XGROUP CREATE");
+    let app = env.spawn("replica-1", &settings).await;
+    // Past its start-up (where re-reading its own pending entries counts).
+    env.wait_until("the instance reads new entries", || async {
+        reqwest::get(format!("{}/ready", app.url))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // Redis delivers these to replica-1, whose reply never arrives (as
+    // after a dropped connection): added and read in one transaction, so
+    // the running worker's own read cannot get them first.
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for i in 0..3 {
+        pipe.cmd("XADD")
+            .arg(env.var("ORDERS_STREAM"))
+            .arg("*")
+            .arg("payload")
+            .arg(order_json(&format!("lost-{i}"), "1", "10"))
+            .ignore();
+    }
+    pipe.cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(env.var("CONSUMER_GROUP"))
+        .arg("replica-1")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg(">")
+        .ignore();
+    let () = pipe
+        .query_async(&mut conn)
+        .await
+        .expect("XADD + XREADGROUP");
+
+    let results = env.wait_for_results(3).await;
+    assert!(results.iter().all(|r| r["status"] == "FILLED"));
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    assert_eq!(
+        app.stats.redeliveries.get(),
+        0,
+        "taking them back counted a delivery"
+    );
+
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn claims_continue_past_a_long_run_of_busy_pending_entries() {
+    let env = TestEnv::new().await;
+    // With BATCH_SIZE=1 one XAUTOCLAIM looks at no more than 10 pending
+    // entries: 15 busy ones come first, the stale ones after them.
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        ids.push(
+            env.xadd_payload(&order_json(&format!("busy-{i}"), "1", "10"))
+                .await,
+        );
+    }
+    for i in 0..3 {
+        env.xadd_payload(&order_json(&format!("stale-{i}"), "1", "10"))
+            .await;
+    }
+    assert_eq!(env.read_as("dead-replica", 18).await, 18);
+    // Another replica is working on the first 15: it keeps them fresh.
+    let (stream, group) = (env.var("ORDERS_STREAM"), env.var("CONSUMER_GROUP"));
+    let mut conn = env.redis.clone();
+    let refresher = tokio::spawn(async move {
+        loop {
+            let _: Vec<String> = redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg(&group)
+                .arg("busy-replica")
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
+                .query_async(&mut conn)
+                .await
+                .expect("XCLAIM");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("BATCH_SIZE", "1"),
+        ("CLAIM_IDLE_MS", "1000"),
+        ("CLAIM_INTERVAL_MS", "100"),
+    ];
+    let app = env.spawn("survivor", &settings).await;
+    env.wait_until("the stale entries are claimed and filled", || async {
+        env.results().await.len() >= 3
+    })
+    .await;
+    let results = env.results().await;
+    assert!(
+        results.iter().all(|r| r["order_id"].starts_with("stale-")),
+        "a busy entry was claimed: {results:?}"
+    );
+
+    refresher.abort();
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_failure_note_of_an_entry_that_went_through_after_all_is_removed() {
+    let env = TestEnv::new().await;
+    env.refuse_orders_starting_with("flaky").await;
+    let settings = [
+        ("SHIM_ENABLED", "false"),
+        ("CLAIM_IDLE_MS", "1000"),
+        ("CLAIM_INTERVAL_MS", "100"),
+    ];
+    let app = env.spawn("noting", &settings).await;
+    env.xadd_payload(&order_json("flaky-1", "1", "10")).await;
+    let notes_key = format!("{}:failures", env.var("ORDERS_STREAM"));
+    let notes = || {
+        let (mut conn, key) = (env.redis.clone(), notes_key.clone());
+        async move {
+            let count: usize = redis::cmd("HLEN")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("HLEN");
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("TTL");
+            (count, ttl)
+        }
+    };
+    env.wait_until("the failure is noted", || async { notes().await.0 > 0 })
+        .await;
+    assert!(notes().await.1 > 0, "the notes never expire");
+    env.stop_refusing_orders().await;
+
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "FILLED");
+    env.wait_until("the note is gone", || async { notes().await.0 == 0 })
+        .await;
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
+
+    app.stop().await;
+    env.cleanup().await;
+}

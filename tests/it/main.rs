@@ -5,6 +5,7 @@ mod helpers;
 mod proxy;
 
 mod api;
+mod bytes;
 mod chaos;
 mod cli;
 mod conflicts;
@@ -15,6 +16,8 @@ mod idempotency;
 mod malformed;
 mod replicas;
 mod schemathesis;
+mod shim;
 mod stack;
 mod startup;
 mod tracing;
+mod trimming;
