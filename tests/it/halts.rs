@@ -18,17 +18,6 @@ fn strategy_order(id: &str, strategy: &str) -> String {
         .to_string()
 }
 
-/// Adds a kill-switch entry.
-async fn kill_switch(env: &TestEnv, fields: &[(&str, &str)]) -> String {
-    let mut conn = env.redis.clone();
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(env.var("SHUTDOWN_STREAM")).arg("*");
-    for (name, value) in fields {
-        cmd.arg(*name).arg(*value);
-    }
-    cmd.query_async(&mut conn).await.expect("XADD")
-}
-
 /// The halts `/status` of an instance lists.
 async fn active(app: &Running) -> Vec<Value> {
     let status: Value = reqwest::get(format!("{}/status", app.url))
@@ -60,16 +49,13 @@ async fn outcomes(env: &TestEnv) -> HashMap<String, HashMap<String, String>> {
 async fn a_halt_on_the_stream_stops_its_scope_only_until_resumed() {
     let env = TestEnv::new().await;
     let app = env.spawn("halted", &[("SHIM_ENABLED", "false")]).await;
-    kill_switch(
-        &env,
-        &[
-            ("action", "halt"),
-            ("scope", "strategy"),
-            ("strategy_id", "S1"),
-            ("reason", "drawdown limit"),
-            ("source", "risk-manager"),
-        ],
-    )
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "strategy"),
+        ("strategy_id", "S1"),
+        ("reason", "drawdown limit"),
+        ("source", "risk-manager"),
+    ])
     .await;
     wait_for_halts(&env, &app, 1).await;
 
@@ -94,15 +80,12 @@ async fn a_halt_on_the_stream_stops_its_scope_only_until_resumed() {
     assert_eq!(app.stats.halted.get(), 1);
     assert_eq!(app.stats.halts_active.get(), 1);
 
-    kill_switch(
-        &env,
-        &[
-            ("action", "resume"),
-            ("scope", "strategy"),
-            ("strategy_id", "S1"),
-            ("source", "risk-manager"),
-        ],
-    )
+    env.kill_switch(&[
+        ("action", "resume"),
+        ("scope", "strategy"),
+        ("strategy_id", "S1"),
+        ("source", "risk-manager"),
+    ])
     .await;
     wait_for_halts(&env, &app, 0).await;
     env.xadd_payload(&strategy_order("h-s1-later", "S1")).await;
@@ -125,19 +108,13 @@ async fn a_malformed_entry_halts_nothing_and_is_dead_lettered_once() {
     let env = TestEnv::new().await;
     let one = env.spawn("one", &[("SHIM_ENABLED", "false")]).await;
     let two = env.spawn("two", &[("SHIM_ENABLED", "false")]).await;
-    kill_switch(
-        &env,
-        &[("action", "pause"), ("scope", "all"), ("reason", "x")],
-    )
-    .await;
-    kill_switch(
-        &env,
-        &[
-            ("action", "halt"),
-            ("scope", "strategy"),
-            ("reason", "no id"),
-        ],
-    )
+    env.kill_switch(&[("action", "pause"), ("scope", "all"), ("reason", "x")])
+        .await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "strategy"),
+        ("reason", "no id"),
+    ])
     .await;
     let mut conn = env.redis.clone();
     let _: String = redis::cmd("XADD")
@@ -328,15 +305,12 @@ async fn the_same_entry_read_by_three_replicas_is_recorded_once() {
     for name in ["a", "b", "c"] {
         apps.push(env.spawn(name, &[("SHIM_ENABLED", "false")]).await);
     }
-    kill_switch(
-        &env,
-        &[
-            ("action", "halt"),
-            ("scope", "bot"),
-            ("bot_id", "b-7"),
-            ("reason", "runaway"),
-        ],
-    )
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "bot"),
+        ("bot_id", "b-7"),
+        ("reason", "runaway"),
+    ])
     .await;
     for app in &apps {
         wait_for_halts(&env, app, 1).await;

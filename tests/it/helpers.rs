@@ -240,6 +240,17 @@ impl TestEnv {
         cmd.query_async(&mut conn).await.expect("XADD")
     }
 
+    /// Adds an entry to the kill-switch stream.
+    pub async fn kill_switch(&self, fields: &[(&str, &str)]) -> String {
+        let mut conn = self.redis.clone();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.var("SHUTDOWN_STREAM")).arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(*value);
+        }
+        cmd.query_async(&mut conn).await.expect("XADD")
+    }
+
     pub async fn xadd_payload(&self, payload: &str) -> String {
         self.xadd(&[("payload", payload)]).await
     }

@@ -10,16 +10,6 @@ use tokio::time::Instant;
 use super::harness::{Cluster, add_paced};
 use crate::helpers::{DEADLINE, TestEnv};
 
-async fn kill_switch(env: &TestEnv, fields: &[(&str, &str)]) {
-    let mut conn = env.redis.clone();
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(env.var("SHUTDOWN_STREAM")).arg("*");
-    for (name, value) in fields {
-        cmd.arg(*name).arg(*value);
-    }
-    let _: String = cmd.query_async(&mut conn).await.expect("XADD");
-}
-
 /// The targets of the halts a replica's `/status` lists.
 async fn halted_targets(client: &reqwest::Client, url: &str) -> Vec<String> {
     let Ok(response) = client.get(format!("{url}/status")).send().await else {
@@ -71,26 +61,20 @@ async fn a_halt_reaches_three_replicas_within_a_second() {
     for round in 0..10 {
         let target = format!("S{round}");
         let since = Instant::now();
-        kill_switch(
-            &env,
-            &[
-                ("action", "halt"),
-                ("scope", "strategy"),
-                ("strategy_id", &target),
-                ("reason", "r"),
-            ],
-        )
+        env.kill_switch(&[
+            ("action", "halt"),
+            ("scope", "strategy"),
+            ("strategy_id", &target),
+            ("reason", "r"),
+        ])
         .await;
         latencies.extend(time_to_apply(&client, &urls, &target, true, since).await);
         let since = Instant::now();
-        kill_switch(
-            &env,
-            &[
-                ("action", "resume"),
-                ("scope", "strategy"),
-                ("strategy_id", &target),
-            ],
-        )
+        env.kill_switch(&[
+            ("action", "resume"),
+            ("scope", "strategy"),
+            ("strategy_id", &target),
+        ])
         .await;
         latencies.extend(time_to_apply(&client, &urls, &target, false, since).await);
     }
@@ -107,15 +91,12 @@ async fn a_halt_reaches_three_replicas_within_a_second() {
 
     // With one halt in force, every replica rejects its orders and fills
     // the others.
-    kill_switch(
-        &env,
-        &[
-            ("action", "halt"),
-            ("scope", "strategy"),
-            ("strategy_id", "S-final"),
-            ("reason", "end of day"),
-        ],
-    )
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "strategy"),
+        ("strategy_id", "S-final"),
+        ("reason", "end of day"),
+    ])
     .await;
     time_to_apply(&client, &urls, "S-final", true, Instant::now()).await;
     let orders: Vec<String> = (0..300)
@@ -156,15 +137,12 @@ async fn replicas_started_or_restarted_while_halted_reject_from_their_first_batc
     let mut cluster = Cluster::new(&env, &[]);
     cluster.start().await;
     let client = reqwest::Client::new();
-    kill_switch(
-        &env,
-        &[
-            ("action", "halt"),
-            ("scope", "all"),
-            ("reason", "incident"),
-            ("source", "ops"),
-        ],
-    )
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "all"),
+        ("reason", "incident"),
+        ("source", "ops"),
+    ])
     .await;
     let url = cluster.replicas[0].url.clone();
     time_to_apply(&client, &[url], "all", true, Instant::now()).await;
@@ -196,11 +174,8 @@ async fn replicas_started_or_restarted_while_halted_reject_from_their_first_batc
     }
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 0);
 
-    kill_switch(
-        &env,
-        &[("action", "resume"), ("scope", "all"), ("source", "ops")],
-    )
-    .await;
+    env.kill_switch(&[("action", "resume"), ("scope", "all"), ("source", "ops")])
+        .await;
     let url = cluster.replicas[0].url.clone();
     time_to_apply(&client, &[url], "all", false, Instant::now()).await;
     add_paced(&env, &[order(400)], 1, Duration::ZERO).await;

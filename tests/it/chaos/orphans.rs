@@ -152,64 +152,35 @@ async fn fault_until_orphaned(env: &TestEnv, proxy: &Proxy, fault: Fault, lastin
     panic!("no {fault:?} caught a transaction open");
 }
 
-#[tokio::test]
-async fn a_severed_postgres_connection_leaves_no_orphan_holding_orders() {
+/// 5,000 orders on three replicas while `fault` is applied (until it
+/// orphans a transaction) for `lasting`; then the settle deadline, no
+/// backend left behind, and the usual invariants.
+async fn orders_outlast(fault: Fault, lasting: Duration) {
     let env = TestEnv::new().await;
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let cluster = cluster(&env, &proxy).await;
     let (before, _, _) = backends(&env).await;
-    println!("backends before: {before}");
+    println!("{fault:?}: backends before: {before}");
 
-    let load = valid_orders("sever", 5_000);
+    let load = valid_orders("fault", 5_000);
     let payloads: Vec<String> = load.iter().map(|(_, p)| p.clone()).collect();
     let ids: Vec<String> = load.into_iter().map(|(id, _)| id).collect();
     let loading = add_paced(&env, &payloads, 25, Duration::from_millis(20));
-    let severing = fault_until_orphaned(&env, &proxy, Fault::Sever, Duration::from_secs(5));
-    tokio::join!(loading, severing);
+    tokio::join!(loading, fault_until_orphaned(&env, &proxy, fault, lasting));
 
     let took = settle_within(&env, &ids, deadline()).await;
-    println!("settled {took:?} after the connections came back");
-    assert_no_backend_left_but_held(&env, &proxy).await;
-    let counts = check_invariants(&env, &ids).await;
-    assert_eq!(counts.filled, 5_000);
-    assert_eq!(
-        counts.dead_letters, 0,
-        "a network fault dead-lettered orders"
-    );
-    cluster.stop().await;
-    env.cleanup().await;
-}
-
-/// The connections the proxy still holds are idle sessions of its making;
-/// once none is in a transaction or waiting, they are let go and the
-/// backends must fall back within the pools.
-async fn assert_no_backend_left_but_held(env: &TestEnv, proxy: &Proxy) {
-    let (_, idle_in_transaction, waiting) = backends(env).await;
+    println!("{fault:?}: settled {took:?} after the fault ended");
+    // The connections the proxy still holds are idle sessions of its
+    // making; once none is in a transaction or waiting, they are let go and
+    // the backends must fall back within the pools.
+    let (_, idle_in_transaction, waiting) = backends(&env).await;
     assert_eq!(
         (idle_in_transaction, waiting),
         (0, 0),
         "a backend is still idle in a transaction or waiting for a lock"
     );
     proxy.release_held();
-    assert_no_backend_left(env).await;
-}
-
-#[tokio::test]
-async fn a_black_holed_postgres_for_ten_seconds_stalls_nothing_for_long() {
-    let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
-    let cluster = cluster(&env, &proxy).await;
-
-    let load = valid_orders("hole", 5_000);
-    let payloads: Vec<String> = load.iter().map(|(_, p)| p.clone()).collect();
-    let ids: Vec<String> = load.into_iter().map(|(id, _)| id).collect();
-    let loading = add_paced(&env, &payloads, 25, Duration::from_millis(20));
-    let partition = fault_until_orphaned(&env, &proxy, Fault::Blackhole, Duration::from_secs(10));
-    tokio::join!(loading, partition);
-
-    let took = settle_within(&env, &ids, deadline()).await;
-    println!("settled {took:?} after the partition healed");
-    assert_no_backend_left_but_held(&env, &proxy).await;
+    assert_no_backend_left(&env).await;
     let counts = check_invariants(&env, &ids).await;
     assert_eq!(counts.filled, 5_000);
     assert_eq!(
@@ -218,4 +189,14 @@ async fn a_black_holed_postgres_for_ten_seconds_stalls_nothing_for_long() {
     );
     cluster.stop().await;
     env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_severed_postgres_connection_leaves_no_orphan_holding_orders() {
+    orders_outlast(Fault::Sever, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_black_holed_postgres_for_ten_seconds_stalls_nothing_for_long() {
+    orders_outlast(Fault::Blackhole, Duration::from_secs(10)).await;
 }
