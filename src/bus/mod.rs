@@ -11,6 +11,7 @@ mod entry;
 mod kill_switch;
 mod probe;
 mod publisher;
+mod rate_limit;
 mod shim;
 mod trim;
 
@@ -25,6 +26,7 @@ pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher, Source, Truncation};
+pub use rate_limit::RateLimiter;
 pub use shim::{Shim, mirror_messages};
 pub use trim::{Trimmer, trim_acknowledged};
 

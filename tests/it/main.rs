@@ -14,6 +14,7 @@ mod halts;
 mod happy_path;
 mod idempotency;
 mod malformed;
+mod rate_limit;
 mod replicas;
 mod schemathesis;
 mod shim;

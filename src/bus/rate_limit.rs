@@ -1,0 +1,88 @@
+//! A request budget in Redis that every replica draws from, so the fleet
+//! together stays under the exchange's request rate however many replicas
+//! run (MEXC allows 12 order placements and cancellations a second per
+//! account; `MEXC_MAX_ORDERS_PER_SEC` defaults to 10).
+//!
+//! A sliding window rather than a refilling bucket: one Lua script keeps
+//! the grants of the last second (by Redis' own clock, so replicas' clocks
+//! do not matter) and grants another only while fewer than the limit are
+//! in it, so no second, wherever it starts, holds more than the limit. A
+//! caller refused learns how long until the oldest grant leaves.
+
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use redis::Script;
+use tokio_util::sync::CancellationToken;
+
+use super::BusError;
+
+/// KEYS: the log of the last second's grants, and its sequence. ARGV: how
+/// many a second. Returns 0 when a grant was made, else the milliseconds
+/// until the oldest grant leaves the window.
+const TAKE: &str = r"
+local limit = tonumber(ARGV[1])
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - 1000000)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], now_us, seq)
+  redis.call('PEXPIRE', KEYS[1], 2000)
+  redis.call('PEXPIRE', KEYS[2], 2000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, math.ceil((tonumber(oldest[2]) + 1000000 - now_us) / 1000))
+";
+
+/// The shared request budget of one exchange account.
+#[derive(Clone)]
+pub struct RateLimiter {
+    pool: Pool,
+    key: String,
+    per_second: u32,
+    script: Script,
+}
+
+impl RateLimiter {
+    /// At most `per_second` grants in any second across every replica
+    /// using `key`.
+    pub fn new(pool: Pool, key: impl Into<String>, per_second: u32) -> Self {
+        RateLimiter {
+            pool,
+            key: key.into(),
+            per_second: per_second.max(1),
+            script: Script::new(TAKE),
+        }
+    }
+
+    /// Takes a grant if the window has room; else how long until it will.
+    pub async fn try_take(&self) -> Result<Option<Duration>, BusError> {
+        let mut conn = self.pool.get().await?;
+        let wait_ms: u64 = self
+            .script
+            .key(&self.key)
+            .key(format!("{}:seq", self.key))
+            .arg(self.per_second)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    /// Waits for a grant, returning how long it waited; `None` when
+    /// cancelled first. Redis being away is
+    /// an error for the caller to handle (never a free pass).
+    pub async fn take(&self, cancel: &CancellationToken) -> Result<Option<Duration>, BusError> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let Some(wait) = self.try_take().await? else {
+                return Ok(Some(waited));
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                () = tokio::time::sleep(wait) => waited += wait,
+            }
+        }
+    }
+}
