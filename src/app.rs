@@ -207,8 +207,8 @@ impl Application {
         tasks.push((
             "worker",
             Box::pin(async move {
-                // The halts in force are known before the first batch.
-                if load_halts(&halts, &worker_cancel).await {
+                // Every halt on the stream is applied before the first batch.
+                if halts.wait_until_caught_up(&worker_cancel).await {
                     worker.run_until_stopped(worker_cancel).await;
                 }
                 Ok(())
@@ -217,23 +217,6 @@ impl Application {
         supervise(tasks, cancel, self.stats.task_failures.clone()).await?;
         tracing::info!("execution service stopped");
         Ok(())
-    }
-}
-
-/// Loads the active halts, retrying while Postgres is away; false when
-/// cancelled first.
-async fn load_halts(kill_switch: &KillSwitch, cancel: &CancellationToken) -> bool {
-    let mut backoff = Backoff::default();
-    loop {
-        match kill_switch.reload().await {
-            Ok(()) => return true,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot load the trading halts yet; retrying");
-                if !backoff.wait(cancel).await {
-                    return false;
-                }
-            }
-        }
     }
 }
 

@@ -2,23 +2,27 @@
 //! operator's script, the admin API or the CLI) and kept in Postgres, and
 //! the board of active halts every batch checks its orders against.
 //!
-//! Every replica reads the whole stream (no consumer group) from where the
-//! fleet last applied it; applying an entry is idempotent (the store records
-//! each entry once), and after every entry, and every second besides, the
-//! board is reloaded from Postgres. So a halt reaches every running replica
-//! within a second of its entry, survives restarts, and a replica that
-//! starts while halted loads the halt before its first batch. An entry that
-//! cannot be understood halts nothing: the replica that records it first
-//! dead-letters it.
+//! Every replica reads the whole stream (no consumer group) and applies its
+//! entries strictly in stream order; applying is idempotent (the store
+//! records each entry once), so the entries applied by the fleet are always
+//! a prefix of the stream, and a replica starts reading where that prefix
+//! ends. The API and the CLI only append: the change takes effect when the
+//! followers reach it, in order, never ahead of an earlier entry. After
+//! every entry, and every second besides, the board is reloaded from
+//! Postgres. A replica's worker starts only once the follower has caught
+//! up with the stream, so halts set while no replica ran apply before the
+//! first batch. An entry that cannot be understood halts nothing: the
+//! replica that records it first dead-letters it.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::Pool;
 use sea_orm::DbErr;
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{self, Entry, KillSwitchReader, Publisher, Topology};
+use crate::bus::{self, BusError, Entry, KillSwitchReader, Publisher, Topology};
 use crate::domain::{Halt, HaltCommand};
 use crate::retry::Backoff;
 use crate::stats::Stats;
@@ -26,8 +30,12 @@ use crate::store::{EntryOutcome, Store};
 
 /// How long one read of the stream blocks; also bounds shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
+/// Most entries one read returns.
+const READ_COUNT: usize = 100;
 /// How often the board is reloaded whatever the stream says.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// How long a submitted change may take to be applied here.
+const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The active halts, as of the last reload.
 #[derive(Debug, Clone, Default)]
@@ -46,15 +54,34 @@ impl HaltBoard {
     }
 }
 
+/// How far this replica's follower has come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Progress {
+    /// The newest entry applied here (or found applied), as (ms, seq).
+    position: (u64, u64),
+    /// Whether it has read to the end of the stream since starting.
+    caught_up: bool,
+}
+
 /// What submitting a halt or resume did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
-    /// The kill-switch entry, or `direct-…` when the stream was out of reach
-    /// and the change went to Postgres alone (replicas still pick it up
-    /// within a second from there).
+    /// The kill-switch entry that carries it.
     pub entry_id: String,
     /// The halts set or lifted.
     pub halts: Vec<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the kill-switch stream cannot be reached, so nothing was changed: {0}")]
+    Stream(#[from] BusError),
+    #[error(
+        "appended as entry {0}, but not applied here within 5 s (is Postgres away?): it takes effect in stream order as soon as the followers reach it"
+    )]
+    NotApplied(String),
+    #[error("applied, but Postgres did not answer afterwards: {0}")]
+    Database(#[from] DbErr),
 }
 
 #[derive(Clone)]
@@ -66,6 +93,9 @@ pub struct KillSwitch {
     stream: String,
     board: HaltBoard,
     stats: Arc<Stats>,
+    progress: Arc<watch::Sender<Progress>>,
+    /// Reloads one at a time, so an older one never overwrites a newer.
+    reloading: Arc<Mutex<()>>,
 }
 
 impl KillSwitch {
@@ -85,6 +115,8 @@ impl KillSwitch {
             stream,
             board: HaltBoard::default(),
             stats,
+            progress: Arc::new(watch::channel(Progress::default()).0),
+            reloading: Arc::default(),
         }
     }
 
@@ -98,40 +130,44 @@ impl KillSwitch {
 
     /// Loads the active halts from Postgres onto the board.
     pub async fn reload(&self) -> Result<(), DbErr> {
+        let _one_at_a_time = self.reloading.lock().await;
         let halts = self.store.active_halts().await?;
         self.stats.halts_active.set(halts.len() as i64);
         self.board.replace(halts);
         Ok(())
     }
 
-    /// Appends a halt or resume to the stream and applies it here at once,
-    /// so it is in force on this replica when this returns and on the
-    /// others within a second. With the stream out of reach it is applied
-    /// to Postgres alone.
-    pub async fn submit(&self, command: &HaltCommand) -> Result<Submitted, DbErr> {
-        let entry_id = match bus::append_halt_command(&self.pool, &self.stream, command).await {
-            Ok(id) => id,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot append to the kill-switch stream; applying through Postgres alone");
-                format!("direct-{}", uuid::Uuid::new_v4().simple())
-            }
-        };
-        let halts = match self.store.apply_halt_entry(&entry_id, Ok(command)).await? {
-            EntryOutcome::Applied(halts) => {
-                log_change(&entry_id, command, &halts);
-                halts
-            }
-            // A replica following the stream applied it first.
-            EntryOutcome::AlreadyApplied | EntryOutcome::Refused => {
-                self.store.halts_changed_by(&entry_id).await?
-            }
-        };
-        self.reload().await?;
+    /// Appends a halt or resume to the stream and waits until this
+    /// replica's follower has applied it (in stream order, after every
+    /// earlier entry), so it is in force here when this returns and on the
+    /// others within a second.
+    pub async fn submit(&self, command: &HaltCommand) -> Result<Submitted, SubmitError> {
+        let entry_id = bus::append_halt_command(&self.pool, &self.stream, command).await?;
+        let target = stream_position(&entry_id).unwrap_or((u64::MAX, u64::MAX));
+        let mut progress = self.progress.subscribe();
+        let applied = progress.wait_for(|p| p.position >= target);
+        match tokio::time::timeout(SUBMIT_WAIT, applied).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(SubmitError::NotApplied(entry_id)),
+        }
+        let halts = self.store.halts_changed_by(&entry_id).await?;
         Ok(Submitted { entry_id, halts })
     }
 
-    /// Applies one entry read from the stream (once across the fleet).
-    async fn handle(&self, entry: &Entry) -> Result<(), DbErr> {
+    /// Waits until the follower has read to the end of the stream once;
+    /// false when cancelled first.
+    pub async fn wait_until_caught_up(&self, cancel: &CancellationToken) -> bool {
+        let mut progress = self.progress.subscribe();
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            caught_up = progress.wait_for(|p| p.caught_up) => caught_up.is_ok(),
+        }
+    }
+
+    /// Applies one entry read from the stream (once across the fleet); a
+    /// refused one is dead-lettered by whoever recorded it, before the
+    /// follower moves on. Err only while Postgres does not answer.
+    async fn handle(&self, entry: &Entry, cancel: &CancellationToken) -> Result<(), DbErr> {
         let command = HaltCommand::from_entry(&entry.fields);
         let outcome = self
             .store
@@ -143,9 +179,14 @@ impl KillSwitch {
                 tracing::warn!(entry = %entry.id, reason = %reason, "a kill-switch entry cannot be understood; it changes nothing and is dead-lettered");
                 let reason = format!("kill-switch entry not understood: {reason}");
                 let publisher = Publisher::new(self.pool.clone(), self.topology.clone());
-                let letter = bus::dead_letter_entry(&publisher, &self.stream, entry, reason);
-                if let Err(err) = letter.await {
-                    tracing::error!(entry = %entry.id, error = %err, "cannot dead-letter a kill-switch entry");
+                let mut backoff = Backoff::default();
+                while let Err(err) =
+                    bus::dead_letter_entry(&publisher, &self.stream, entry, reason.clone()).await
+                {
+                    tracing::warn!(entry = %entry.id, error = %err, "cannot dead-letter a kill-switch entry; retrying");
+                    if !backoff.wait(cancel).await {
+                        break;
+                    }
                 }
             }
             _ => {}
@@ -153,16 +194,36 @@ impl KillSwitch {
         Ok(())
     }
 
-    /// Follows the stream until `cancel` fires. The board must have been
-    /// loaded once before (see [`reload`](Self::reload)).
+    /// Follows the stream, and reloads the board every second, until
+    /// `cancel` fires.
     pub async fn run_until_stopped(self, cancel: CancellationToken) {
+        let reloading = async {
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(err) = self.reload().await {
+                    tracing::warn!(error = %err, "cannot reload the active halts");
+                }
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = reloading => {}
+            () = self.follow(&cancel) => {}
+        }
+    }
+
+    async fn follow(&self, cancel: &CancellationToken) {
         let mut backoff = Backoff::default();
+        // The fleet's applied entries are a prefix of the stream: go on
+        // from its end.
         let mut position = loop {
             match self.store.last_halt_entry().await {
                 Ok(position) => break position.unwrap_or_else(|| "0-0".to_owned()),
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read where the kill switch stands; retrying");
-                    if !backoff.wait(&cancel).await {
+                    if !backoff.wait(cancel).await {
                         return;
                     }
                 }
@@ -173,31 +234,19 @@ impl KillSwitch {
                 Ok(reader) => break reader,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot connect to read the kill-switch stream; retrying");
-                    if !backoff.wait(&cancel).await {
+                    if !backoff.wait(cancel).await {
                         return;
                     }
                 }
             }
         };
-        backoff = Backoff::default();
-        let mut reload = tokio::time::interval(RELOAD_EVERY);
-        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        backoff.reset();
         loop {
-            let read = tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = reload.tick() => {
-                    if let Err(err) = self.reload().await {
-                        tracing::warn!(error = %err, "cannot reload the active halts");
-                    }
-                    continue;
-                }
-                read = reader.read_after(&position, 100, READ_BLOCK) => read,
-            };
-            let entries = match read {
+            let entries = match reader.read_after(&position, READ_COUNT, READ_BLOCK).await {
                 Ok(entries) => entries,
                 Err(err) => {
                     tracing::warn!(error = %err, "reading the kill-switch stream failed; retrying");
-                    if !backoff.wait(&cancel).await {
+                    if !backoff.wait(cancel).await {
                         return;
                     }
                     continue;
@@ -206,22 +255,37 @@ impl KillSwitch {
             for entry in &entries {
                 // An entry is passed only once it is applied: Postgres being
                 // away holds the stream here, it never skips a halt.
-                while let Err(err) = self.handle(entry).await {
+                while let Err(err) = self.handle(entry, cancel).await {
                     tracing::warn!(entry = %entry.id, error = %err, "cannot apply a kill-switch entry; retrying");
-                    if !backoff.wait(&cancel).await {
+                    if !backoff.wait(cancel).await {
                         return;
                     }
                 }
                 position = entry.id.clone();
             }
-            if !entries.is_empty() {
-                backoff = Backoff::default();
-                if let Err(err) = self.reload().await {
-                    tracing::warn!(error = %err, "cannot reload the active halts");
+            backoff.reset();
+            // The board reflects what was applied before anyone is told.
+            while let Err(err) = self.reload().await {
+                tracing::warn!(error = %err, "cannot reload the active halts; retrying");
+                if !backoff.wait(cancel).await {
+                    return;
                 }
             }
+            let reached = stream_position(&position).unwrap_or_default();
+            self.progress.send_modify(|progress| {
+                progress.position = progress.position.max(reached);
+                // A read that found less than it asked for: the end of the
+                // stream (as of that read).
+                progress.caught_up |= entries.len() < READ_COUNT;
+            });
         }
     }
+}
+
+/// `1764124800000-3` as (1764124800000, 3).
+fn stream_position(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 fn log_change(entry_id: &str, command: &HaltCommand, halts: &[i64]) {

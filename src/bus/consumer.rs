@@ -125,7 +125,7 @@ impl Consumer {
         count: usize,
     ) -> Result<(Vec<Entry>, String), BusError> {
         let mut conn = self.pool.get().await?;
-        let (next, claimed, _deleted): AutoClaimReply = redis::cmd("XAUTOCLAIM")
+        let (next, claimed, deleted): AutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.topology.orders_stream)
             .arg(&self.topology.group)
             .arg(&self.topology.consumer)
@@ -136,8 +136,16 @@ impl Consumer {
             .query_async(&mut conn)
             .await?;
         drop(conn);
-        let entries = claimed.into_iter().map(Entry::from_raw).collect();
-        Ok((self.with_delivery_counts(entries).await?, next))
+        let claimed = claimed.into_iter().map(Entry::from_raw).collect();
+        let mut entries = self.with_delivery_counts(claimed).await?;
+        // Entries deleted from the stream while pending: Redis drops them
+        // from the pending list here, so they are handed on without fields,
+        // to be dead-lettered as such rather than vanish without a trace.
+        if !deleted.is_empty() {
+            tracing::warn!(entries = ?deleted, "pending entries were deleted from the orders stream before they were acknowledged");
+        }
+        entries.extend(deleted.into_iter().map(|id| Entry::from_raw((id, None))));
+        Ok((entries, next))
     }
 
     /// This consumer's pending entries that nothing here is working on:

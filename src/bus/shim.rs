@@ -2,10 +2,12 @@
 //! `ORDERS_STREAM` once across all replicas.
 //!
 //! Each replica subscribes; for each message one Lua script appends the
-//! message unless a dedup key on its identity (the SHA-256 of the order's
-//! id) exists, and then sets that key for `DEDUP_WINDOW_MS`, so the N
-//! copies of one publish make one stream entry while a re-send seconds
-//! later gets through (the worker answers it from the stored row).
+//! message unless a dedup key on its bytes (their SHA-256: the copies of
+//! one publish are identical) exists, and then sets that key for
+//! `DEDUP_WINDOW_MS`, so the N copies of one publish make one stream entry,
+//! while a re-send seconds later, or another message under the same
+//! `order_id`, gets through (the worker answers it from the stored row, or
+//! as a conflict).
 //!
 //! A message larger than `MAX_MESSAGE_BYTES` is not parsed: its first bytes,
 //! size and hash go to the dead-letter stream instead. A chunk of messages
@@ -196,7 +198,7 @@ pub async fn mirror_messages(
             propagation::continue_trace(&span, traceparent.as_deref());
             let forwarded = propagation::traceparent(&span).or(traceparent);
             invocation
-                .key(dedup_key(topology, &hex::encode(Sha256::digest(&identity))))
+                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
                 .key(&topology.orders_stream)
                 .arg(topology.dedup_window_ms)
                 .arg("")

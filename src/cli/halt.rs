@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use crate::app::pool_settings;
 use crate::bus;
 use crate::config::Settings;
-use crate::domain::{HaltAction, HaltCommand, HaltScope};
+use crate::domain::{Fields, HaltAction, HaltCommand, HaltScope};
 use crate::store::{PoolSettings, Store};
 
 /// How long to wait for a replica to confirm that it applied the entry.
@@ -59,6 +59,13 @@ pub async fn run(
         reason,
         source: args.source,
     };
+    // Refuse here what every replica would refuse, rather than append it.
+    let written: Fields = command
+        .to_fields()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
+        .collect();
+    HaltCommand::parse(&written).map_err(anyhow::Error::msg)?;
     let pool = bus::pool(settings.redis.url.expose_secret(), 1)?;
     let entry = bus::append_halt_command(&pool, &settings.streams.shutdown_stream, &command)
         .await
@@ -70,8 +77,12 @@ pub async fn run(
         settings.streams.shutdown_stream
     );
     match confirm(settings, &entry).await {
-        Ok(true) => println!("applied by the fleet"),
-        Ok(false) => println!(
+        Ok(Some(outcome)) if outcome == "refused" => {
+            eprintln!("the fleet refused the entry; see the dead-letter stream");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(Some(_)) => println!("applied by the fleet"),
+        Ok(None) => println!(
             "not applied within {}s: no replica is running? The first to start applies it before its first batch",
             CONFIRM_WAIT.as_secs()
         ),
@@ -82,17 +93,17 @@ pub async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether a replica records the entry as applied within [`CONFIRM_WAIT`].
-async fn confirm(settings: &Settings, entry: &str) -> anyhow::Result<bool> {
+/// What a replica recorded for the entry within [`CONFIRM_WAIT`], if any.
+async fn confirm(settings: &Settings, entry: &str) -> anyhow::Result<Option<String>> {
     let store = connect(settings).await?;
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     while tokio::time::Instant::now() < deadline {
-        if store.halt_entry_applied(entry).await? {
-            return Ok(true);
+        if let Some(outcome) = store.halt_entry_outcome(entry).await? {
+            return Ok(Some(outcome));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// `halts`: the halts in force and the most recent ones, from Postgres.

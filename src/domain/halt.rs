@@ -196,7 +196,10 @@ impl HaltCommand {
         let mut map = Fields::new();
         for (name, value) in fields {
             let name = std::str::from_utf8(name).map_err(|_| {
-                format!("field name {} is not UTF-8", String::from_utf8_lossy(name))
+                format!(
+                    "field name {:?} is not UTF-8",
+                    String::from_utf8_lossy(name)
+                )
             })?;
             let value =
                 std::str::from_utf8(value).map_err(|_| format!("field {name} is not UTF-8"))?;

@@ -275,7 +275,12 @@ impl HaltsApi {
                     change.entry_id = submitted.entry_id;
                     change.halts.extend(submitted.halts);
                 }
-                Err(_) => return ChangeResponse::Unavailable(unavailable()),
+                Err(err) => {
+                    return ChangeResponse::Unavailable(Json(ApiError::new(
+                        "unavailable",
+                        err.to_string(),
+                    )));
+                }
             }
         }
         ChangeResponse::Ok(Json(change))

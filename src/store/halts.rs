@@ -40,7 +40,8 @@ impl Store {
         let (ms, seq) = stream_position(entry_id);
         let (outcome, detail) = match command {
             Ok(command) => (command.action.as_str(), None),
-            Err(reason) => ("refused", Some(reason.to_owned())),
+            // Postgres text holds no NUL; the reason may quote raw bytes.
+            Err(reason) => ("refused", Some(reason.replace('\0', "\\0"))),
         };
         let recorded = txn
             .execute_raw(Statement::from_sql_and_values(
@@ -69,10 +70,25 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Every halt in force, oldest first.
+    /// Every halt in force, oldest first. A row whose scope this version
+    /// cannot read (set by hand, or by a newer version) halts everything:
+    /// a halt is never ignored for being misunderstood.
     pub async fn active_halts(&self) -> Result<Vec<Halt>, DbErr> {
         let rows = self.active_halt_rows().await?;
-        Ok(rows.iter().filter_map(halt_of).collect())
+        Ok(rows
+            .iter()
+            .map(|row| {
+                halt_of(row).unwrap_or_else(|| {
+                    tracing::error!(halt = row.id, scope = %row.scope, target = ?row.target,
+                        "a halt in force has a scope this version cannot read; it halts everything");
+                    Halt {
+                        id: row.id,
+                        scope: HaltScope::All,
+                        reason: format!("{} (unreadable scope {:?})", row.reason, row.scope),
+                    }
+                })
+            })
+            .collect())
     }
 
     /// The rows of the halts in force, oldest first.
@@ -112,17 +128,18 @@ impl Store {
             .collect()
     }
 
-    /// Whether a replica has recorded this kill-switch entry.
-    pub async fn halt_entry_applied(&self, entry_id: &str) -> Result<bool, DbErr> {
+    /// What became of a kill-switch entry (`halt`, `resume` or `refused`),
+    /// once a replica has recorded it.
+    pub async fn halt_entry_outcome(&self, entry_id: &str) -> Result<Option<String>, DbErr> {
         let row = self
             .connection()
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT 1 FROM halt_entries WHERE entry_id = $1",
+                "SELECT outcome FROM halt_entries WHERE entry_id = $1",
                 [entry_id.into()],
             ))
             .await?;
-        Ok(row.is_some())
+        row.map(|row| row.try_get_by_index::<String>(0)).transpose()
     }
 
     /// The newest stream entry the fleet has applied: where a replica

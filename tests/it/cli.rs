@@ -331,10 +331,13 @@ async fn halt_resume_and_halts_work_through_the_stream() {
         "{table}"
     );
 
-    // A halt needs a reason; a scope needs its id.
+    // A halt needs a reason, a scope its id, and nothing the replicas would
+    // refuse is sent.
+    let long = "r".repeat(1_001);
     for args in [
         &["halt", "--all"][..],
         &["halt", "--scope", "strategy", "--reason", "x"][..],
+        &["halt", "--all", "--reason", &long][..],
     ] {
         let refused = run(args).await.expect("run");
         assert!(!refused.status.success(), "{args:?} was accepted");

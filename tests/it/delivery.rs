@@ -532,3 +532,39 @@ async fn the_failure_note_of_an_entry_that_went_through_after_all_is_removed() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_lost_without_trace() {
+    let env = TestEnv::new().await;
+    let id = env.xadd_payload(&order_json("deleted-1", "1", "10")).await;
+    // A consumer that read it and died; then someone deletes the entry.
+    assert_eq!(env.read_as("ghost", 10).await, 1);
+    let mut conn = env.redis.clone();
+    let _: u64 = redis::cmd("XDEL")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg(&id)
+        .query_async(&mut conn)
+        .await
+        .expect("XDEL");
+    let app = env
+        .spawn(
+            "claimer",
+            &[
+                ("SHIM_ENABLED", "false"),
+                ("CLAIM_IDLE_MS", "1000"),
+                ("CLAIM_INTERVAL_MS", "100"),
+            ],
+        )
+        .await;
+    env.wait_until("the deleted entry is dead-lettered", || async {
+        env.stream_len("DLQ_STREAM").await == 1
+    })
+    .await;
+    let letter = &env.stream("DLQ_STREAM").await[0];
+    assert_eq!(letter["dlq_original_id"], id);
+    assert!(letter["dlq_reason"].contains("deleted"), "{letter:?}");
+    env.wait_until("nothing is pending", || async { env.pending().await == 0 })
+        .await;
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -322,3 +322,71 @@ async fn the_same_entry_read_by_three_replicas_is_recorded_once() {
     }
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_halt_set_while_no_replica_ran_applies_before_the_first_batch() {
+    let env = TestEnv::new().await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "all"),
+        ("reason", "overnight"),
+        ("source", "ops"),
+    ])
+    .await;
+    env.xadd_payload(&strategy_order("queued-1", "S1")).await;
+    let app = env.spawn("late", &[("SHIM_ENABLED", "false")]).await;
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "REJECTED");
+    assert_eq!(results[0]["error_message"], "halted: all overnight");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stored_halt_this_version_cannot_read_halts_everything() {
+    use sea_orm::ConnectionTrait;
+    let env = TestEnv::new().await;
+    env.db
+        .execute_unprepared(
+            "INSERT INTO halts (scope, target, reason, source) VALUES ('desk', 'emea', 'set by hand', 'dba')",
+        )
+        .await
+        .expect("insert a halt");
+    let app = env.spawn("strict", &[("SHIM_ENABLED", "false")]).await;
+    env.xadd_payload(&strategy_order("unread-1", "S1")).await;
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "REJECTED");
+    assert!(
+        results[0]["error_message"].starts_with("halted: all set by hand"),
+        "{:?}",
+        results[0]
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_entry_with_a_nul_in_a_field_name_stops_no_later_halt() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("nul", &[("SHIM_ENABLED", "false")]).await;
+    let mut conn = env.redis.clone();
+    let _: String = redis::cmd("XADD")
+        .arg(env.var("SHUTDOWN_STREAM"))
+        .arg("*")
+        .arg(&b"\x00\xff"[..])
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .expect("XADD");
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "bot"),
+        ("bot_id", "b1"),
+        ("reason", "after junk"),
+    ])
+    .await;
+    wait_for_halts(&env, &app, 1).await;
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 1);
+    app.stop().await;
+    env.cleanup().await;
+}

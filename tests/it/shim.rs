@@ -61,7 +61,7 @@ async fn an_order_sent_again_after_the_dedup_window_gets_its_result_again() {
     let key = format!(
         "{}:dedup:{}",
         env.var("ORDERS_STREAM"),
-        hex::encode(Sha256::digest(b"resent-1"))
+        hex::encode(Sha256::digest(order.as_bytes()))
     );
     env.wait_until("the dedup key expires", || async {
         let mut conn = env.redis.clone();
@@ -198,6 +198,31 @@ async fn messages_larger_than_the_limit_are_dead_lettered_unparsed_and_cut() {
         Err(RequeueError::Truncated(_))
     ));
 
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn another_message_under_the_same_id_within_the_window_is_answered_as_a_conflict() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[]).await;
+    let first = order_json("same-id", "1", "100");
+    let second = order_json("same-id", "2", "100");
+    env.publish(&[first, second]).await;
+    let results = env.wait_for_results(2).await;
+    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str()).collect();
+    assert!(
+        statuses.contains(&"FILLED") && statuses.contains(&"REJECTED"),
+        "{statuses:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.get("error_message").map(String::as_str)
+                == Some("order_id reused with different content: quantity")),
+        "{results:?}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     app.stop().await;
     env.cleanup().await;
 }
