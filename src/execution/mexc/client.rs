@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use tracing::field::Empty;
@@ -22,9 +21,10 @@ use tracing::field::Empty;
 use super::clock::{Clock, local_ms};
 use super::error::{MexcError, api_error, classify, classify_code};
 use super::model::{ExchangeInfo, OrderAck, OrderId, OrderState, ServerTime, TickerPrice, Trade};
+use super::order::NewOrder;
 use super::sign::{Params, Signer};
+use super::transport::{tls_config, transport_error};
 use super::{MexcConfig, mexc_symbol};
-use crate::domain::{Order, OrderType, Side};
 
 /// The API key and secret of a MEXC account.
 #[derive(Clone)]
@@ -48,59 +48,7 @@ impl std::fmt::Debug for Credentials {
 /// A client that could not be built (a bad TLS set-up, an unusable key).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the MEXC client: {0}")]
-pub struct BuildError(String);
-
-/// An order as MEXC's `POST /api/v3/order` takes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewOrder {
-    /// MEXC's spelling: `BTCUSDT`.
-    pub symbol: String,
-    pub side: Side,
-    pub order_type: OrderType,
-    pub quantity: Decimal,
-    /// Sent for LIMIT orders only.
-    pub price: Option<Decimal>,
-    pub client_order_id: String,
-}
-
-impl NewOrder {
-    /// The exchange order for a validated order.
-    pub fn for_order(order: &Order, client_order_id: String) -> Self {
-        NewOrder {
-            symbol: mexc_symbol(&order.symbol),
-            side: order.side,
-            order_type: order.order_type,
-            quantity: order.quantity,
-            price: order.price,
-            client_order_id,
-        }
-    }
-
-    #[cfg(test)]
-    pub(super) fn params_text(&self) -> String {
-        self.params().as_str().to_owned()
-    }
-
-    fn params(&self) -> Params {
-        let price = match self.order_type {
-            OrderType::Limit => self.price.map(plain),
-            OrderType::Market => None,
-        };
-        Params::new()
-            .add("symbol", &self.symbol)
-            .add("side", self.side.as_str())
-            .add("type", self.order_type.as_str())
-            .add("quantity", plain(self.quantity))
-            .add_opt("price", price)
-            .add("newClientOrderId", &self.client_order_id)
-    }
-}
-
-/// A decimal as MEXC reads it: no exponent, no trailing zeros (which MEXC
-/// would count as decimal places).
-fn plain(amount: Decimal) -> String {
-    amount.normalize().to_string()
-}
+pub struct BuildError(pub(super) String);
 
 #[derive(Clone)]
 pub struct MexcClient {
@@ -200,15 +148,27 @@ impl MexcClient {
     }
 
     /// Measures the clock when it was never measured or is a minute old.
+    /// When that fails, an older offset is still used (clocks drift by
+    /// milliseconds a minute); without one nothing can be sent.
     async fn ensure_clock(&self) -> Result<(), MexcError> {
         if !self.clock.is_stale() {
             return Ok(());
         }
         let _measuring = self.clock.sync_lock.lock().await;
-        if self.clock.is_stale() {
-            self.measure_clock().await?;
+        if !self.clock.is_stale() {
+            return Ok(());
         }
-        Ok(())
+        match self.measure_clock().await {
+            Ok(_) => Ok(()),
+            Err(err @ MexcError::RateLimited { .. }) => Err(err),
+            Err(err) if self.clock.synced_at().is_some() => {
+                tracing::warn!(error = %err, "cannot measure MEXC's clock; using the last offset");
+                Ok(())
+            }
+            Err(err) => Err(MexcError::ClockUnavailable {
+                reason: err.to_string(),
+            }),
+        }
     }
 
     /// Measures the clock after a `700003` for a request stamped at
@@ -248,14 +208,14 @@ impl MexcClient {
     }
 
     /// `POST /api/v3/order`. The answer has no status: look the order up.
-    #[tracing::instrument(name = "mexc.new_order", skip_all, fields(symbol = %order.symbol, client_order_id = %order.client_order_id, order_id = Empty), err(level = "debug"))]
+    #[tracing::instrument(name = "mexc.new_order", skip_all, fields(symbol = %order.symbol, client_order_id = %order.client_order_id, exchange_order_id = Empty), err(level = "debug"))]
     pub async fn new_order(&self, order: &NewOrder) -> Result<OrderAck, MexcError> {
         let result: Result<OrderAck, MexcError> = self
             .signed(Method::POST, "/api/v3/order", order.params())
             .await;
         match result {
             Ok(ack) => {
-                tracing::Span::current().record("order_id", ack.order_id.0.as_str());
+                tracing::Span::current().record("exchange_order_id", ack.order_id.0.as_str());
                 Ok(ack)
             }
             // An order that is sent is not unknown to MEXC: whatever this
@@ -380,37 +340,4 @@ impl MexcClient {
             _ => MexcError::unknown(format!("unreadable answer ({err})")),
         })
     }
-}
-
-/// rustls with the ring provider and the Mozilla roots built in, so TLS
-/// works in a container without a certificate store.
-fn tls_config() -> Result<rustls::ClientConfig, BuildError> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|err| BuildError(format!("TLS: {err}")))?;
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// A request that got no complete answer: it may have been applied.
-fn transport_error(err: reqwest::Error) -> MexcError {
-    let what = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "could not connect"
-    } else if err.is_body() || err.is_decode() {
-        "the answer broke off"
-    } else {
-        "the request failed"
-    };
-    let mut reason = what.to_owned();
-    let err = err.without_url();
-    let mut source: Option<&dyn std::error::Error> = Some(&err);
-    while let Some(cause) = source {
-        reason.push_str(": ");
-        reason.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    MexcError::unknown(reason)
 }

@@ -45,6 +45,10 @@ pub enum MexcError {
     /// A signed endpoint was called without an API key and secret.
     #[error("MEXC_API_KEY and MEXC_API_SECRET are needed for this request")]
     NoCredentials,
+    /// MEXC's clock was never measured and cannot be now: the request was
+    /// not sent.
+    #[error("MEXC's clock cannot be measured, nothing was sent: {reason}")]
+    ClockUnavailable { reason: String },
     /// The request may or may not have been applied: look it up.
     #[error("MEXC outcome unknown: {reason}")]
     Unknown { reason: String },

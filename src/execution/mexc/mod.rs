@@ -12,18 +12,21 @@ mod client;
 mod clock;
 mod error;
 mod model;
+mod order;
 mod rules;
 mod sign;
 mod ticker;
+mod transport;
 
 use std::time::Duration;
 
-pub use client::{BuildError, Credentials, MexcClient, NewOrder};
+pub use client::{BuildError, Credentials, MexcClient};
 pub use clock::{CLOCK_MAX_AGE, Clock};
 pub use error::{DEFAULT_RETRY_AFTER, MexcError, RejectKind, classify, classify_code};
 pub use model::{
     ExchangeInfo, ExchangeStatus, OrderAck, OrderId, OrderState, SymbolInfo, TickerPrice, Trade,
 };
+pub use order::NewOrder;
 pub use rules::{Limits, RuleBook, RuleFailure, SymbolRules, check_order};
 pub use sign::{CLIENT_ORDER_ID_LEN, Params, Signer, client_order_id};
 pub use ticker::{PRICE_TTL, TickerPrices};
@@ -95,24 +98,5 @@ mod tests {
         );
         let public = client.ticker_price("BTCUSDT").await.unwrap_err();
         assert!(matches!(public, MexcError::Unknown { .. }), "{public:?}");
-    }
-
-    #[test]
-    fn new_orders_send_plain_decimals_and_a_price_only_when_limited() {
-        let mut order =
-            crate::domain::order::tests::order("BTC/USDT", crate::domain::Side::Buy, "0.00100000");
-        order.price = Some("50000.10".parse().unwrap());
-        let market = NewOrder::for_order(&order, "es0123".into());
-        assert_eq!(market.symbol, "BTCUSDT");
-        assert_eq!(
-            market.params_text(),
-            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001&newClientOrderId=es0123"
-        );
-        order.order_type = crate::domain::OrderType::Limit;
-        let limit = NewOrder::for_order(&order, "es0123".into());
-        assert_eq!(
-            limit.params_text(),
-            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.001&price=50000.1&newClientOrderId=es0123"
-        );
     }
 }

@@ -185,3 +185,22 @@ fn codes_may_come_as_text() {
         }
     ));
 }
+
+#[test]
+fn only_unknown_leaves_the_outcome_open() {
+    let settled = [
+        MexcError::NoCredentials,
+        MexcError::ClockUnavailable {
+            reason: "timed out".into(),
+        },
+        classify(400, None, &body(10101)),
+        classify(400, None, &body(-2013)),
+        classify(400, None, &body(700002)),
+        classify(400, None, &body(700003)),
+        classify(429, Some("1"), ""),
+    ];
+    for err in settled {
+        assert!(err.certainly_not_applied(), "{err:?}");
+    }
+    assert!(!classify(503, None, "").certainly_not_applied());
+}
