@@ -17,8 +17,9 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, Consumer, Probe, Publisher};
-use crate::config::{PostgresSettings, Settings, TradingSettings};
+use crate::config::{MexcSettings, PaperPriceSource, PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
+use crate::execution::mexc::{MexcClient, MexcConfig, TickerPrices};
 use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
 use crate::kill_switch::KillSwitch;
@@ -48,7 +49,7 @@ impl Application {
     /// Connects to Postgres and Redis and applies migrations (unless
     /// `RUN_MIGRATIONS=false`).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let executor = executor_for(&settings.trading)?;
+        let executor = executor_for(&settings.trading, &settings.mexc)?;
         let startup = StoreStartup {
             create_database: true,
             migrate: settings.postgres.run_migrations,
@@ -337,12 +338,25 @@ async fn connect_once(
 }
 
 /// The executor the settings ask for.
-pub fn executor_for(trading: &TradingSettings) -> anyhow::Result<Arc<dyn Executor>> {
+pub fn executor_for(
+    trading: &TradingSettings,
+    mexc: &MexcSettings,
+) -> anyhow::Result<Arc<dyn Executor>> {
     let prices = PriceBook {
         reference_prices: trading.reference_prices.clone(),
     };
     match trading.mode {
-        TradingMode::Paper => Ok(Arc::new(PaperExecutor::new(trading.paper_fee_rate, prices))),
+        TradingMode::Paper => {
+            let paper = PaperExecutor::new(trading.paper_fee_rate, prices);
+            Ok(match trading.paper_price_source {
+                PaperPriceSource::Reference => Arc::new(paper),
+                PaperPriceSource::Mexc => {
+                    // Public prices only: no credentials.
+                    let client = MexcClient::new(&mexc_config(mexc), None)?;
+                    Arc::new(paper.with_market_prices(Arc::new(TickerPrices::new(client))))
+                }
+            })
+        }
         TradingMode::Mock => Ok(Arc::new(MockExecutor {
             success_rate: trading.mock_success_rate,
             seed: trading.mock_seed,
@@ -353,5 +367,14 @@ pub fn executor_for(trading: &TradingSettings) -> anyhow::Result<Arc<dyn Executo
         TradingMode::Live => {
             anyhow::bail!("TRADING_MODE=live is not available in this build; use paper or mock")
         }
+    }
+}
+
+/// What the MEXC client needs of the settings.
+pub fn mexc_config(mexc: &MexcSettings) -> MexcConfig {
+    MexcConfig {
+        base_url: mexc.base_url.clone(),
+        timeout: mexc.timeout,
+        recv_window_ms: mexc.recv_window_ms,
     }
 }

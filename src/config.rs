@@ -21,10 +21,12 @@ use crate::worker::WorkerOptions;
 
 mod checks;
 mod env;
+mod mexc;
 mod redact;
 mod urls;
 use checks::{log_filter, relations};
 use env::Env;
+pub use mexc::{MexcSettings, PaperPriceSource};
 pub use redact::{Redactor, redact_urls};
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub streams: StreamSettings,
     pub trading: TradingSettings,
+    pub mexc: MexcSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -88,6 +91,9 @@ pub struct TradingSettings {
     /// Prices a MARKET order without a price fills at in paper mode, by
     /// normalised symbol (`BTCUSDT`).
     pub reference_prices: HashMap<String, Decimal>,
+    /// `PAPER_PRICE_SOURCE`: whether paper MARKET orders without a price
+    /// fill at MEXC's ticker price (reference prices stay the fallback).
+    pub paper_price_source: PaperPriceSource,
     pub mock_success_rate: f64,
     pub mock_seed: u64,
     pub mock_max_slippage_bps: Decimal,
@@ -133,6 +139,7 @@ impl Settings {
             streams,
             postgres,
             trading: trading_settings(&mut env),
+            mexc: mexc::mexc_settings(&mut env),
             telemetry: TelemetrySettings {
                 log_level: log_filter(&mut env),
                 json_logs: env.choice("LOG_FORMAT", "text", &["text", "json"]) == "json",
@@ -303,6 +310,7 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
         dry_run: env.flag("DRY_RUN", true),
         paper_fee_rate,
         reference_prices: reference_prices(env),
+        paper_price_source: mexc::paper_price_source(env),
         mock_success_rate,
         mock_seed: env.ranged("MOCK_SEED", 42, 0..=u64::MAX),
         // 10 000 bps would price a SELL at zero, and more below it.

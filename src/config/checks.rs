@@ -1,8 +1,9 @@
 //! The checks that look at more than one variable, or at more than a
 //! number: the rules between settings, and the log filter.
 
-use super::Settings;
 use super::env::Env;
+use super::{PaperPriceSource, Settings};
+use crate::domain::TradingMode;
 
 /// Rules between settings, each checked once both sides are valid.
 ///
@@ -17,7 +18,22 @@ use super::env::Env;
 /// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
 ///   acknowledges on one, the reader blocks on one, and the lease refresher
 ///   needs one.
+/// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
+///   mode reads it, and a setting that silently does nothing misleads.
 pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
+    if env.all_valid(&["PAPER_PRICE_SOURCE", "TRADING_MODE"])
+        && settings.trading.paper_price_source == PaperPriceSource::Mexc
+        && settings.trading.mode != TradingMode::Paper
+    {
+        env.invalid(
+            "PAPER_PRICE_SOURCE",
+            "mexc",
+            &format!(
+                "reference with TRADING_MODE={} (MEXC ticker prices are for paper trading only)",
+                settings.trading.mode.as_str()
+            ),
+        );
+    }
     let worker = &settings.streams.worker;
     if env.all_valid(&["CLAIM_IDLE_MS", "READ_BLOCK_MS"])
         && worker.claim_idle_ms < 3 * worker.block_ms

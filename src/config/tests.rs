@@ -86,7 +86,7 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 22] = [
+const NUMBERS: [(&str, bool); 24] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
     ("POSTGRES_PORT", false),
@@ -109,6 +109,8 @@ const NUMBERS: [(&str, bool); 22] = [
     ("MOCK_MAX_SLIPPAGE_BPS", true),
     ("MOCK_SUCCESS_RATE", true),
     ("PAPER_FEE_RATE", true),
+    ("MEXC_TIMEOUT_MS", false),
+    ("MEXC_RECV_WINDOW_MS", false),
 ];
 
 #[test]
@@ -435,5 +437,105 @@ fn postgres_timeouts_out_of_range_are_refused() {
     assert!(
         err.to_string().contains("POSTGRES_LOCK_TIMEOUT_MS"),
         "{err}"
+    );
+}
+
+#[test]
+fn mexc_settings_default_to_the_real_api_and_are_range_checked() {
+    let s = settings(&[]).unwrap();
+    assert_eq!(s.mexc.base_url, "https://api.mexc.com");
+    assert_eq!(s.mexc.timeout, Duration::from_millis(5_000));
+    assert_eq!(s.mexc.recv_window_ms, 5_000);
+    assert_eq!(s.trading.paper_price_source, PaperPriceSource::Reference);
+
+    let s = settings(&[
+        ("MEXC_BASE_URL", "http://127.0.0.1:4100/"),
+        ("MEXC_TIMEOUT_MS", "60000"),
+        ("MEXC_RECV_WINDOW_MS", "59999"),
+        ("PAPER_PRICE_SOURCE", "MEXC"),
+    ])
+    .unwrap();
+    assert_eq!(s.mexc.base_url, "http://127.0.0.1:4100");
+    assert_eq!(s.mexc.timeout, Duration::from_secs(60));
+    assert_eq!(s.mexc.recv_window_ms, 59_999);
+    assert_eq!(s.trading.paper_price_source, PaperPriceSource::Mexc);
+    assert_eq!(
+        settings(&[("MEXC_RECV_WINDOW_MS", "1")])
+            .unwrap()
+            .mexc
+            .recv_window_ms,
+        1
+    );
+
+    let err = settings(&[
+        ("MEXC_RECV_WINDOW_MS", "60000"),
+        ("MEXC_TIMEOUT_MS", "99"),
+        ("PAPER_PRICE_SOURCE", "binance"),
+    ])
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "MEXC_RECV_WINDOW_MS=\"60000\" is not valid: expected a whole number in 1..=59999",
+        "MEXC_TIMEOUT_MS=\"99\" is not valid: expected a whole number in 100..=60000",
+        "PAPER_PRICE_SOURCE=\"binance\" is not valid: expected reference or mexc",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn the_mexc_url_is_https_or_loopback_http_without_anything_else() {
+    for good in [
+        "https://api.mexc.com",
+        "https://api.mexc.com/",
+        "http://localhost:8080",
+        "http://[::1]:9000",
+        "http://127.0.0.2",
+    ] {
+        assert!(
+            settings(&[("MEXC_BASE_URL", good)]).is_ok(),
+            "{good} was refused"
+        );
+    }
+    for (bad, why) in [
+        ("http://api.mexc.com", "plain http leaves this machine"),
+        ("ftp://api.mexc.com", "the scheme is \"ftp\""),
+        ("https://user:secret@api.mexc.com", "it carries credentials"),
+        (
+            "https://api.mexc.com/api/v3",
+            "it has a path, query or fragment",
+        ),
+        (
+            "https://api.mexc.com?x=1",
+            "it has a path, query or fragment",
+        ),
+        ("api.mexc.com", "relative URL without a base"),
+    ] {
+        let err = settings(&[("MEXC_BASE_URL", bad)]).unwrap_err().to_string();
+        assert!(
+            err.contains("MEXC_BASE_URL") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+    }
+}
+
+#[test]
+fn market_prices_are_for_paper_trading_only() {
+    let err = settings(&[("PAPER_PRICE_SOURCE", "mexc"), ("TRADING_MODE", "mock")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "PAPER_PRICE_SOURCE=\"mexc\" is not valid: expected reference with TRADING_MODE=mock"
+        ),
+        "{err}"
+    );
+    assert!(
+        settings(&[
+            ("PAPER_PRICE_SOURCE", "reference"),
+            ("TRADING_MODE", "mock")
+        ])
+        .is_ok()
     );
 }

@@ -6,6 +6,7 @@
 //! never one the columns cannot hold: price, fee and notional go through
 //! [`fill_amounts`], and an order whose amounts do not fit is rejected.
 
+pub mod mexc;
 mod mock;
 mod paper;
 
@@ -34,6 +35,14 @@ pub trait Executor: Send + Sync {
     fn mode(&self) -> TradingMode;
 
     async fn execute(&self, order: &Order) -> Outcome;
+}
+
+/// Last traded prices of a market, for paper fills of MARKET orders
+/// without a price.
+#[async_trait]
+pub trait MarketPrices: Send + Sync + std::fmt::Debug {
+    /// The symbol's last price, or why there is none.
+    async fn last_price(&self, symbol: &str) -> Result<Decimal, String>;
 }
 
 /// Where a simulated fill gets its price from.

@@ -1,23 +1,58 @@
-//! Paper trading: every order fills in full at its own price (or the
-//! symbol's reference price for a MARKET order without one), with a fee of
+//! Paper trading: every order fills in full at its own price (or, for a
+//! MARKET order without one, the market's last price when a market price
+//! source is set, else the symbol's reference price), with a fee of
 //! `notional × fee_rate`, unless a derived amount would not fit its column.
-//! Deterministic by construction.
+//! Deterministic by construction when no market price source is set (the
+//! default, which makes no network call at all).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 
-use super::{Executor, Outcome, PriceBook, full_fill};
+use super::{Executor, MarketPrices, Outcome, PriceBook, full_fill};
 use crate::domain::{Order, TradingMode};
 
 #[derive(Debug, Clone)]
 pub struct PaperExecutor {
     fee_rate: Decimal,
     prices: PriceBook,
+    /// Last prices for MARKET orders without a price; reference prices stay
+    /// the fallback.
+    market: Option<Arc<dyn MarketPrices>>,
 }
 
 impl PaperExecutor {
     pub fn new(fee_rate: Decimal, prices: PriceBook) -> Self {
-        PaperExecutor { fee_rate, prices }
+        PaperExecutor {
+            fee_rate,
+            prices,
+            market: None,
+        }
+    }
+
+    /// Fills MARKET orders without a price at the market's last price.
+    pub fn with_market_prices(mut self, market: Arc<dyn MarketPrices>) -> Self {
+        self.market = Some(market);
+        self
+    }
+
+    /// The fill of an order, asking the market price source when the
+    /// order has no price of its own.
+    pub async fn fill_at_market(&self, order: &Order) -> Outcome {
+        let Some(market) = self.market.as_ref().filter(|_| order.price.is_none()) else {
+            return self.fill(order);
+        };
+        match market.last_price(&order.market()).await {
+            Ok(price) => full_fill(order, price, self.fee_rate),
+            Err(reason) => match self.prices.price_for(order) {
+                Ok(price) => full_fill(order, price, self.fee_rate),
+                Err(_) => Outcome::Rejected(format!(
+                    "no price: no market price for {} ({reason}), and PAPER_REFERENCE_PRICES does not name it",
+                    order.market()
+                )),
+            },
+        }
     }
 
     pub fn fill(&self, order: &Order) -> Outcome {
@@ -35,7 +70,7 @@ impl Executor for PaperExecutor {
     }
 
     async fn execute(&self, order: &Order) -> Outcome {
-        self.fill(order)
+        self.fill_at_market(order).await
     }
 }
 
@@ -80,6 +115,63 @@ pub(crate) mod tests {
             panic!("not rejected")
         };
         assert!(reason.contains("PAPER_REFERENCE_PRICES"), "{reason}");
+    }
+
+    /// A market whose prices are set by the test; counts the questions.
+    #[derive(Debug, Default)]
+    struct Market {
+        price: Option<Decimal>,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MarketPrices for Market {
+        async fn last_price(&self, symbol: &str) -> Result<Decimal, String> {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(symbol, "BTCUSDT");
+            self.price.ok_or_else(|| "unreachable".to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn market_orders_fill_at_the_market_price_when_there_is_one() {
+        let market = Arc::new(Market {
+            price: Some(Decimal::from(61_000)),
+            ..Market::default()
+        });
+        let mut prices = PriceBook::default();
+        prices
+            .reference_prices
+            .insert("BTCUSDT".into(), Decimal::from(60_000));
+        let paper =
+            PaperExecutor::new(Decimal::ZERO, prices.clone()).with_market_prices(market.clone());
+        let Outcome::Filled(fill) = paper.execute(&order("m", "1", None)).await else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.price, Decimal::from(61_000));
+        // An order with its own price never asks the market.
+        let Outcome::Filled(fill) = paper.execute(&order("l", "1", Some("50000"))).await else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.price, Decimal::from(50_000));
+        assert_eq!(market.asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        // No market price: the reference price, else a rejection naming both.
+        let down = Arc::new(Market::default());
+        let paper = PaperExecutor::new(Decimal::ZERO, prices).with_market_prices(down.clone());
+        let Outcome::Filled(fill) = paper.execute(&order("m", "1", None)).await else {
+            panic!("not filled")
+        };
+        assert_eq!(fill.price, Decimal::from(60_000));
+        let bare = PaperExecutor::new(Decimal::ZERO, PriceBook::default()).with_market_prices(down);
+        let Outcome::Rejected(reason) = bare.execute(&order("m", "1", None)).await else {
+            panic!("not rejected")
+        };
+        assert!(
+            reason.contains("unreachable") && reason.contains("PAPER_REFERENCE_PRICES"),
+            "{reason}"
+        );
     }
 
     #[test]

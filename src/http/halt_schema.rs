@@ -1,8 +1,12 @@
 //! The documented shapes of the halts API: a halt as stored, a halt to set,
 //! and what a change did.
 
-use poem_openapi::types::Example;
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, Type};
 use poem_openapi::{Object, Union};
+use serde_json::Value;
 
 use crate::domain::{Halt, HaltScope};
 use crate::store::entity::halts;
@@ -11,8 +15,8 @@ use crate::store::entity::halts;
 /// A halt to set: `scope` says what it stops, and names the id field it
 /// needs (`strategy_id`, `bot_id` or `symbol`), as on the kill-switch stream.
 #[derive(Debug, Union)]
-#[oai(discriminator_name = "scope", one_of)]
-pub enum NewHalt {
+#[oai(rename = "NewHalt", discriminator_name = "scope", one_of)]
+pub enum HaltRequest {
     /// Every order.
     #[oai(mapping = "all")]
     All(HaltAll),
@@ -27,19 +31,76 @@ pub enum NewHalt {
     Symbol(HaltSymbol),
 }
 
+/// A halt to set, read strictly: the document's schema, and each of its
+/// fields a string when present (the generated parser would take `true` or
+/// `12` for one). Other properties are ignored, as the schema allows.
+#[derive(Debug)]
+pub struct NewHalt(pub HaltRequest);
+
+impl Type for NewHalt {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        HaltRequest::name()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        HaltRequest::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        HaltRequest::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl ParseFromJSON for NewHalt {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        const TEXT_FIELDS: [&str; 6] = [
+            "scope",
+            "strategy_id",
+            "bot_id",
+            "symbol",
+            "reason",
+            "source",
+        ];
+        if let Some(Value::Object(fields)) = &value
+            && let Some(name) = TEXT_FIELDS
+                .iter()
+                .find(|name| fields.get(**name).is_some_and(|v| !v.is_string()))
+        {
+            return Err(ParseError::custom(format!("{name} must be a string")));
+        }
+        HaltRequest::parse_from_json(value)
+            .map(NewHalt)
+            .map_err(ParseError::propagate)
+    }
+}
+
 impl NewHalt {
     /// The scope's kind and id, the reason and who sets it.
     pub fn parts(&self) -> (&'static str, Option<&str>, &str, Option<&str>) {
-        match self {
-            NewHalt::All(h) => ("all", None, &h.reason, h.source.as_deref()),
-            NewHalt::Strategy(h) => (
+        match &self.0 {
+            HaltRequest::All(h) => ("all", None, &h.reason, h.source.as_deref()),
+            HaltRequest::Strategy(h) => (
                 "strategy",
                 Some(&h.strategy_id),
                 &h.reason,
                 h.source.as_deref(),
             ),
-            NewHalt::Bot(h) => ("bot", Some(&h.bot_id), &h.reason, h.source.as_deref()),
-            NewHalt::Symbol(h) => ("symbol", Some(&h.symbol), &h.reason, h.source.as_deref()),
+            HaltRequest::Bot(h) => ("bot", Some(&h.bot_id), &h.reason, h.source.as_deref()),
+            HaltRequest::Symbol(h) => ("symbol", Some(&h.symbol), &h.reason, h.source.as_deref()),
         }
     }
 }
@@ -101,9 +162,9 @@ pub struct HaltSymbol {
     pub source: Option<String>,
 }
 
-impl Example for NewHalt {
+impl Example for HaltRequest {
     fn example() -> Self {
-        NewHalt::Strategy(HaltStrategy {
+        HaltRequest::Strategy(HaltStrategy {
             strategy_id: "momentum-v2".into(),
             reason: "daily loss limit reached".into(),
             source: Some("desk: j.doe".into()),

@@ -1,6 +1,7 @@
 //! Integration tests of the service against the real Redis and the
 //! real Postgres. Every test has its own database, streams and group.
 
+mod fake_mexc;
 mod helpers;
 mod proxy;
 
@@ -14,6 +15,7 @@ mod halts;
 mod happy_path;
 mod idempotency;
 mod malformed;
+mod mexc;
 mod rate_limit;
 mod replicas;
 mod schemathesis;
