@@ -9,6 +9,7 @@ mod m20261126_000001_create_orders;
 mod m20261126_000002_create_trades;
 mod m20261126_000003_record_every_rejection;
 mod m20261126_000004_create_halts;
+mod m20261126_000005_add_live_order_state;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_trades::Migration),
             Box::new(m20261126_000003_record_every_rejection::Migration),
             Box::new(m20261126_000004_create_halts::Migration),
+            Box::new(m20261126_000005_add_live_order_state::Migration),
         ]
     }
 }

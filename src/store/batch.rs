@@ -45,10 +45,11 @@ WHERE o.order_id = r.order_id
 "#;
 
 const INSERT_TRADES: &str = r#"
-INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at)
-SELECT trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at
+INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at,
+                    fee_asset)
+SELECT trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at, fee_asset
 FROM json_to_recordset($1::json) AS r(trade_id text, order_id text, symbol text, side text, price numeric,
-     quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz)
+     quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, fee_asset text)
 ORDER BY trade_id COLLATE "C"
 ON CONFLICT (trade_id) DO NOTHING
 "#;
@@ -270,6 +271,25 @@ async fn terminate_backend(pool: PgPool, backend: i32) {
 
 fn query_err(err: SqlxError) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+}
+
+/// The batch upsert of `rows` as a statement, for callers outside a batch
+/// transaction (the live path claims one order at a time).
+pub(super) fn upsert_statement(rows: &[NewOrder]) -> Result<sea_orm::Statement, DbErr> {
+    Ok(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        UPSERT_ORDERS,
+        [batch_json(rows)?.into()],
+    ))
+}
+
+/// The insert of `fills` (each recorded once, by `trade_id`) as a statement.
+pub(super) fn insert_trades_statement(fills: &[NewTrade]) -> Result<sea_orm::Statement, DbErr> {
+    Ok(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        INSERT_TRADES,
+        [batch_json(fills)?.into()],
+    ))
 }
 
 /// The rows as one JSON text parameter, written straight from the rows and

@@ -7,6 +7,7 @@
 mod batch;
 pub mod entity;
 mod halts;
+mod live;
 mod queries;
 mod rows;
 mod startup;
@@ -22,6 +23,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Transactio
 
 pub use batch::BatchTx;
 pub use halts::{EntryOutcome, halt_of};
+pub use live::{Lease, LiveClaim, LiveUpdate};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, stored_content,

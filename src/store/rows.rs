@@ -120,6 +120,7 @@ pub struct NewTrade {
     pub mode: String,
     pub exchange_order_id: Option<String>,
     pub executed_at: DateTime<FixedOffset>,
+    pub fee_asset: Option<String>,
 }
 
 /// The trade row of a fill. Its id is derived from the order, so recording
@@ -140,6 +141,7 @@ pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
         mode: row.mode.clone(),
         exchange_order_id: fill.exchange_order_id.clone(),
         executed_at: row.filled_at.unwrap_or(row.updated_at),
+        fee_asset: None,
     }
 }
 

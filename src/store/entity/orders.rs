@@ -38,6 +38,18 @@ pub struct Model {
     pub filled_at: Option<DateTimeWithTimeZone>,
     /// A rejected message's fields as JSON, when a value did not fit.
     pub raw_message: Option<String>,
+    /// Live: the `newClientOrderId` the exchange knows the order by.
+    pub client_order_id: Option<String>,
+    /// Live: the replica that owns the order until `lease_until`.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTimeWithTimeZone>,
+    /// Live: when it was last sent.
+    pub sent_at: Option<DateTimeWithTimeZone>,
+    pub send_attempts: i32,
+    pub lookups: i32,
+    /// Live: the exchange's own status (`NEW`, `PARTIALLY_FILLED`, …).
+    pub exchange_status: Option<String>,
+    pub fee_asset: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

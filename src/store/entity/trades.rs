@@ -21,6 +21,8 @@ pub struct Model {
     pub mode: String,
     pub exchange_order_id: Option<String>,
     pub executed_at: DateTimeWithTimeZone,
+    /// The asset the fee is charged in (live fills).
+    pub fee_asset: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

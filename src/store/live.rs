@@ -1,0 +1,255 @@
+//! The store side of live orders, where a network call may not happen
+//! inside a transaction: the intent is committed before anything is sent,
+//! and a lease says which replica owns an order in flight.
+//!
+//! The invariants: an order is sent only by the replica that committed its
+//! move to SUBMITTED (or that took over an expired lease and looked the
+//! order up first); only the lease owner moves a live row (compare-and-set
+//! on `lease_owner`); a fill is recorded once whoever records it (its
+//! `trade_id` comes from the exchange's trade id).
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait};
+
+use super::Store;
+use super::batch::{insert_trades_statement, upsert_statement};
+use super::entity::orders;
+use super::rows::{NewOrder, NewTrade};
+use crate::domain::OrderStatus;
+
+/// Who holds live orders, and for how long a claim lasts unrenewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub length: Duration,
+}
+
+/// What claiming a live order for sending found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveClaim {
+    /// Moved to SUBMITTED with this replica's lease and committed: send it.
+    Send(orders::Model),
+    /// An order in flight whose lease had expired, now this replica's:
+    /// look it up at the exchange before anything is sent.
+    LookUp(orders::Model),
+    /// Another replica holds its lease: send nothing, leave the entry.
+    Held(orders::Model),
+    /// Terminal: its stored result is re-emitted.
+    Done(orders::Model),
+}
+
+/// What the exchange said about a live order, to record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveUpdate {
+    pub status: Option<OrderStatus>,
+    pub exchange_status: Option<String>,
+    pub exchange_order_id: Option<String>,
+    pub filled_quantity: Option<rust_decimal::Decimal>,
+    pub fill_price: Option<rust_decimal::Decimal>,
+    pub fee: Option<rust_decimal::Decimal>,
+    pub fee_asset: Option<String>,
+    pub reject_reason: Option<String>,
+    /// Whether this was a lookup (counted), and whether it was a send.
+    pub looked_up: bool,
+    pub sent: bool,
+    /// Keep the lease (the order is still open) or let it go (terminal).
+    pub keep_lease: bool,
+}
+
+/// Statuses of a live order that is not finished.
+const IN_FLIGHT: [&str; 3] = ["SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN"];
+
+impl Store {
+    /// Records the order (or counts one more attempt on it) and decides,
+    /// under its row lock, whether this replica may send it: a new order
+    /// moves to SUBMITTED under `client_order_id` with this replica's
+    /// lease, committed before this returns.
+    #[tracing::instrument(skip_all, fields(order_id = %row.order_id), err(level = "debug"))]
+    pub async fn claim_live(
+        &self,
+        row: &NewOrder,
+        client_order_id: &str,
+        lease: &Lease,
+    ) -> Result<LiveClaim, DbErr> {
+        let txn = self.connection().begin().await?;
+        let stored = orders::Entity::find()
+            .from_raw_sql(upsert_statement(std::slice::from_ref(row))?)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(row.order_id.clone()))?;
+        let status = stored.status.as_str();
+        let lease_ms = lease.length.as_millis() as i64;
+        let claim =
+            if status == OrderStatus::Pending.as_str() {
+                let row = take(
+                &txn,
+                "UPDATE orders SET status = 'SUBMITTED', client_order_id = $2, lease_owner = $3, \
+                 lease_until = now() + $4 * interval '1 millisecond', updated_at = now() \
+                 WHERE order_id = $1 RETURNING *",
+                &stored.order_id,
+                [client_order_id.into(), lease.owner.clone().into(), lease_ms.into()],
+            )
+            .await?;
+                LiveClaim::Send(row)
+            } else if IN_FLIGHT.contains(&status) {
+                let held_by_other = stored.lease_owner.as_deref() != Some(lease.owner.as_str())
+                    && stored
+                        .lease_until
+                        .is_some_and(|until| until > chrono::Utc::now().fixed_offset());
+                if held_by_other {
+                    LiveClaim::Held(stored)
+                } else {
+                    let row = take(
+                        &txn,
+                        "UPDATE orders SET lease_owner = $2, \
+                     lease_until = now() + $3 * interval '1 millisecond' \
+                     WHERE order_id = $1 RETURNING *",
+                        &stored.order_id,
+                        [lease.owner.clone().into(), lease_ms.into()],
+                    )
+                    .await?;
+                    LiveClaim::LookUp(row)
+                }
+            } else {
+                LiveClaim::Done(stored)
+            };
+        txn.commit().await?;
+        Ok(claim)
+    }
+
+    /// Records what the exchange said, and its new fills, only while this
+    /// replica holds the lease; `None` when the lease was lost meanwhile
+    /// (nothing is written then).
+    #[tracing::instrument(skip_all, fields(order_id = %order_id), err(level = "debug"))]
+    pub async fn record_live(
+        &self,
+        order_id: &str,
+        lease: &Lease,
+        update: &LiveUpdate,
+        fills: &[NewTrade],
+    ) -> Result<Option<orders::Model>, DbErr> {
+        let txn = self.connection().begin().await?;
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders SET \
+               status = COALESCE($3, status), \
+               exchange_status = COALESCE($4, exchange_status), \
+               exchange_order_id = COALESCE($5, exchange_order_id), \
+               filled_quantity = COALESCE($6, filled_quantity), \
+               fill_price = COALESCE($7, fill_price), \
+               fee = COALESCE($8, fee), \
+               fee_asset = COALESCE($9, fee_asset), \
+               reject_reason = COALESCE($10, reject_reason), \
+               lookups = lookups + $11, \
+               send_attempts = send_attempts + $12, \
+               sent_at = CASE WHEN $12 > 0 THEN now() ELSE sent_at END, \
+               lease_until = CASE WHEN $13 THEN lease_until ELSE NULL END, \
+               lease_owner = CASE WHEN $13 THEN lease_owner ELSE NULL END, \
+               filled_at = CASE WHEN $3 = 'FILLED' THEN now() ELSE filled_at END, \
+               updated_at = now() \
+             WHERE order_id = $1 AND lease_owner = $2 RETURNING *",
+            [
+                order_id.into(),
+                lease.owner.clone().into(),
+                update.status.map(|s| s.as_str().to_owned()).into(),
+                update.exchange_status.clone().into(),
+                update.exchange_order_id.clone().into(),
+                update.filled_quantity.into(),
+                update.fill_price.into(),
+                update.fee.into(),
+                update.fee_asset.clone().into(),
+                update.reject_reason.clone().into(),
+                i32::from(update.looked_up).into(),
+                i32::from(update.sent).into(),
+                update.keep_lease.into(),
+            ],
+        );
+        let Some(row) = orders::Entity::find()
+            .from_raw_sql(statement)
+            .one(&txn)
+            .await?
+        else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        if !fills.is_empty() {
+            txn.execute_raw(insert_trades_statement(fills)?).await?;
+        }
+        txn.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Renews this replica's leases on `order_ids` (a replica waiting on the
+    /// exchange or the rate limit keeps its orders); returns how many it
+    /// still held.
+    pub async fn renew_leases(&self, lease: &Lease, order_ids: &[String]) -> Result<u64, DbErr> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET lease_until = now() + $2 * interval '1 millisecond' \
+                 WHERE lease_owner = $1 AND order_id = ANY($3)",
+                [
+                    lease.owner.clone().into(),
+                    (lease.length.as_millis() as i64).into(),
+                    order_ids.to_vec().into(),
+                ],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Takes over up to `limit` orders in flight whose lease has expired
+    /// (a dead replica's, or ones waiting to be polled), skipping rows
+    /// another replica is taking at the same moment. Each must be looked up
+    /// before anything is sent for it.
+    pub async fn take_expired_leases(
+        &self,
+        lease: &Lease,
+        limit: u64,
+    ) -> Result<Vec<orders::Model>, DbErr> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
+             WHERE id IN ( \
+               SELECT id FROM orders \
+               WHERE lease_until IS NOT NULL AND lease_until < now() \
+                 AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') \
+               ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING *",
+            [
+                lease.owner.clone().into(),
+                (lease.length.as_millis() as i64).into(),
+                (limit as i64).into(),
+            ],
+        );
+        orders::Entity::find()
+            .from_raw_sql(statement)
+            .all(self.connection())
+            .await
+    }
+}
+
+/// Runs an UPDATE … RETURNING * on one order inside `txn`.
+async fn take<const N: usize>(
+    txn: &impl ConnectionTrait,
+    sql: &str,
+    order_id: &str,
+    values: [sea_orm::Value; N],
+) -> Result<orders::Model, DbErr> {
+    let mut all = vec![order_id.into()];
+    all.extend(values);
+    orders::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            all,
+        ))
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(order_id.to_owned()))
+}
