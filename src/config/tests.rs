@@ -539,3 +539,24 @@ fn market_prices_are_for_paper_trading_only() {
         .is_ok()
     );
 }
+
+#[test]
+fn an_admin_token_is_checked_without_being_shown() {
+    let err = settings(&[("ADMIN_TOKEN", "sh0rt-t0ken")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ADMIN_TOKEN") && !err.contains("sh0rt-t0ken"),
+        "{err}"
+    );
+    let err = settings(&[("ADMIN_TOKEN", "has blanks in the token")])
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("blanks"), "{err}");
+    let s = settings(&[("ADMIN_TOKEN", "a-long-enough-admin-token")]).unwrap();
+    assert!(!format!("{s:?}").contains("a-long-enough-admin-token"));
+    assert_eq!(
+        s.redactor().redact("bearer a-long-enough-admin-token"),
+        "bearer ***"
+    );
+}
