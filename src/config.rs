@@ -157,13 +157,20 @@ impl Settings {
 
     /// Masks every secret these settings hold (see [`Redactor`]).
     pub fn redactor(&self) -> Redactor {
-        let redactor = Redactor::default()
+        let mut redactor = Redactor::default()
             .with_url(self.postgres.url.expose_secret())
             .with_url(self.redis.url.expose_secret());
-        match &self.http.admin_token {
-            Some(token) => redactor.with_secret(token.expose_secret()),
-            None => redactor,
+        for secret in [
+            &self.http.admin_token,
+            &self.mexc.api_key,
+            &self.mexc.api_secret,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            redactor = redactor.with_secret(secret.expose_secret());
         }
+        redactor
     }
 }
 

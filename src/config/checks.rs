@@ -21,6 +21,19 @@ use crate::domain::TradingMode;
 /// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
 ///   mode reads it, and a setting that silently does nothing misleads.
 pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
+    let live = settings.trading.mode == TradingMode::Live;
+    let missing =
+        super::mexc::missing_for_real_orders(&settings.mexc, live, settings.trading.dry_run);
+    if env.all_valid(&["TRADING_MODE", "DRY_RUN"]) && !missing.is_empty() {
+        env.invalid(
+            "DRY_RUN",
+            "false",
+            &format!(
+                "true, unless real orders are meant: with TRADING_MODE=live and DRY_RUN=false they also need {}",
+                missing.join(", ")
+            ),
+        );
+    }
     if env.all_valid(&["PAPER_PRICE_SOURCE", "TRADING_MODE"])
         && settings.trading.paper_price_source == PaperPriceSource::Mexc
         && settings.trading.mode != TradingMode::Paper

@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+
 use super::env::Env;
 use super::redact::redact_url;
+use crate::domain::{normalise_symbol, parse_amount};
 
-/// How the client reaches MEXC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the client reaches MEXC, and the gates and limits of live trading.
+#[derive(Debug, Clone)]
 pub struct MexcSettings {
     /// `MEXC_BASE_URL`: https, or http to a loopback address (a local fake).
     pub base_url: String,
@@ -16,6 +20,24 @@ pub struct MexcSettings {
     pub timeout: Duration,
     /// `MEXC_RECV_WINDOW_MS`: MEXC refuses 60 000 and more.
     pub recv_window_ms: u64,
+    /// `MEXC_API_KEY` (or `_FILE`).
+    pub api_key: Option<SecretString>,
+    /// `MEXC_API_SECRET` (or `_FILE`).
+    pub api_secret: Option<SecretString>,
+    /// `CONFIRM_LIVE_TRADING`: the second key, beside `DRY_RUN=false`.
+    pub confirm_live_trading: bool,
+    /// `MEXC_MAX_ORDERS_PER_SEC`: across the fleet (MEXC allows 12).
+    pub max_orders_per_sec: u32,
+    /// `LIVE_ORDER_TTL_SECS`: an open order older than this is cancelled.
+    pub order_ttl: Duration,
+    /// `LIVE_RESOLVE_DEADLINE_SECS`: an order whose outcome is still not
+    /// known after this is UNKNOWN (an operator alert).
+    pub resolve_deadline: Duration,
+    /// `SYMBOL_ALLOWLIST`: normalised symbols live orders may trade; empty:
+    /// any the exchange lists.
+    pub symbol_allowlist: Vec<String>,
+    /// `MAX_ORDER_NOTIONAL`: the largest quantity × price sent.
+    pub max_order_notional: Option<Decimal>,
 }
 
 /// Where a paper fill of a MARKET order without a price gets its price.
@@ -32,6 +54,81 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         base_url: base_url(env),
         timeout: Duration::from_millis(env.ranged("MEXC_TIMEOUT_MS", 5_000, 100..=60_000)),
         recv_window_ms: env.ranged("MEXC_RECV_WINDOW_MS", 5_000, 1..=59_999),
+        api_key: env.secret("MEXC_API_KEY").map(|(key, _)| key),
+        api_secret: env.secret("MEXC_API_SECRET").map(|(secret, _)| secret),
+        confirm_live_trading: env.flag("CONFIRM_LIVE_TRADING", false),
+        max_orders_per_sec: env.ranged("MEXC_MAX_ORDERS_PER_SEC", 10, 1..=12),
+        order_ttl: Duration::from_secs(env.ranged("LIVE_ORDER_TTL_SECS", 300, 1..=86_400)),
+        resolve_deadline: Duration::from_secs(env.ranged(
+            "LIVE_RESOLVE_DEADLINE_SECS",
+            120,
+            1..=86_400,
+        )),
+        symbol_allowlist: symbol_allowlist(env),
+        max_order_notional: max_order_notional(env),
+    }
+}
+
+/// What real orders need beyond `TRADING_MODE=live`: `DRY_RUN=false`,
+/// `CONFIRM_LIVE_TRADING=true` and both credentials. The missing ones, when
+/// real orders are asked for; none when they are not (dry run or another
+/// mode).
+pub fn missing_for_real_orders(
+    mexc: &MexcSettings,
+    live: bool,
+    dry_run: bool,
+) -> Vec<&'static str> {
+    if !live || dry_run {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    if !mexc.confirm_live_trading {
+        missing.push("CONFIRM_LIVE_TRADING=true");
+    }
+    let set = |secret: &Option<SecretString>| {
+        secret
+            .as_ref()
+            .is_some_and(|s| !s.expose_secret().trim().is_empty())
+    };
+    if !set(&mexc.api_key) {
+        missing.push("MEXC_API_KEY (or MEXC_API_KEY_FILE)");
+    }
+    if !set(&mexc.api_secret) {
+        missing.push("MEXC_API_SECRET (or MEXC_API_SECRET_FILE)");
+    }
+    missing
+}
+
+/// `SYMBOL_ALLOWLIST=BTCUSDT,ETH/USDT`, normalised.
+fn symbol_allowlist(env: &mut Env<'_>) -> Vec<String> {
+    let text = env.text("SYMBOL_ALLOWLIST", "");
+    let mut symbols = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let symbol = normalise_symbol(item);
+        if symbol.is_empty() || !symbol.chars().any(|c| c.is_ascii_alphabetic()) {
+            env.invalid("SYMBOL_ALLOWLIST", item, "symbols separated by commas");
+        } else {
+            symbols.push(symbol);
+        }
+    }
+    symbols
+}
+
+/// `MAX_ORDER_NOTIONAL`, a positive exact decimal, when set.
+fn max_order_notional(env: &mut Env<'_>) -> Option<Decimal> {
+    let text = env
+        .var("MAX_ORDER_NOTIONAL")
+        .filter(|v| !v.trim().is_empty())?;
+    match parse_amount(&text) {
+        Ok(value) if value > Decimal::ZERO => Some(value),
+        _ => {
+            env.invalid(
+                "MAX_ORDER_NOTIONAL",
+                &text,
+                "a positive decimal (the quote currency's amount)",
+            );
+            None
+        }
     }
 }
 

@@ -560,3 +560,60 @@ fn an_admin_token_is_checked_without_being_shown() {
         "bearer ***"
     );
 }
+
+#[test]
+fn real_orders_need_both_keys_and_the_confirmation() {
+    let real = [("TRADING_MODE", "live"), ("DRY_RUN", "false")];
+    let err = settings(&real).unwrap_err().to_string();
+    for missing in [
+        "CONFIRM_LIVE_TRADING=true",
+        "MEXC_API_KEY",
+        "MEXC_API_SECRET",
+    ] {
+        assert!(err.contains(missing), "{missing} not named: {err}");
+    }
+    let mut confirmed = real.to_vec();
+    confirmed.push(("CONFIRM_LIVE_TRADING", "true"));
+    confirmed.push(("MEXC_API_KEY", "mx0-key-1234"));
+    let err = settings(&confirmed).unwrap_err().to_string();
+    assert!(
+        err.contains("MEXC_API_SECRET") && !err.contains("MEXC_API_KEY ("),
+        "{err}"
+    );
+    confirmed.push(("MEXC_API_SECRET", "s3cr3t-value-5678"));
+    let s = settings(&confirmed).unwrap();
+    assert!(s.mexc.confirm_live_trading);
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("mx0-key-1234") && !shown.contains("s3cr3t-value-5678"));
+    assert_eq!(s.redactor().redact("key s3cr3t-value-5678"), "key ***");
+    // A dry run needs neither; paper ignores the gates.
+    assert!(settings(&[("TRADING_MODE", "live")]).is_ok());
+    assert!(settings(&[("DRY_RUN", "false")]).is_ok());
+}
+
+#[test]
+fn live_limits_are_read_and_range_checked() {
+    let s = settings(&[
+        ("SYMBOL_ALLOWLIST", "btc/usdt, ETHUSDT"),
+        ("MAX_ORDER_NOTIONAL", "2500.50"),
+        ("MEXC_MAX_ORDERS_PER_SEC", "12"),
+    ])
+    .unwrap();
+    assert_eq!(s.mexc.symbol_allowlist, ["BTCUSDT", "ETHUSDT"]);
+    assert_eq!(s.mexc.max_order_notional, Some(Decimal::new(250_050, 2)));
+    assert_eq!(s.mexc.max_orders_per_sec, 12);
+    assert_eq!(s.mexc.order_ttl, Duration::from_secs(300));
+    for (name, value) in [
+        ("MEXC_MAX_ORDERS_PER_SEC", "13"),
+        ("MEXC_MAX_ORDERS_PER_SEC", "0"),
+        ("LIVE_ORDER_TTL_SECS", "0"),
+        ("LIVE_RESOLVE_DEADLINE_SECS", "-5"),
+        ("MAX_ORDER_NOTIONAL", "0"),
+        ("MAX_ORDER_NOTIONAL", "lots"),
+        ("SYMBOL_ALLOWLIST", "BTCUSDT,///"),
+        ("MEXC_RECV_WINDOW_MS", "60000"),
+    ] {
+        let err = settings(&[(name, value)]).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}={value}: {err}");
+    }
+}

@@ -355,3 +355,24 @@ async fn halt_resume_and_halts_work_through_the_stream() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn real_orders_without_confirmation_and_keys_refuse_to_start() {
+    let env = TestEnv::new().await;
+    let output = binary(&env)
+        .args(["serve"])
+        .env("TRADING_MODE", "live")
+        .env("DRY_RUN", "false")
+        .env("MEXC_API_KEY", "mx0-visible-key")
+        .output()
+        .await
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("CONFIRM_LIVE_TRADING=true") && stderr.contains("MEXC_API_SECRET"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mx0-visible-key"), "{stderr}");
+    env.cleanup().await;
+}
