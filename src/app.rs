@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{self, Consumer, Probe, Publisher};
 use crate::config::{MexcSettings, PaperPriceSource, PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
-use crate::execution::mexc::{MexcClient, MexcConfig, TickerPrices};
-use crate::execution::{Executor, MockExecutor, PaperExecutor, PriceBook};
+use crate::execution::mexc::{Credentials, Limits, MexcClient, MexcConfig, TickerPrices};
+use crate::execution::{DryRunExecutor, Executor, MockExecutor, PaperExecutor, PriceBook};
 use crate::http::{self, ApiContext};
 use crate::kill_switch::KillSwitch;
 use crate::retry::Backoff;
@@ -364,9 +364,29 @@ pub fn executor_for(
             fee_rate: trading.paper_fee_rate,
             prices,
         })),
-        TradingMode::Live => {
-            anyhow::bail!("TRADING_MODE=live is not available in this build; use paper or mock")
+        TradingMode::Live | TradingMode::DryRun if trading.dry_run => {
+            let credentials = match (&mexc.api_key, &mexc.api_secret) {
+                (Some(key), Some(secret)) => Some(Credentials::new(key.clone(), secret.clone())),
+                _ => None,
+            };
+            let client = MexcClient::new(&mexc_config(mexc), credentials)?;
+            let limits = Limits {
+                symbol_allowlist: (!mexc.symbol_allowlist.is_empty())
+                    .then(|| mexc.symbol_allowlist.iter().cloned().collect()),
+                max_order_notional: mexc.max_order_notional,
+            };
+            let paper = PaperExecutor::new(trading.paper_fee_rate, prices);
+            Ok(Arc::new(DryRunExecutor::new(
+                client,
+                paper,
+                limits,
+                mexc.client_id_namespace.clone(),
+            )))
         }
+        TradingMode::Live | TradingMode::DryRun => anyhow::bail!(
+            "TRADING_MODE=live with DRY_RUN=false (real orders) is not available in this build; \
+             DRY_RUN=true checks orders against MEXC without sending them"
+        ),
     }
 }
 

@@ -298,10 +298,13 @@ fn admin_token(env: &mut Env<'_>) -> Option<SecretString> {
 
 fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
     let mode_text = env.text("TRADING_MODE", "paper");
-    let mode = TradingMode::parse(&mode_text).unwrap_or_else(|| {
-        env.invalid("TRADING_MODE", &mode_text, "paper, mock or live");
-        TradingMode::Paper
-    });
+    // A dry run is live with DRY_RUN=true, not a mode of its own.
+    let mode = TradingMode::parse(&mode_text)
+        .filter(|mode| *mode != TradingMode::DryRun)
+        .unwrap_or_else(|| {
+            env.invalid("TRADING_MODE", &mode_text, "paper, mock or live");
+            TradingMode::Paper
+        });
     // A fee of a tenth of the notional is already far beyond any venue's.
     let paper_fee_rate = env.amount_in(
         "PAPER_FEE_RATE",

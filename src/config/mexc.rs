@@ -38,6 +38,9 @@ pub struct MexcSettings {
     pub symbol_allowlist: Vec<String>,
     /// `MAX_ORDER_NOTIONAL`: the largest quantity × price sent.
     pub max_order_notional: Option<Decimal>,
+    /// `LIVE_CLIENT_ID_NAMESPACE`: part of every client order id, so the ids
+    /// of one deployment never meet another's (or an earlier database's).
+    pub client_id_namespace: String,
 }
 
 /// Where a paper fill of a MARKET order without a price gets its price.
@@ -66,6 +69,7 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         )),
         symbol_allowlist: symbol_allowlist(env),
         max_order_notional: max_order_notional(env),
+        client_id_namespace: env.text("LIVE_CLIENT_ID_NAMESPACE", "execution-service"),
     }
 }
 

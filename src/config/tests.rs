@@ -617,3 +617,11 @@ fn live_limits_are_read_and_range_checked() {
         assert!(err.contains(name), "{name}={value}: {err}");
     }
 }
+
+#[test]
+fn a_dry_run_is_live_with_dry_run_set_not_a_mode_of_its_own() {
+    let err = settings(&[("TRADING_MODE", "dry_run")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TRADING_MODE"), "{err}");
+}

@@ -63,6 +63,9 @@ pub enum TradingMode {
     Mock,
     /// Real orders on the exchange.
     Live,
+    /// Live with `DRY_RUN=true`: checked against the exchange, never sent.
+    #[serde(rename = "dry_run")]
+    DryRun,
 }
 
 impl TradingMode {
@@ -71,11 +74,12 @@ impl TradingMode {
             TradingMode::Paper => "paper",
             TradingMode::Mock => "mock",
             TradingMode::Live => "live",
+            TradingMode::DryRun => "dry_run",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Paper, Self::Mock, Self::Live]
+        [Self::Paper, Self::Mock, Self::Live, Self::DryRun]
             .into_iter()
             .find(|mode| mode.as_str().eq_ignore_ascii_case(text.trim()))
     }

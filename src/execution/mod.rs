@@ -6,6 +6,7 @@
 //! never one the columns cannot hold: price, fee and notional go through
 //! [`fill_amounts`], and an order whose amounts do not fit is rejected.
 
+mod dry_run;
 pub mod mexc;
 mod mock;
 mod paper;
@@ -17,6 +18,7 @@ use rust_decimal::Decimal;
 
 use crate::domain::{Fill, Order, TradingMode, fill_amounts};
 
+pub use dry_run::DryRunExecutor;
 pub use mock::MockExecutor;
 pub use paper::PaperExecutor;
 

@@ -477,3 +477,81 @@ async fn exchange_rules_refuse_an_order_before_anything_is_sent() {
     assert_eq!(book.check(&fine, &limits, None), Ok(()));
     assert_eq!(fake.count("POST", "/api/v3/order"), 0);
 }
+
+#[tokio::test]
+async fn a_live_dry_run_checks_and_tests_orders_but_never_places_one() {
+    let fake = FakeMexc::start().await;
+    let env = crate::helpers::TestEnv::new().await;
+    let url = fake.url();
+    let dry = [
+        ("SHIM_ENABLED", "false"),
+        ("TRADING_MODE", "live"),
+        ("MEXC_BASE_URL", url.as_str()),
+        ("MEXC_API_KEY", crate::fake_mexc::API_KEY),
+        ("MEXC_API_SECRET", crate::fake_mexc::API_SECRET),
+    ];
+    let app = env.spawn("dry", &dry).await;
+    // One that passes MEXC's rules and its test, one below the minimum
+    // notional (rejected before anything is sent for it).
+    env.xadd_payload(&crate::helpers::order_json("dry-ok", "0.01", "50000"))
+        .await;
+    env.xadd_payload(&crate::helpers::order_json("dry-small", "0.0001", "5000"))
+        .await;
+    let results = env.wait_for_results(2).await;
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["order_id"] == id)
+            .cloned()
+            .expect("a result")
+    };
+    let ok = by_id("dry-ok");
+    assert_eq!(ok["status"], "FILLED");
+    assert_eq!(ok["mode"], "dry_run");
+    let small = by_id("dry-small");
+    assert_eq!(small["status"], "REJECTED");
+    assert!(
+        small["error_message"].starts_with("min_notional"),
+        "{small:?}"
+    );
+    assert_eq!(
+        fake.count("POST", "/api/v3/order"),
+        0,
+        "a dry run placed an order"
+    );
+    assert_eq!(fake.count("POST", "/api/v3/order/test"), 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE mode = 'dry_run'")
+            .await,
+        2
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_without_credentials_checks_the_rules_only() {
+    let fake = FakeMexc::start().await;
+    let env = crate::helpers::TestEnv::new().await;
+    let url = fake.url();
+    let app = env
+        .spawn(
+            "dry-anon",
+            &[
+                ("SHIM_ENABLED", "false"),
+                ("TRADING_MODE", "live"),
+                ("MEXC_BASE_URL", url.as_str()),
+            ],
+        )
+        .await;
+    env.xadd_payload(&crate::helpers::order_json("anon-1", "0.01", "50000"))
+        .await;
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "FILLED");
+    assert_eq!(results[0]["mode"], "dry_run");
+    assert_eq!(fake.count("POST", "/api/v3/order"), 0);
+    assert_eq!(fake.count("POST", "/api/v3/order/test"), 0);
+    assert!(fake.count("GET", "/api/v3/exchangeInfo") >= 1);
+    app.stop().await;
+    env.cleanup().await;
+}
