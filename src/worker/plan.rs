@@ -21,14 +21,9 @@ use crate::store::{self, NewOrder, entity::orders};
 /// What becomes of one entry.
 #[derive(Debug)]
 enum Disposition {
-    /// A valid order: its result comes from its row.
-    Order {
-        order_id: String,
-        traceparent: Option<String>,
-        content: Box<Content>,
-        /// What the message as it arrived says, for a conflict's result.
-        order: Box<Order>,
-    },
+    /// A valid order, as this entry says it: its result comes from its
+    /// row (or, in a conflict, from what it asked for).
+    Order(Box<Order>),
     /// A named but invalid order: REJECTED.
     Rejected {
         rejection: Box<Rejection>,
@@ -96,23 +91,14 @@ impl BatchPlan {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         order.traceparent = Some(traceparent);
                     }
-                    let order_id = order.order_id.clone();
-                    let traceparent = order.traceparent.clone();
-                    let content = Box::new(order.content());
-                    let message = Box::new(order.clone());
-                    if seen.insert(order_id.clone()) {
+                    if seen.insert(order.order_id.clone()) {
                         if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
-                            plan.stale.insert(order_id.clone(), reason);
+                            plan.stale.insert(order.order_id.clone(), reason);
                         }
                         plan.rows.push(store::pending_row(&order, mode, now));
-                        plan.orders.push(order);
+                        plan.orders.push(order.clone());
                     }
-                    Disposition::Order {
-                        order_id,
-                        traceparent,
-                        content,
-                        order: message,
-                    }
+                    Disposition::Order(Box::new(order))
                 }
                 Parsed::Rejected(mut rejection) => {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
@@ -178,23 +164,33 @@ impl BatchPlan {
         stored: impl Fn(&str) -> Option<&'a orders::Model>,
     ) -> HashSet<String> {
         let mut blocked = HashSet::new();
-        let mut first = HashSet::new();
+        // Each stored row's content, worked out once per order.
+        let mut known: HashMap<&str, Content> = HashMap::new();
         for (position, disposition) in self.dispositions.iter().enumerate() {
             let (order_id, content) = match disposition {
-                Disposition::Order {
-                    order_id, content, ..
-                } => (order_id, (**content).clone()),
-                Disposition::Rejected { rejection } => (&rejection.order_id, rejection.content()),
+                Disposition::Order(order) => (order.order_id.as_str(), order.content()),
+                Disposition::Rejected { rejection } => {
+                    (rejection.order_id.as_str(), rejection.content())
+                }
                 Disposition::DeadLetter | Disposition::Ignored => continue,
             };
             let Some(row) = stored(order_id) else {
                 continue;
             };
-            let differing = store::stored_content(row).differences(&content);
-            let deciding = first.insert(order_id.clone());
+            let deciding = !known.contains_key(order_id);
+            // A row this batch's upsert inserted (its first attempt) was
+            // made from its deciding entry: nothing to compare.
+            if deciding && row.attempts == 1 {
+                known.insert(order_id, content);
+                continue;
+            }
+            let stored_content = known
+                .entry(order_id)
+                .or_insert_with(|| store::stored_content(row));
+            let differing = stored_content.differences(&content);
             if !differing.is_empty() {
-                if deciding && matches!(disposition, Disposition::Order { .. }) {
-                    blocked.insert(order_id.clone());
+                if deciding && matches!(disposition, Disposition::Order(_)) {
+                    blocked.insert(order_id.to_owned());
                 }
                 tracing::warn!(order_id = %order_id, differing = ?differing,
                     "an order_id was reused with different content; answered as a conflict");
@@ -242,7 +238,7 @@ impl BatchPlan {
             .iter()
             .enumerate()
             .filter_map(|(position, disposition)| match disposition {
-                Disposition::Order { order, .. } if self.conflicts.contains_key(&position) => {
+                Disposition::Order(order) if self.conflicts.contains_key(&position) => {
                     Some(order_conflict(order, &self.conflicts[&position], mode, now))
                 }
                 Disposition::Rejected { rejection } if self.conflicts.contains_key(&position) => {
@@ -250,11 +246,8 @@ impl BatchPlan {
                     result.error_message = Some(conflict_reason(&self.conflicts[&position]));
                     Some(result)
                 }
-                Disposition::Order {
-                    order_id,
-                    traceparent,
-                    ..
-                } => current(order_id).map(|row| store::result_from_row(row, traceparent.clone())),
+                Disposition::Order(order) => current(&order.order_id)
+                    .map(|row| store::result_from_row(row, order.traceparent.clone())),
                 Disposition::Rejected { rejection } => Some(
                     current(&rejection.order_id)
                         .filter(|row| row.is_terminal())
@@ -364,21 +357,19 @@ fn order_conflict(
     mode: TradingMode,
     now: DateTime<Utc>,
 ) -> ExecutionResult {
-    let mut result = ExecutionResult::new(
-        order.order_id.clone(),
-        OrderStatus::Rejected,
-        mode,
-        now.timestamp(),
-    );
-    result.symbol = Some(order.symbol.clone());
-    result.side = Some(order.side.as_str().to_owned());
-    result.quantity = Some(order.quantity);
-    result.client_id = order.client_id.clone();
-    result.strategy_id = order.strategy_id.clone();
-    result.bot_id = order.bot_id.clone();
-    result.error_message = Some(conflict_reason(differing));
-    result.traceparent = order.traceparent.clone();
-    result
+    let answer = Rejection {
+        order_id: order.order_id.clone(),
+        reason: conflict_reason(differing),
+        symbol: Some(order.symbol.clone()),
+        side: Some(order.side.as_str().to_owned()),
+        quantity: Some(order.quantity),
+        client_id: order.client_id.clone(),
+        strategy_id: order.strategy_id.clone(),
+        bot_id: order.bot_id.clone(),
+        traceparent: order.traceparent.clone(),
+        ..Rejection::default()
+    };
+    rejection_result(&answer, mode, now)
 }
 
 /// The result of a rejected order that has no row to speak for it.

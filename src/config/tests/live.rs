@@ -1,0 +1,189 @@
+//! MEXC, the live gates and limits, the admin token.
+
+use super::*;
+
+#[test]
+fn mexc_settings_default_to_the_real_api_and_are_range_checked() {
+    let s = settings(&[]).unwrap();
+    assert_eq!(s.mexc.base_url, "https://api.mexc.com");
+    assert_eq!(s.mexc.timeout, Duration::from_millis(5_000));
+    assert_eq!(s.mexc.recv_window_ms, 5_000);
+    assert_eq!(s.trading.paper_price_source, PaperPriceSource::Reference);
+
+    let s = settings(&[
+        ("MEXC_BASE_URL", "http://127.0.0.1:4100/"),
+        ("MEXC_TIMEOUT_MS", "60000"),
+        ("MEXC_RECV_WINDOW_MS", "59999"),
+        ("PAPER_PRICE_SOURCE", "MEXC"),
+    ])
+    .unwrap();
+    assert_eq!(s.mexc.base_url, "http://127.0.0.1:4100");
+    assert_eq!(s.mexc.timeout, Duration::from_secs(60));
+    assert_eq!(s.mexc.recv_window_ms, 59_999);
+    assert_eq!(s.trading.paper_price_source, PaperPriceSource::Mexc);
+    assert_eq!(
+        settings(&[("MEXC_RECV_WINDOW_MS", "1")])
+            .unwrap()
+            .mexc
+            .recv_window_ms,
+        1
+    );
+
+    let err = settings(&[
+        ("MEXC_RECV_WINDOW_MS", "60000"),
+        ("MEXC_TIMEOUT_MS", "99"),
+        ("PAPER_PRICE_SOURCE", "binance"),
+    ])
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "MEXC_RECV_WINDOW_MS=\"60000\" is not valid: expected a whole number in 1..=59999",
+        "MEXC_TIMEOUT_MS=\"99\" is not valid: expected a whole number in 100..=60000",
+        "PAPER_PRICE_SOURCE=\"binance\" is not valid: expected reference or mexc",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn the_mexc_url_is_https_or_loopback_http_without_anything_else() {
+    for good in [
+        "https://api.mexc.com",
+        "https://api.mexc.com/",
+        "http://localhost:8080",
+        "http://[::1]:9000",
+        "http://127.0.0.2",
+    ] {
+        assert!(
+            settings(&[("MEXC_BASE_URL", good)]).is_ok(),
+            "{good} was refused"
+        );
+    }
+    for (bad, why) in [
+        ("http://api.mexc.com", "plain http leaves this machine"),
+        ("ftp://api.mexc.com", "the scheme is \"ftp\""),
+        ("https://user:secret@api.mexc.com", "it carries credentials"),
+        (
+            "https://api.mexc.com/api/v3",
+            "it has a path, query or fragment",
+        ),
+        (
+            "https://api.mexc.com?x=1",
+            "it has a path, query or fragment",
+        ),
+        ("api.mexc.com", "relative URL without a base"),
+    ] {
+        let err = settings(&[("MEXC_BASE_URL", bad)]).unwrap_err().to_string();
+        assert!(
+            err.contains("MEXC_BASE_URL") && err.contains(why),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+    }
+}
+
+#[test]
+fn market_prices_are_for_paper_trading_only() {
+    let err = settings(&[("PAPER_PRICE_SOURCE", "mexc"), ("TRADING_MODE", "mock")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "PAPER_PRICE_SOURCE=\"mexc\" is not valid: expected reference with TRADING_MODE=mock"
+        ),
+        "{err}"
+    );
+    assert!(
+        settings(&[
+            ("PAPER_PRICE_SOURCE", "reference"),
+            ("TRADING_MODE", "mock")
+        ])
+        .is_ok()
+    );
+}
+
+#[test]
+fn an_admin_token_is_checked_without_being_shown() {
+    let err = settings(&[("ADMIN_TOKEN", "sh0rt-t0ken")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ADMIN_TOKEN") && !err.contains("sh0rt-t0ken"),
+        "{err}"
+    );
+    let err = settings(&[("ADMIN_TOKEN", "has blanks in the token")])
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("blanks"), "{err}");
+    let s = settings(&[("ADMIN_TOKEN", "a-long-enough-admin-token")]).unwrap();
+    assert!(!format!("{s:?}").contains("a-long-enough-admin-token"));
+    assert_eq!(
+        s.redactor().redact("bearer a-long-enough-admin-token"),
+        "bearer ***"
+    );
+}
+
+#[test]
+fn real_orders_need_both_keys_and_the_confirmation() {
+    let real = [("TRADING_MODE", "live"), ("DRY_RUN", "false")];
+    let err = settings(&real).unwrap_err().to_string();
+    for missing in [
+        "CONFIRM_LIVE_TRADING=true",
+        "MEXC_API_KEY",
+        "MEXC_API_SECRET",
+    ] {
+        assert!(err.contains(missing), "{missing} not named: {err}");
+    }
+    let mut confirmed = real.to_vec();
+    confirmed.push(("CONFIRM_LIVE_TRADING", "true"));
+    confirmed.push(("MEXC_API_KEY", "mx0-key-1234"));
+    let err = settings(&confirmed).unwrap_err().to_string();
+    assert!(
+        err.contains("MEXC_API_SECRET") && !err.contains("MEXC_API_KEY ("),
+        "{err}"
+    );
+    confirmed.push(("MEXC_API_SECRET", "s3cr3t-value-5678"));
+    let s = settings(&confirmed).unwrap();
+    assert!(s.mexc.confirm_live_trading);
+    let shown = format!("{s:?}");
+    assert!(!shown.contains("mx0-key-1234") && !shown.contains("s3cr3t-value-5678"));
+    assert_eq!(s.redactor().redact("key s3cr3t-value-5678"), "key ***");
+    // A dry run needs neither; paper ignores the gates.
+    assert!(settings(&[("TRADING_MODE", "live")]).is_ok());
+    assert!(settings(&[("DRY_RUN", "false")]).is_ok());
+}
+
+#[test]
+fn live_limits_are_read_and_range_checked() {
+    let s = settings(&[
+        ("SYMBOL_ALLOWLIST", "btc/usdt, ETHUSDT"),
+        ("MAX_ORDER_NOTIONAL", "2500.50"),
+        ("MEXC_MAX_ORDERS_PER_SEC", "12"),
+    ])
+    .unwrap();
+    assert_eq!(s.mexc.symbol_allowlist, ["BTCUSDT", "ETHUSDT"]);
+    assert_eq!(s.mexc.max_order_notional, Some(Decimal::new(250_050, 2)));
+    assert_eq!(s.mexc.max_orders_per_sec, 12);
+    assert_eq!(s.mexc.order_ttl, Duration::from_secs(300));
+    for (name, value) in [
+        ("MEXC_MAX_ORDERS_PER_SEC", "13"),
+        ("MEXC_MAX_ORDERS_PER_SEC", "0"),
+        ("LIVE_ORDER_TTL_SECS", "0"),
+        ("LIVE_RESOLVE_DEADLINE_SECS", "-5"),
+        ("MAX_ORDER_NOTIONAL", "0"),
+        ("MAX_ORDER_NOTIONAL", "lots"),
+        ("SYMBOL_ALLOWLIST", "BTCUSDT,///"),
+        ("MEXC_RECV_WINDOW_MS", "60000"),
+    ] {
+        let err = settings(&[(name, value)]).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}={value}: {err}");
+    }
+}
+
+#[test]
+fn a_dry_run_is_live_with_dry_run_set_not_a_mode_of_its_own() {
+    let err = settings(&[("TRADING_MODE", "dry_run")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TRADING_MODE"), "{err}");
+}
