@@ -20,9 +20,12 @@ use crate::bus::{self, Consumer, Probe, Publisher};
 use crate::config::{MexcSettings, PaperPriceSource, PostgresSettings, Settings, TradingSettings};
 use crate::domain::TradingMode;
 use crate::execution::mexc::{Credentials, Limits, MexcClient, MexcConfig, TickerPrices};
-use crate::execution::{DryRunExecutor, Executor, MockExecutor, PaperExecutor, PriceBook};
+use crate::execution::{
+    DryRunExecutor, Executor, LiveOrders, MockExecutor, PaperExecutor, PriceBook,
+};
 use crate::http::{self, ApiContext};
 use crate::kill_switch::KillSwitch;
+use crate::live::{self, LiveDesk, LiveOptions};
 use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
@@ -37,6 +40,10 @@ pub struct Application {
     redis: redis::Client,
     pool: deadpool_redis::Pool,
     executor: Arc<dyn Executor>,
+    /// Real orders' path, with `TRADING_MODE=live` and `DRY_RUN=false`.
+    live: Option<Arc<LiveDesk>>,
+    /// Stops the live path's waits when the application stops.
+    live_stop: CancellationToken,
     stats: Arc<Stats>,
     kill_switch: KillSwitch,
     http: TcpAcceptor,
@@ -78,12 +85,16 @@ impl Application {
             settings.streams.shutdown_stream.clone(),
             stats.clone(),
         );
+        let live_stop = CancellationToken::new();
+        let live = live_desk(&settings, &store, &pool, &stats, &live_stop)?;
         Ok(Application {
             settings,
             store,
             redis,
             pool,
             executor,
+            live,
+            live_stop,
             stats,
             kill_switch,
             http,
@@ -113,6 +124,7 @@ impl Application {
             read_freshness: (block * 4).max(Duration::from_secs(10)),
             kill_switch: self.kill_switch.clone(),
             admin_token: self.settings.http.admin_token.clone(),
+            live: self.live.clone(),
         }
     }
 
@@ -139,7 +151,13 @@ impl Application {
             stats: self.stats.clone(),
             leases: Default::default(),
             halts: self.kill_switch.board(),
+            live: self.live.clone(),
         }
+    }
+
+    /// The live path, when real orders are enabled.
+    pub fn live(&self) -> Option<&Arc<LiveDesk>> {
+        self.live.as_ref()
     }
 
     /// The kill switch: the halts in force, and how to set and lift them.
@@ -186,7 +204,7 @@ impl Application {
             tasks.push(("order shim", Box::pin(shim.run(cancel.clone()).map(Ok))));
         }
         let trimmer = bus::Trimmer {
-            pool: self.pool,
+            pool: self.pool.clone(),
             topology,
             every: self.settings.streams.trim_interval,
         };
@@ -203,6 +221,21 @@ impl Application {
                 Ok(())
             }),
         ));
+        if let Some(desk) = self.live.clone() {
+            let publisher =
+                Publisher::new(self.pool.clone(), self.settings.streams.topology.clone());
+            let tick = self.settings.mexc.reconcile_interval;
+            let stop = cancel.clone();
+            let live_stop = self.live_stop.clone();
+            tasks.push((
+                "live reconciler",
+                Box::pin(async move {
+                    let ran = live::reconcile::run(desk, publisher, tick, stop).await;
+                    live_stop.cancel();
+                    ran
+                }),
+            ));
+        }
         let worker_cancel = cancel.clone();
         let halts = self.kill_switch.clone();
         tasks.push((
@@ -370,11 +403,7 @@ pub fn executor_for(
                 _ => None,
             };
             let client = MexcClient::new(&mexc_config(mexc), credentials)?;
-            let limits = Limits {
-                symbol_allowlist: (!mexc.symbol_allowlist.is_empty())
-                    .then(|| mexc.symbol_allowlist.iter().cloned().collect()),
-                max_order_notional: mexc.max_order_notional,
-            };
+            let limits = live_limits(mexc);
             let paper = PaperExecutor::new(trading.paper_fee_rate, prices);
             Ok(Arc::new(DryRunExecutor::new(
                 client,
@@ -383,10 +412,70 @@ pub fn executor_for(
                 mexc.client_id_namespace.clone(),
             )))
         }
-        TradingMode::Live | TradingMode::DryRun => anyhow::bail!(
-            "TRADING_MODE=live with DRY_RUN=false (real orders) is not available in this build; \
-             DRY_RUN=true checks orders against MEXC without sending them"
-        ),
+        // Real orders take the live path (see `live_desk`), never the batch.
+        TradingMode::Live | TradingMode::DryRun => Ok(Arc::new(LiveOrders)),
+    }
+}
+
+/// The live path of real orders (`TRADING_MODE=live`, `DRY_RUN=false`,
+/// the gates passed at start-up), else `None`.
+fn live_desk(
+    settings: &Settings,
+    store: &Store,
+    pool: &deadpool_redis::Pool,
+    stats: &Arc<Stats>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<LiveDesk>>> {
+    let (trading, mexc) = (&settings.trading, &settings.mexc);
+    if !matches!(trading.mode, TradingMode::Live | TradingMode::DryRun) || trading.dry_run {
+        return Ok(None);
+    }
+    let (Some(key), Some(secret)) = (&mexc.api_key, &mexc.api_secret) else {
+        anyhow::bail!("real orders need MEXC_API_KEY and MEXC_API_SECRET");
+    };
+    let client = MexcClient::new(
+        &mexc_config(mexc),
+        Some(Credentials::new(key.clone(), secret.clone())),
+    )?;
+    let limiter = bus::RateLimiter::new(
+        pool.clone(),
+        format!("mexc-orders:{}", mexc.client_id_namespace),
+        mexc.max_orders_per_sec,
+    );
+    let options = LiveOptions {
+        lease: mexc.lease,
+        order_ttl: mexc.order_ttl,
+        resolve_deadline: mexc.resolve_deadline,
+        max_order_age: settings.streams.worker.max_order_age,
+        absence_grace: mexc.absence_grace,
+        lookups_for_absence: 3,
+        max_send_attempts: mexc.max_send_attempts as i32,
+        max_poll_interval: Duration::from_secs(10),
+        namespace: mexc.client_id_namespace.clone(),
+        limits: live_limits(mexc),
+    };
+    tracing::warn!(
+        base_url = %mexc.base_url,
+        max_orders_per_sec = mexc.max_orders_per_sec,
+        "LIVE TRADING: real orders will be sent to MEXC"
+    );
+    Ok(Some(Arc::new(LiveDesk::new(
+        client,
+        store.clone(),
+        limiter,
+        settings.streams.topology.consumer.clone(),
+        options,
+        stats.clone(),
+        stop.clone(),
+    ))))
+}
+
+/// `SYMBOL_ALLOWLIST` and `MAX_ORDER_NOTIONAL` as the pre-trade checks take them.
+fn live_limits(mexc: &MexcSettings) -> Limits {
+    Limits {
+        symbol_allowlist: (!mexc.symbol_allowlist.is_empty())
+            .then(|| mexc.symbol_allowlist.iter().cloned().collect()),
+        max_order_notional: mexc.max_order_notional,
     }
 }
 

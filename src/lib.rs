@@ -9,6 +9,7 @@ pub mod domain;
 pub mod execution;
 pub mod http;
 pub mod kill_switch;
+pub mod live;
 pub mod propagation;
 pub mod retry;
 pub mod stats;

@@ -13,6 +13,10 @@ use prometheus::{
 
 use crate::domain::OrderStatus;
 
+mod live;
+
+pub use live::LiveStats;
+
 /// Stages of a batch, as the `stage` label of the latency histogram.
 pub const STAGES: [&str; 6] = ["parse", "upsert", "execute", "commit", "publish", "ack"];
 
@@ -56,6 +60,7 @@ pub struct Stats {
     pub backlog: IntGauge,
     pub dlq_length: IntGauge,
     pub uptime_seconds: IntGauge,
+    pub live: LiveStats,
     /// Unix milliseconds of the worker's last successful read (0: never).
     last_read_ms: std::sync::Arc<AtomicI64>,
 }
@@ -172,6 +177,7 @@ impl Stats {
             ),
             dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),
+            live: LiveStats::new(&registry),
             last_read_ms: Default::default(),
             registry: registry.clone(),
         };
@@ -193,6 +199,9 @@ impl Stats {
             OrderStatus::Rejected => self.rejected.inc(),
             OrderStatus::Error | OrderStatus::Pending | OrderStatus::Submitted => {
                 self.errored.inc()
+            }
+            OrderStatus::PartiallyFilled | OrderStatus::Canceled | OrderStatus::Unknown => {
+                self.live.count_result(status)
             }
         }
     }

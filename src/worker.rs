@@ -11,7 +11,7 @@ mod consume;
 mod lease;
 mod plan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use crate::bus::{BusError, Consumer, Entry, Publisher};
 use crate::domain::{ExecutionResult, Order, OrderStatus, halted_reason};
 use crate::execution::{Executor, Outcome};
 use crate::kill_switch::HaltBoard;
+use crate::live::{LiveDesk, LiveError};
 use crate::propagation;
 use crate::stats::Stats;
 use crate::store::entity::orders;
@@ -58,6 +59,8 @@ pub enum BatchError {
     Redis(#[from] BusError),
     #[error("the batch did not finish within {0:?}")]
     TimedOut(Duration),
+    #[error("live path: {0}")]
+    Live(#[from] LiveError),
 }
 
 impl BatchError {
@@ -93,6 +96,8 @@ pub struct Worker {
     pub leases: Leases,
     /// The trading halts in force.
     pub halts: HaltBoard,
+    /// Real orders: they take the live path after their rows are stored.
+    pub live: Option<Arc<LiveDesk>>,
 }
 
 impl Worker {
@@ -147,8 +152,9 @@ impl Worker {
             .map(|order| (order.order_id.as_str(), order_span(order)))
             .collect();
 
-        // 3. Execute the orders whose rows are not terminal yet.
-        let to_execute: Vec<&Order> = plan
+        // 3. Execute the orders whose rows are not terminal yet (real
+        // orders only after the commit, on the live path).
+        let (to_send, to_execute): (Vec<&Order>, Vec<&Order>) = plan
             .orders()
             .filter(|order| {
                 !conflicting.contains(&order.order_id)
@@ -156,7 +162,7 @@ impl Worker {
                         .get(&order.order_id)
                         .is_some_and(|row| !row.is_terminal())
             })
-            .collect();
+            .partition(|order| self.live.is_some() && plan.stale_reason(&order.order_id).is_none());
         let outcomes = join_all(to_execute.iter().map(|order| async {
             match plan.stale_reason(&order.order_id) {
                 Some(reason) => Outcome::Rejected(reason.to_owned()),
@@ -180,16 +186,29 @@ impl Worker {
         batch.commit().await?;
         clock.lap("commit");
 
+        // 4b. Real orders, one by one, no transaction open while sending.
+        let (sent, held) = self
+            .send_live(&to_send, &plan, &stored, &order_spans)
+            .await?;
+        clock.lap("live");
+
         // 5. Publish a result for every entry that names an order, and the dead letters.
         let finished: HashMap<&str, &orders::Model> = finished
             .iter()
             .map(|row| (row.order_id.as_str(), row))
             .collect();
         let mut results = plan.results(
-            |id| finished.get(id).copied().or_else(|| stored.get(id)),
+            |id| {
+                sent.get(id)
+                    .or_else(|| finished.get(id).copied())
+                    .or_else(|| stored.get(id))
+            },
             mode,
             now,
         );
+        // An order still in flight has no result yet: the reconciler
+        // announces it when it is decided.
+        results.retain(|result| result.status.is_announced());
         for result in &mut results {
             if let Some(span) = order_spans.get(result.order_id.as_str()) {
                 span.record("status", result.status.as_str());
@@ -200,14 +219,17 @@ impl Worker {
         self.publisher.publish(&results, &plan.dead_letters).await?;
         clock.lap("publish");
 
-        // 6. Only now acknowledge.
-        self.consumer.ack(&plan.entry_ids).await?;
+        // 6. Only now acknowledge (not the entries of orders another
+        // replica holds, or that could not be sent yet).
+        let entry_ids = plan.entry_ids_except(&held);
+        self.consumer.ack(&entry_ids).await?;
         clock.lap("ack");
 
         let executed = to_execute
             .iter()
             .filter(|o| plan.stale_reason(&o.order_id).is_none())
-            .count();
+            .count()
+            + sent.len();
         let halted = to_execute
             .iter()
             .filter(|o| plan.is_halted(&o.order_id))
@@ -226,6 +248,55 @@ impl Worker {
             dead_lettered: plan.dead_letters.len(),
             ignored: plan.ignored,
         })
+    }
+
+    /// Takes real orders to the exchange: the rows they stand as now, and
+    /// the orders whose entries must stay unacknowledged.
+    async fn send_live(
+        &self,
+        orders: &[&Order],
+        plan: &BatchPlan,
+        stored: &HashMap<String, orders::Model>,
+        spans: &HashMap<&str, tracing::Span>,
+    ) -> Result<(HashMap<String, orders::Model>, HashSet<String>), BatchError> {
+        let mut sent = HashMap::new();
+        let mut held = HashSet::new();
+        let Some(desk) = &self.live else {
+            return Ok((sent, held));
+        };
+        let known: Vec<(&Order, &store::NewOrder, &orders::Model)> = orders
+            .iter()
+            .filter_map(|order| {
+                Some((
+                    *order,
+                    plan.row(&order.order_id)?,
+                    stored.get(&order.order_id)?,
+                ))
+            })
+            .collect();
+        let handled = join_all(known.iter().map(|(order, row, current)| {
+            let parent = spans
+                .get(order.order_id.as_str())
+                .cloned()
+                .unwrap_or_else(tracing::Span::none);
+            desk.handle(order, row, current)
+                .instrument(tracing::info_span!(
+                    parent: &parent,
+                    "order.execute",
+                    mode = "live"
+                ))
+        }))
+        .await;
+        for ((order, _, _), handled) in known.iter().zip(handled) {
+            let handled = handled?;
+            if handled.hold {
+                held.insert(order.order_id.clone());
+            }
+            if let Some(row) = handled.row {
+                sent.insert(order.order_id.clone(), row);
+            }
+        }
+        Ok((sent, held))
     }
 
     fn count(

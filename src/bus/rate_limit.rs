@@ -17,11 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::BusError;
 
-/// KEYS: the log of the last second's grants, and its sequence. ARGV: how
-/// many a second. Returns 0 when a grant was made, else the milliseconds
-/// until the oldest grant leaves the window.
+/// KEYS: the log of the last second's grants, its sequence, and the pause
+/// the exchange asked for. ARGV: how many a second. Returns 0 when a grant
+/// was made, else the milliseconds until one may be.
 const TAKE: &str = r"
 local limit = tonumber(ARGV[1])
+local paused = redis.call('PTTL', KEYS[3])
+if paused > 0 then
+  return paused
+end
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - 1000000)
@@ -64,10 +68,31 @@ impl RateLimiter {
             .script
             .key(&self.key)
             .key(format!("{}:seq", self.key))
+            .key(self.pause_key())
             .arg(self.per_second)
             .invoke_async(&mut conn)
             .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    /// Grants nothing to any replica for `length` (the exchange's
+    /// `Retry-After`); a longer pause already set is kept.
+    pub async fn pause(&self, length: Duration) -> Result<(), BusError> {
+        let mut conn = self.pool.get().await?;
+        let millis = length.as_millis().max(1) as u64;
+        let _: () = redis::Script::new(
+            "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then \
+               redis.call('SET', KEYS[1], 1, 'PX', ARGV[1]) end",
+        )
+        .key(self.pause_key())
+        .arg(millis)
+        .invoke_async(&mut conn)
+        .await?;
+        Ok(())
+    }
+
+    fn pause_key(&self) -> String {
+        format!("{}:pause", self.key)
     }
 
     /// Waits for a grant, returning how long it waited; `None` when

@@ -41,6 +41,18 @@ pub struct MexcSettings {
     /// `LIVE_CLIENT_ID_NAMESPACE`: part of every client order id, so the ids
     /// of one deployment never meet another's (or an earlier database's).
     pub client_id_namespace: String,
+    /// `LIVE_LEASE_SECS`: how long a replica's claim on an order in flight
+    /// lasts unrenewed; after it another replica takes over (lookup first).
+    pub lease: Duration,
+    /// `LIVE_ABSENCE_GRACE_SECS`: beyond `timestamp + recvWindow`, how long
+    /// MEXC must keep answering "no such order" before an order counts as
+    /// absent (and may be sent again).
+    pub absence_grace: Duration,
+    /// `LIVE_MAX_SEND_ATTEMPTS`: sends of one order at most.
+    pub max_send_attempts: u32,
+    /// `LIVE_RECONCILE_INTERVAL_MS`: how often each replica looks for
+    /// orders in flight that are due for a lookup.
+    pub reconcile_interval: Duration,
 }
 
 /// Where a paper fill of a MARKET order without a price gets its price.
@@ -70,6 +82,14 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         symbol_allowlist: symbol_allowlist(env),
         max_order_notional: max_order_notional(env),
         client_id_namespace: env.text("LIVE_CLIENT_ID_NAMESPACE", "execution-service"),
+        lease: Duration::from_secs(env.ranged("LIVE_LEASE_SECS", 30, 5..=3_600)),
+        absence_grace: Duration::from_secs(env.ranged("LIVE_ABSENCE_GRACE_SECS", 10, 0..=3_600)),
+        max_send_attempts: env.ranged("LIVE_MAX_SEND_ATTEMPTS", 2, 1..=5),
+        reconcile_interval: Duration::from_millis(env.ranged(
+            "LIVE_RECONCILE_INTERVAL_MS",
+            250,
+            10..=60_000,
+        )),
     }
 }
 

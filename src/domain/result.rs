@@ -11,15 +11,22 @@ use serde_json::Value;
 use super::amount::format_amount;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Recorded, not yet executed.
     Pending,
-    /// Sent to the exchange, answer not yet recorded.
+    /// Sent to the exchange, answer not yet recorded (or open there).
     Submitted,
+    /// Live: open at the exchange with part of it filled.
+    PartiallyFilled,
     Filled,
+    /// Live: cancelled at the exchange, possibly after part of it filled.
+    Canceled,
     Rejected,
     Error,
+    /// Live: the outcome could not be learnt in time; an operator alert,
+    /// still polled, never re-sent.
+    Unknown,
 }
 
 impl OrderStatus {
@@ -27,9 +34,12 @@ impl OrderStatus {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Submitted => "SUBMITTED",
+            OrderStatus::PartiallyFilled => "PARTIALLY_FILLED",
             OrderStatus::Filled => "FILLED",
+            OrderStatus::Canceled => "CANCELED",
             OrderStatus::Rejected => "REJECTED",
             OrderStatus::Error => "ERROR",
+            OrderStatus::Unknown => "UNKNOWN",
         }
     }
 
@@ -37,9 +47,12 @@ impl OrderStatus {
         [
             Self::Pending,
             Self::Submitted,
+            Self::PartiallyFilled,
             Self::Filled,
+            Self::Canceled,
             Self::Rejected,
             Self::Error,
+            Self::Unknown,
         ]
         .into_iter()
         .find(|status| status.as_str().eq_ignore_ascii_case(text))
@@ -49,8 +62,17 @@ impl OrderStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            OrderStatus::Filled | OrderStatus::Rejected | OrderStatus::Error
+            OrderStatus::Filled
+                | OrderStatus::Canceled
+                | OrderStatus::Rejected
+                | OrderStatus::Error
         )
+    }
+
+    /// Whether a strategy hears of this status (PENDING and SUBMITTED are
+    /// the service's own bookkeeping).
+    pub fn is_announced(self) -> bool {
+        !matches!(self, OrderStatus::Pending | OrderStatus::Submitted)
     }
 }
 
@@ -119,6 +141,8 @@ pub struct ExecutionResult {
     pub bot_id: Option<String>,
     pub error_message: Option<String>,
     pub exchange_order_id: Option<String>,
+    /// The id the order carries at the exchange (live orders).
+    pub client_order_id: Option<String>,
     pub mode: TradingMode,
     pub traceparent: Option<String>,
 }
@@ -157,6 +181,7 @@ impl ExecutionResult {
             bot_id: None,
             error_message: None,
             exchange_order_id: None,
+            client_order_id: None,
             mode,
             traceparent: None,
         }

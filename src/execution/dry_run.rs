@@ -5,22 +5,15 @@
 //! fills as in paper trading (at its price, else MEXC's last price), with
 //! mode `dry_run`, so everything downstream runs as it would.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::Mutex;
 
 use super::mexc::{
-    Limits, MexcClient, MexcError, NewOrder, RuleBook, SymbolRules, TickerPrices, client_order_id,
-    mexc_symbol,
+    Limits, MexcClient, MexcError, NewOrder, RuleCache, TickerPrices, client_order_id,
 };
 use super::{Executor, Outcome, PaperExecutor};
 use crate::domain::{Order, TradingMode};
-
-/// How long a symbol's rules are trusted before they are fetched again.
-const RULES_TTL: Duration = Duration::from_secs(60);
 
 pub struct DryRunExecutor {
     client: MexcClient,
@@ -29,8 +22,7 @@ pub struct DryRunExecutor {
     limits: Limits,
     /// The namespace of the client order ids test orders carry.
     namespace: String,
-    /// Each symbol's rules (`None`: MEXC does not list it), and when fetched.
-    rules: Mutex<HashMap<String, (Instant, Option<SymbolRules>)>>,
+    rules: RuleCache,
 }
 
 impl DryRunExecutor {
@@ -43,35 +35,12 @@ impl DryRunExecutor {
         let prices = Arc::new(TickerPrices::new(client.clone()));
         DryRunExecutor {
             paper: paper.with_market_prices(prices.clone()),
+            rules: RuleCache::new(client.clone()),
             client,
             prices,
             limits,
             namespace,
-            rules: Mutex::default(),
         }
-    }
-
-    /// The rules of an order's symbol, fetched when unknown or stale.
-    async fn rules_for(&self, symbol: &str) -> Result<Option<SymbolRules>, MexcError> {
-        let symbol = mexc_symbol(symbol);
-        let mut cache = self.rules.lock().await;
-        if let Some((at, rules)) = cache.get(&symbol)
-            && at.elapsed() < RULES_TTL
-        {
-            return Ok(rules.clone());
-        }
-        let info = self
-            .client
-            .exchange_info(std::slice::from_ref(&symbol))
-            .await;
-        let rules = match info {
-            Ok(info) => RuleBook::from_exchange_info(&info).get(&symbol).cloned(),
-            // A symbol MEXC refuses to describe is one it does not list.
-            Err(MexcError::Rejected { .. }) => None,
-            Err(err) => return Err(err),
-        };
-        cache.insert(symbol, (Instant::now(), rules.clone()));
-        Ok(rules)
     }
 }
 
@@ -82,7 +51,7 @@ impl Executor for DryRunExecutor {
     }
 
     async fn execute(&self, order: &Order) -> Outcome {
-        let rules = match self.rules_for(&order.symbol).await {
+        let rules = match self.rules.rules_for(&order.symbol).await {
             Ok(rules) => rules,
             Err(err) => return Outcome::Failed(format!("MEXC's rules could not be read: {err}")),
         };

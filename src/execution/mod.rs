@@ -39,6 +39,24 @@ pub trait Executor: Send + Sync {
     async fn execute(&self, order: &Order) -> Outcome;
 }
 
+/// The executor of real orders as the batch path sees them: their mode,
+/// and a guard. Real orders never execute inside a batch transaction; the
+/// worker hands them to the live path after the batch commits, so this
+/// `execute` is reached only by a defect, and then sends nothing.
+pub struct LiveOrders;
+
+#[async_trait]
+impl Executor for LiveOrders {
+    fn mode(&self) -> TradingMode {
+        TradingMode::Live
+    }
+
+    async fn execute(&self, order: &Order) -> Outcome {
+        tracing::error!(order_id = %order.order_id, "a real order reached the batch path; nothing was sent");
+        Outcome::Failed("a real order reached the one-transaction path; nothing was sent".into())
+    }
+}
+
 /// Last traded prices of a market, for paper fills of MARKET orders
 /// without a price.
 #[async_trait]

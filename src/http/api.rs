@@ -9,8 +9,8 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
 use super::schema::{
-    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView,
-    Readiness, Statistics, Status, StatusFilter, StreamInfo,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail, OrderPage,
+    OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
 };
 use crate::store::OrderQuery;
 
@@ -132,10 +132,12 @@ impl Api {
             .stats
             .since_last_read()
             .is_some_and(|since| since <= ctx.read_freshness);
+        let exchange = ctx.live.as_ref().map(|desk| !desk.breaker().blocks());
         let failing: Vec<String> = [
             ("redis", redis.is_some()),
             ("postgres", postgres.is_some()),
             ("consumer", consumer),
+            ("exchange", exchange.unwrap_or(true)),
         ]
         .into_iter()
         .filter(|(_, ok)| !ok)
@@ -151,6 +153,7 @@ impl Api {
             redis: redis.is_some(),
             postgres: postgres.is_some(),
             consumer,
+            exchange,
             failing,
         };
         if readiness.failing.is_empty() {
@@ -168,11 +171,17 @@ impl Api {
     async fn status(&self) -> StatusResponse {
         let ctx = &self.0;
         // All four checks at once: the answer takes at most one timeout.
-        let (stream, counts, redis_ping, postgres_ping) = tokio::join!(
+        let (stream, counts, redis_ping, postgres_ping, in_flight) = tokio::join!(
             within(ctx.probe.stream_stats()),
             within(ctx.store.order_counts()),
             within(ctx.probe.ping()),
             within(ctx.store.ping()),
+            async {
+                match ctx.live {
+                    Some(_) => within(ctx.store.live_in_flight()).await,
+                    None => None,
+                }
+            },
         );
         let redis_connected = stream.is_some() || redis_ping.is_some();
         let database_connected = counts.is_some() || postgres_ping.is_some();
@@ -214,6 +223,10 @@ impl Api {
                 .iter()
                 .map(ActiveHalt::from)
                 .collect(),
+            live: ctx
+                .live
+                .as_ref()
+                .map(|desk| live_status(desk, stats, in_flight)),
         }))
     }
 
@@ -330,4 +343,29 @@ fn storable(text: &str) -> bool {
 
 fn default_limit() -> u64 {
     20
+}
+
+/// The live part of `/status`.
+fn live_status(
+    desk: &crate::live::LiveDesk,
+    stats: &crate::stats::Stats,
+    in_flight: Option<Vec<(String, i64)>>,
+) -> LiveStatus {
+    let live = &stats.live;
+    let breaker = desk.breaker().state();
+    LiveStatus {
+        breaker_open: desk.breaker().blocks(),
+        breaker_reason: breaker.as_ref().map(|b| b.reason.clone()),
+        breaker_since: breaker.map(|b| b.since.to_rfc3339()),
+        sent: live.sent.get(),
+        accepted: live.accepted.get(),
+        rejected: live.rejected_total(),
+        unknown_outcomes: live.unknown_outcomes.get(),
+        unknown: live.unknown.get(),
+        reconciled: live.reconciled.get(),
+        resent: live.resends.get(),
+        cancels: live.cancels.get(),
+        rate_limit_waits: live.rate_limit_waits.get(),
+        in_flight: in_flight.map(|rows| rows.into_iter().collect()),
+    }
 }

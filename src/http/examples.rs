@@ -24,6 +24,7 @@ impl Example for Readiness {
             redis: true,
             postgres: false,
             consumer: true,
+            exchange: None,
             failing: vec!["postgres".into()],
         }
     }
@@ -86,6 +87,7 @@ impl Example for Status {
             consumer: ConsumerInfo::example(),
             stream: Some(StreamInfo::example()),
             halts: vec![ActiveHalt::example()],
+            live: None,
         }
     }
 }

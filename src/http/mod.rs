@@ -50,6 +50,8 @@ pub struct ApiContext {
     pub kill_switch: KillSwitch,
     /// The bearer token of the write endpoints of `/halts`.
     pub admin_token: Option<SecretString>,
+    /// The live path, when real orders are enabled.
+    pub live: Option<Arc<crate::live::LiveDesk>>,
 }
 
 impl ApiContext {
@@ -91,6 +93,7 @@ pub async fn spec() -> anyhow::Result<String> {
         started: Instant::now(),
         read_freshness: Duration::ZERO,
         kill_switch,
+        live: None,
         admin_token: None,
     };
     Ok(service(ctx).spec())

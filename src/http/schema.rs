@@ -35,7 +35,12 @@ pub struct Readiness {
     pub postgres: bool,
     /// The worker has read the orders stream recently.
     pub consumer: bool,
-    /// The parts that failed (`redis`, `postgres`, `consumer`); empty when ready.
+    /// Live trading only: sending is not stopped by the circuit breaker
+    /// (MEXC refused the key or signature); `null` in other modes.
+    #[oai(nullable)]
+    pub exchange: Option<bool>,
+    /// The parts that failed (`redis`, `postgres`, `consumer`, `exchange`);
+    /// empty when ready.
     pub failing: Vec<String>,
 }
 
@@ -113,17 +118,55 @@ pub struct Status {
     pub stream: Option<StreamInfo>,
     /// The trading halts in force on this replica, oldest first.
     pub halts: Vec<ActiveHalt>,
+    /// Real orders (`TRADING_MODE=live`, `DRY_RUN=false`); `null` otherwise.
+    #[oai(nullable)]
+    pub live: Option<LiveStatus>,
+}
+
+/// The live path of this replica: its counters since start, its circuit
+/// breaker, and the orders in flight over all replicas.
+#[derive(Debug, Object)]
+pub struct LiveStatus {
+    /// True while MEXC's refusal of the key or signature stops sending.
+    pub breaker_open: bool,
+    /// Why the breaker opened (MEXC's code and message), while it is open.
+    #[oai(nullable)]
+    pub breaker_reason: Option<String>,
+    /// When it opened (RFC 3339), while it is open.
+    #[oai(nullable)]
+    pub breaker_since: Option<String>,
+    /// Order requests sent, re-sends included.
+    pub sent: u64,
+    pub accepted: u64,
+    /// Orders MEXC refused, all codes together (by code in `/metrics`).
+    pub rejected: u64,
+    /// Requests whose answer did not tell whether MEXC applied them.
+    pub unknown_outcomes: u64,
+    /// Orders marked UNKNOWN (operator alerts).
+    pub unknown: u64,
+    /// Order states learnt by lookups.
+    pub reconciled: u64,
+    pub resent: u64,
+    pub cancels: u64,
+    pub rate_limit_waits: u64,
+    /// Orders in flight by status (SUBMITTED, PARTIALLY_FILLED, UNKNOWN),
+    /// all replicas; `null` when Postgres does not answer.
+    #[oai(nullable)]
+    pub in_flight: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 /// An order's state, as the filter of `GET /orders` takes it.
 #[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "UPPERCASE")]
+#[oai(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StatusFilter {
     Pending,
     Submitted,
+    PartiallyFilled,
     Filled,
+    Canceled,
     Rejected,
     Error,
+    Unknown,
 }
 
 impl From<StatusFilter> for OrderStatus {
@@ -131,9 +174,12 @@ impl From<StatusFilter> for OrderStatus {
         match status {
             StatusFilter::Pending => OrderStatus::Pending,
             StatusFilter::Submitted => OrderStatus::Submitted,
+            StatusFilter::PartiallyFilled => OrderStatus::PartiallyFilled,
             StatusFilter::Filled => OrderStatus::Filled,
+            StatusFilter::Canceled => OrderStatus::Canceled,
             StatusFilter::Rejected => OrderStatus::Rejected,
             StatusFilter::Error => OrderStatus::Error,
+            StatusFilter::Unknown => OrderStatus::Unknown,
         }
     }
 }

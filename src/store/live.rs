@@ -50,11 +50,14 @@ pub struct LiveUpdate {
     pub fee: Option<rust_decimal::Decimal>,
     pub fee_asset: Option<String>,
     pub reject_reason: Option<String>,
-    /// Whether this was a lookup (counted), and whether it was a send.
-    pub looked_up: bool,
-    pub sent: bool,
+    /// Lookups MEXC answered "no such order" (counted toward verifying
+    /// that an order is absent; a send starts the count again).
+    pub not_found: i32,
     /// Keep the lease (the order is still open) or let it go (terminal).
     pub keep_lease: bool,
+    /// With `keep_lease`: the lease ends after this long, when any
+    /// replica's reconciler looks the order up again.
+    pub poll_in: Option<Duration>,
 }
 
 /// Statuses of a live order that is not finished.
@@ -85,6 +88,7 @@ impl Store {
                 let row = take(
                 &txn,
                 "UPDATE orders SET status = 'SUBMITTED', client_order_id = $2, lease_owner = $3, \
+                 reject_reason = NULL, \
                  lease_until = now() + $4 * interval '1 millisecond', updated_at = now() \
                  WHERE order_id = $1 RETURNING *",
                 &stored.order_id,
@@ -142,10 +146,10 @@ impl Store {
                fee_asset = COALESCE($9, fee_asset), \
                reject_reason = COALESCE($10, reject_reason), \
                lookups = lookups + $11, \
-               send_attempts = send_attempts + $12, \
-               sent_at = CASE WHEN $12 > 0 THEN now() ELSE sent_at END, \
-               lease_until = CASE WHEN $13 THEN lease_until ELSE NULL END, \
-               lease_owner = CASE WHEN $13 THEN lease_owner ELSE NULL END, \
+               lease_until = CASE WHEN NOT $12 THEN NULL \
+                 WHEN $13::bigint IS NULL THEN lease_until \
+                 ELSE now() + $13::bigint * interval '1 millisecond' END, \
+               lease_owner = CASE WHEN $12 THEN lease_owner ELSE NULL END, \
                filled_at = CASE WHEN $3 = 'FILLED' THEN now() ELSE filled_at END, \
                updated_at = now() \
              WHERE order_id = $1 AND lease_owner = $2 RETURNING *",
@@ -160,9 +164,9 @@ impl Store {
                 update.fee.into(),
                 update.fee_asset.clone().into(),
                 update.reject_reason.clone().into(),
-                i32::from(update.looked_up).into(),
-                i32::from(update.sent).into(),
+                update.not_found.into(),
                 update.keep_lease.into(),
+                update.poll_in.map(|poll| poll.as_millis() as i64).into(),
             ],
         );
         let Some(row) = orders::Entity::find()
@@ -178,6 +182,99 @@ impl Store {
         }
         txn.commit().await?;
         Ok(Some(row))
+    }
+
+    /// Counts one more send of an order this replica holds, stamped
+    /// `stamped_ms` in exchange time (the `timestamp` the request is signed
+    /// with), committed before the request leaves: whoever looks the order
+    /// up later knows the latest moment MEXC could still accept it. `None`
+    /// when the lease was lost (then nothing may be sent).
+    pub async fn mark_sending(
+        &self,
+        order_id: &str,
+        lease: &Lease,
+        stamped_ms: i64,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        self.update_leased(
+            "UPDATE orders SET send_attempts = send_attempts + 1, lookups = 0, \
+               sent_at = to_timestamp($3::bigint / 1000.0), updated_at = now() \
+             WHERE order_id = $1 AND lease_owner = $2 \
+               AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') RETURNING *",
+            order_id,
+            lease,
+            stamped_ms.into(),
+        )
+        .await
+    }
+
+    /// Moves an order this replica holds back to PENDING, lease released,
+    /// after MEXC certainly did not apply its request (a refused key, a
+    /// clock that cannot be measured): a later delivery claims it afresh.
+    pub async fn release_unsent(
+        &self,
+        order_id: &str,
+        lease: &Lease,
+        why: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        self.update_leased(
+            "UPDATE orders SET status = 'PENDING', lease_owner = NULL, lease_until = NULL, \
+               exchange_status = NULL, reject_reason = $3, updated_at = now() \
+             WHERE order_id = $1 AND lease_owner = $2 AND status = 'SUBMITTED' RETURNING *",
+            order_id,
+            lease,
+            why.into(),
+        )
+        .await
+    }
+
+    /// Rejects a PENDING order before anything was sent (a pre-trade rule
+    /// failed); `None` when the order is no longer PENDING.
+    pub async fn reject_pending(
+        &self,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET status = 'REJECTED', reject_reason = $2, updated_at = now() \
+                 WHERE order_id = $1 AND status = 'PENDING' RETURNING *",
+                [order_id.into(), reason.into()],
+            ))
+            .one(self.connection())
+            .await
+    }
+
+    /// Live orders not finished, by status (for `/status`).
+    pub async fn live_in_flight(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        let rows = self
+            .connection()
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT status, count(*) AS n FROM orders \
+                 WHERE status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') GROUP BY status",
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
+            .collect()
+    }
+
+    async fn update_leased(
+        &self,
+        sql: &str,
+        order_id: &str,
+        lease: &Lease,
+        value: sea_orm::Value,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [order_id.into(), lease.owner.clone().into(), value],
+            ))
+            .one(self.connection())
+            .await
     }
 
     /// Renews this replica's leases on `order_ids` (a replica waiting on the

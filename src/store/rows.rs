@@ -163,6 +163,7 @@ pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> Exec
     result.bot_id = row.bot_id.clone();
     result.error_message = row.reject_reason.clone();
     result.exchange_order_id = row.exchange_order_id.clone();
+    result.client_order_id = row.client_order_id.clone();
     result.traceparent = traceparent;
     result
 }

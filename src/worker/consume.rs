@@ -191,7 +191,13 @@ impl Worker {
         let _held = self.leases.hold(entries);
         let mut backoff = Backoff::default();
         loop {
-            let timeout = self.options.batch_timeout;
+            // Real orders wait for the request budget and the exchange,
+            // within their leases.
+            let timeout = self.options.batch_timeout
+                + self
+                    .live
+                    .as_ref()
+                    .map_or(Duration::ZERO, |desk| desk.lease().length);
             let err = match tokio::time::timeout(timeout, self.process_batch(entries)).await {
                 Ok(Ok(_)) => return true,
                 Ok(Err(err)) => err,

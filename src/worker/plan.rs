@@ -47,6 +47,8 @@ pub(super) struct BatchPlan {
     pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
+    /// The order each entry naming a valid order names, by entry id.
+    order_of_entry: HashMap<String, String>,
     pub ignored: usize,
 }
 
@@ -91,6 +93,8 @@ impl BatchPlan {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         order.traceparent = Some(traceparent);
                     }
+                    plan.order_of_entry
+                        .insert(entry.id.clone(), order.order_id.clone());
                     if seen.insert(order.order_id.clone()) {
                         if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
                             plan.stale.insert(order.order_id.clone(), reason);
@@ -148,6 +152,24 @@ impl BatchPlan {
         tracing::warn!(entry = %entry.id, order_id = ?order_id, reason = %reason, "dead-lettering a message");
         self.dead_letters
             .push(DeadLetter::of_entry(entry, order_id, reason, note));
+    }
+
+    /// The row an order of the batch is stored from.
+    pub fn row(&self, order_id: &str) -> Option<&NewOrder> {
+        self.rows.iter().find(|row| row.order_id == order_id)
+    }
+
+    /// Every entry of the batch but those naming one of `orders`.
+    pub fn entry_ids_except(&self, orders: &HashSet<String>) -> Vec<String> {
+        self.entry_ids
+            .iter()
+            .filter(|id| {
+                self.order_of_entry
+                    .get(id.as_str())
+                    .is_none_or(|order| !orders.contains(order))
+            })
+            .cloned()
+            .collect()
     }
 
     /// The distinct valid orders of the batch.

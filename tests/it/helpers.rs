@@ -47,6 +47,19 @@ pub struct Running {
 }
 
 impl Running {
+    /// Polls this instance's counters until `check` holds, failing the test
+    /// at the deadline.
+    pub async fn wait_for_stat(&self, what: &str, check: impl Fn(&Stats) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !check(&self.stats) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Cancels and waits for a clean exit.
     pub async fn stop(self) {
         self.cancel.cancel();

@@ -144,8 +144,9 @@ async fn only_the_lease_owner_records_and_each_fill_is_recorded_once() {
         exchange_order_id: Some("C02__1".into()),
         filled_quantity: Some(Decimal::new(5, 4)),
         fee_asset: Some("USDT".into()),
-        looked_up: true,
+        not_found: 1,
         keep_lease: true,
+        poll_in: None,
         ..LiveUpdate::default()
     };
     let intruder = store

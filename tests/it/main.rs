@@ -14,6 +14,7 @@ mod delivery;
 mod halts;
 mod happy_path;
 mod idempotency;
+mod live;
 mod live_store;
 mod malformed;
 mod mexc;

@@ -207,11 +207,35 @@ impl MexcClient {
         self.public("/api/v3/ticker/price", params).await
     }
 
+    /// The exchange time to stamp a request with now, measuring the clock
+    /// first when it needs it (nothing is sent without a measured clock).
+    pub async fn stamp(&self) -> Result<i64, MexcError> {
+        self.ensure_clock().await?;
+        Ok(self.clock.now_ms())
+    }
+
     /// `POST /api/v3/order`. The answer has no status: look the order up.
-    #[tracing::instrument(name = "mexc.new_order", skip_all, fields(symbol = %order.symbol, client_order_id = %order.client_order_id, exchange_order_id = Empty), err(level = "debug"))]
     pub async fn new_order(&self, order: &NewOrder) -> Result<OrderAck, MexcError> {
+        let stamped_ms = self.stamp().await?;
+        self.new_order_stamped(order, stamped_ms).await
+    }
+
+    /// `POST /api/v3/order` signed with `timestamp` = `stamped_ms`, so the
+    /// caller knows (and can record before sending) the last moment MEXC
+    /// may accept it: `stamped_ms + recvWindow` in exchange time.
+    #[tracing::instrument(name = "mexc.new_order", skip_all, fields(symbol = %order.symbol, client_order_id = %order.client_order_id, exchange_order_id = Empty), err(level = "debug"))]
+    pub async fn new_order_stamped(
+        &self,
+        order: &NewOrder,
+        stamped_ms: i64,
+    ) -> Result<OrderAck, MexcError> {
         let result: Result<OrderAck, MexcError> = self
-            .signed(Method::POST, "/api/v3/order", order.params())
+            .signed_at(
+                Method::POST,
+                "/api/v3/order",
+                order.params(),
+                Some(stamped_ms),
+            )
             .await;
         match result {
             Ok(ack) => {
@@ -294,14 +318,26 @@ impl MexcClient {
         path: &str,
         params: Params,
     ) -> Result<T, MexcError> {
+        self.signed_at(method, path, params, None).await
+    }
+
+    /// A signed request stamped `stamped_ms`, or now in exchange time.
+    async fn signed_at<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: Params,
+        stamped_ms: Option<i64>,
+    ) -> Result<T, MexcError> {
         let Some((api_key, signer)) = &self.credentials else {
             return Err(MexcError::NoCredentials);
         };
         self.ensure_clock().await?;
         let stamped = Instant::now();
+        let timestamp = stamped_ms.unwrap_or_else(|| self.clock.now_ms());
         let params = params
             .add("recvWindow", self.recv_window_ms.to_string())
-            .add("timestamp", self.clock.now_ms().to_string());
+            .add("timestamp", timestamp.to_string());
         let signature = signer.sign(params.as_str(), "");
         let query = params.add("signature", signature);
         let url = format!("{}{path}?{}", self.base_url, query.as_str());

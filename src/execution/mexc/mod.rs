@@ -13,6 +13,7 @@ mod clock;
 mod error;
 mod model;
 mod order;
+mod rule_cache;
 mod rules;
 mod sign;
 mod ticker;
@@ -27,6 +28,7 @@ pub use model::{
     ExchangeInfo, ExchangeStatus, OrderAck, OrderId, OrderState, SymbolInfo, TickerPrice, Trade,
 };
 pub use order::NewOrder;
+pub use rule_cache::{RULES_TTL, RuleCache};
 pub use rules::{Limits, RuleBook, RuleFailure, SymbolRules, check_order};
 pub use sign::{CLIENT_ORDER_ID_LEN, Params, Signer, client_order_id};
 pub use ticker::{PRICE_TTL, TickerPrices};

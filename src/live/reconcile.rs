@@ -1,0 +1,84 @@
+//! The reconciler: a task in every replica that owns the live orders no
+//! stream entry owns any more. It takes orders in flight whose lease has
+//! expired (a dead replica's, an unresolved send, an open order due for
+//! its next look; `FOR UPDATE SKIP LOCKED`, so replicas never take the same
+//! one), looks each up and publishes what a strategy needs to hear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::{LiveDesk, LiveError};
+use crate::bus::Publisher;
+use crate::store::result_from_row;
+
+/// Orders taken per round.
+const PER_ROUND: u64 = 16;
+
+/// Runs until `stop`: a round whenever leases may have expired, at most
+/// `tick` apart. An outage is logged and the round tried again later.
+pub async fn run(
+    desk: Arc<LiveDesk>,
+    publisher: Publisher,
+    tick: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(tick_ms = tick.as_millis() as u64, "live reconciler started");
+    while !stop.is_cancelled() {
+        let busy = match round(&desk, &publisher).await {
+            Ok(taken) => taken as u64 == PER_ROUND,
+            Err(err) => {
+                tracing::warn!(error = %err, "reconciler round failed; trying again");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One round: takes what is due, looks each up, publishes the news.
+/// Returns how many orders it took.
+pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, RoundError> {
+    if desk.breaker().blocks() {
+        return Ok(0);
+    }
+    let due = desk
+        .store
+        .take_expired_leases(desk.lease(), PER_ROUND)
+        .await
+        .map_err(LiveError::from)?;
+    let taken = due.len();
+    let looked = join_all(due.into_iter().map(|row| desk.reconcile(row))).await;
+    let mut results = Vec::new();
+    let mut failure = None;
+    for outcome in looked {
+        match outcome {
+            Ok((row, true)) => results.push(result_from_row(&row, None)),
+            Ok((_, false)) => {}
+            Err(err) => failure = Some(err),
+        }
+    }
+    publisher
+        .publish(&results, &[])
+        .await
+        .map_err(LiveError::from)?;
+    for result in &results {
+        desk.stats.count_result(result.status);
+    }
+    match failure {
+        Some(err) => Err(err.into()),
+        None => Ok(taken),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct RoundError(#[from] LiveError);

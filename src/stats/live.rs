@@ -1,0 +1,113 @@
+//! Counters of live trading: what was sent, what MEXC answered, what had to
+//! be reconciled, and whether sending is stopped.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::domain::OrderStatus;
+
+#[derive(Debug, Clone)]
+pub struct LiveStats {
+    /// Order requests sent (POST /api/v3/order), re-sends included.
+    pub sent: IntCounter,
+    /// Orders MEXC accepted.
+    pub accepted: IntCounter,
+    /// Orders MEXC refused, by its code.
+    pub rejected: IntCounterVec,
+    /// Requests whose outcome the answer did not tell (timeout, reset, 5xx).
+    pub unknown_outcomes: IntCounter,
+    /// Orders marked UNKNOWN after LIVE_RESOLVE_DEADLINE_SECS.
+    pub unknown: IntCounter,
+    /// Order states learnt by a lookup rather than from the send.
+    pub reconciled: IntCounter,
+    /// Orders sent again after they were verified absent.
+    pub resends: IntCounter,
+    /// Cancel requests sent (DELETE /api/v3/order).
+    pub cancels: IntCounter,
+    /// Waits for the fleet-wide request budget or a Retry-After.
+    pub rate_limit_waits: IntCounter,
+    /// Results of live statuses beyond FILLED / REJECTED / ERROR.
+    pub results: IntCounterVec,
+    /// 1 while the circuit breaker stops sending on this replica.
+    pub breaker_open: IntGauge,
+}
+
+impl LiveStats {
+    pub(super) fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(format!("execution_live_{name}"), help)
+                .expect("valid counter name");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique counter");
+            counter
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let counter =
+                IntCounterVec::new(Opts::new(format!("execution_live_{name}"), help), &[label])
+                    .expect("valid counter name");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique counter");
+            counter
+        };
+        let breaker_open = IntGauge::new(
+            "execution_live_breaker_open",
+            "1 while a credentials error stops live sending on this replica",
+        )
+        .expect("valid gauge name");
+        registry
+            .register(Box::new(breaker_open.clone()))
+            .expect("unique gauge");
+        LiveStats {
+            sent: counter("orders_sent_total", "Order requests sent to MEXC"),
+            accepted: counter("orders_accepted_total", "Orders MEXC accepted"),
+            rejected: counter_vec(
+                "orders_rejected_total",
+                "Orders MEXC refused, by MEXC's code",
+                "code",
+            ),
+            unknown_outcomes: counter(
+                "unknown_outcomes_total",
+                "Order requests whose answer did not tell whether MEXC applied them",
+            ),
+            unknown: counter(
+                "orders_unknown_total",
+                "Orders marked UNKNOWN after LIVE_RESOLVE_DEADLINE_SECS (operator alert)",
+            ),
+            reconciled: counter(
+                "orders_reconciled_total",
+                "Order states learnt by looking the order up",
+            ),
+            resends: counter(
+                "orders_resent_total",
+                "Orders sent again after being verified absent",
+            ),
+            cancels: counter("cancels_sent_total", "Cancel requests sent to MEXC"),
+            rate_limit_waits: counter(
+                "rate_limit_waits_total",
+                "Waits for the fleet-wide request budget or MEXC's Retry-After",
+            ),
+            results: counter_vec(
+                "results_total",
+                "Results published with a live-only status",
+                "status",
+            ),
+            breaker_open,
+        }
+    }
+
+    /// Orders MEXC refused, all codes together.
+    pub fn rejected_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.rejected
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    pub fn count_result(&self, status: OrderStatus) {
+        self.results.with_label_values(&[status.as_str()]).inc();
+    }
+}

@@ -1,0 +1,406 @@
+//! Real orders against the fake MEXC: the live path end to end, through
+//! the running service. Every test checks what the exchange received (one
+//! order per order id, whatever failed) as well as what was announced.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use execution_service::execution::mexc::client_order_id;
+
+use crate::fake_mexc::{API_KEY, API_SECRET, FakeMexc, Fault, Script};
+use crate::helpers::{Running, TestEnv};
+
+/// Settings of a replica sending real orders to `fake`, quick to decide:
+/// a one-second recvWindow, no extra absence grace, frequent reconciler
+/// rounds. The namespace (and so the request budget) is the test's own.
+fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
+    [
+        ("SHIM_ENABLED", "false"),
+        ("TRADING_MODE", "live"),
+        ("DRY_RUN", "false"),
+        ("CONFIRM_LIVE_TRADING", "true"),
+        ("MEXC_BASE_URL", fake.url().as_str()),
+        ("MEXC_API_KEY", API_KEY),
+        ("MEXC_API_SECRET", API_SECRET),
+        ("MEXC_RECV_WINDOW_MS", "1000"),
+        ("MEXC_TIMEOUT_MS", "1000"),
+        ("LIVE_ABSENCE_GRACE_SECS", "0"),
+        ("LIVE_RECONCILE_INTERVAL_MS", "50"),
+        ("LIVE_LEASE_SECS", "5"),
+        (
+            "LIVE_CLIENT_ID_NAMESPACE",
+            env.var("CONSUMER_GROUP").as_str(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn spawn_live(env: &TestEnv, fake: &FakeMexc, name: &str, extra: &[(&str, &str)]) -> Running {
+    let mut vars = live_vars(env, fake);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.spawn(name, &borrowed).await
+}
+
+/// The id the order carries at the exchange.
+fn exchange_id(env: &TestEnv, order_id: &str) -> String {
+    client_order_id(&env.var("CONSUMER_GROUP"), order_id)
+}
+
+fn limit_order(order_id: &str, quantity: &str, price: &str) -> String {
+    serde_json::json!({
+        "order_id": order_id, "symbol": "BTC/USDT", "side": "BUY",
+        "order_type": "LIMIT", "quantity": quantity, "price": price,
+    })
+    .to_string()
+}
+
+fn market_order(order_id: &str, quantity: &str) -> String {
+    serde_json::json!({
+        "order_id": order_id, "symbol": "BTCUSDT", "side": "SELL", "quantity": quantity,
+    })
+    .to_string()
+}
+
+/// Waits for a result of `order_id` with `status`; returns it.
+async fn wait_for_status(env: &TestEnv, order_id: &str, status: &str) -> HashMap<String, String> {
+    env.wait_until(&format!("{order_id} is announced {status}"), || async {
+        env.results_for(order_id)
+            .await
+            .iter()
+            .any(|r| r["status"] == status)
+    })
+    .await;
+    env.results_for(order_id)
+        .await
+        .into_iter()
+        .find(|r| r["status"] == status)
+        .expect("the result")
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn an_accepted_order_is_looked_up_and_announced_filled_with_its_exchange_ids() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let app = spawn_live(&env, &fake, "live-a", &[]).await;
+    env.xadd_payload(&limit_order("live-1", "0.002", "50000"))
+        .await;
+
+    let result = wait_for_status(&env, "live-1", "FILLED").await;
+    let client_id = exchange_id(&env, "live-1");
+    assert_eq!(result["mode"], "live");
+    assert_eq!(result["client_order_id"], client_id);
+    assert_eq!(result["filled_quantity"], "0.00200000");
+    assert_eq!(result["price"], "50000.00000000");
+    let exchange_order_id = &fake.orders_for(&client_id)[0].order_id;
+    assert_eq!(&result["exchange_order_id"], exchange_order_id);
+    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(
+        env.texts("SELECT trade_id FROM trades").await.len(),
+        1,
+        "one trade per exchange fill"
+    );
+    assert!(
+        env.texts("SELECT trade_id FROM trades").await[0].starts_with("mexc-"),
+        "trades keep MEXC's trade id"
+    );
+    assert_eq!(
+        env.scalar_text("SELECT fee_asset FROM orders")
+            .await
+            .as_deref(),
+        Some("USDT")
+    );
+    env.wait_until("the entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+
+    let (_, status) = get_json(&format!("{}/status", app.url)).await;
+    assert_eq!(status["live"]["sent"], 1);
+    assert_eq!(status["live"]["accepted"], 1);
+    assert_eq!(status["live"]["breaker_open"], false);
+    let metrics = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("execution_live_orders_sent_total 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup() {
+    for fault in [Fault::Reset, Fault::ServerError, Fault::Hang] {
+        let fake = FakeMexc::start().await;
+        let env = TestEnv::new().await;
+        fake.script(
+            Script::nth(1, fault.clone())
+                .on("POST", "/api/v3/order")
+                .after_applying(),
+        );
+        let app = spawn_live(&env, &fake, "live-b", &[]).await;
+        env.xadd_payload(&limit_order("lost-answer", "0.002", "50000"))
+            .await;
+
+        let result = wait_for_status(&env, "lost-answer", "FILLED").await;
+        let client_id = exchange_id(&env, "lost-answer");
+        assert_eq!(
+            fake.orders_for(&client_id).len(),
+            1,
+            "{fault:?}: one order at MEXC"
+        );
+        assert_eq!(fake.posts_for(&client_id), 1, "{fault:?}: never sent twice");
+        assert_eq!(result["client_order_id"], client_id);
+        app.stop().await;
+        env.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn not_accepted_and_a_server_error_is_sent_again_only_after_verified_absence() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.script(Script::nth(1, Fault::ServerError).on("POST", "/api/v3/order"));
+    let app = spawn_live(&env, &fake, "live-c", &[]).await;
+    env.xadd_payload(&limit_order("absent-1", "0.002", "50000"))
+        .await;
+
+    wait_for_status(&env, "absent-1", "FILLED").await;
+    let client_id = exchange_id(&env, "absent-1");
+    let writes: Vec<_> = fake
+        .order_writes()
+        .into_iter()
+        .filter(|w| w.client_order_id == client_id)
+        .collect();
+    assert_eq!(writes.len(), 2, "one refused send, one re-send");
+    assert!(
+        writes[1].at - writes[0].at >= Duration::from_millis(1000),
+        "re-sent {:?} after the first, inside its recvWindow",
+        writes[1].at - writes[0].at
+    );
+    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    let lookups = fake.count("GET", "/api/v3/order");
+    assert!(lookups >= 3, "absence verified by {lookups} lookups");
+    assert_eq!(
+        env.count("SELECT send_attempts::bigint FROM orders").await,
+        2
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn lookups_that_lag_acceptance_cause_no_resend() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    // MEXC may deny an order it accepted for a few seconds: five lookups.
+    fake.unknown_for_first_lookups(5);
+    fake.script(
+        Script::nth(1, Fault::Reset)
+            .on("POST", "/api/v3/order")
+            .after_applying(),
+    );
+    let app = spawn_live(&env, &fake, "live-d", &[("LIVE_ABSENCE_GRACE_SECS", "5")]).await;
+    env.xadd_payload(&limit_order("lagging", "0.002", "50000"))
+        .await;
+
+    wait_for_status(&env, "lagging", "FILLED").await;
+    let client_id = exchange_id(&env, "lagging");
+    assert_eq!(fake.posts_for(&client_id), 1, "re-sent on a lagging lookup");
+    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_same_order_published_five_times_is_one_post() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let app = spawn_live(&env, &fake, "live-e", &[]).await;
+    for _ in 0..5 {
+        env.xadd_payload(&market_order("five-times", "0.002")).await;
+    }
+    env.wait_until("every entry is answered", || async {
+        env.results_for("five-times").await.len() >= 5
+    })
+    .await;
+    env.wait_until("every entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    let client_id = exchange_id(&env, "five-times");
+    assert_eq!(fake.posts_for(&client_id), 1);
+    assert!(
+        env.results_for("five-times")
+            .await
+            .iter()
+            .all(|r| r["status"] == "FILLED"),
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_pre_trade_rule_failure_sends_nothing() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let app = spawn_live(&env, &fake, "live-f", &[("MAX_ORDER_NOTIONAL", "50")]).await;
+    // Below MEXC's minimum notional, and above MAX_ORDER_NOTIONAL.
+    env.xadd_payload(&limit_order("tiny", "0.0001", "5000"))
+        .await;
+    env.xadd_payload(&limit_order("huge", "1", "50000")).await;
+
+    let tiny = wait_for_status(&env, "tiny", "REJECTED").await;
+    assert!(
+        tiny["error_message"].starts_with("min_notional"),
+        "{tiny:?}"
+    );
+    let huge = wait_for_status(&env, "huge", "REJECTED").await;
+    assert!(
+        huge["error_message"].contains("MAX_ORDER_NOTIONAL"),
+        "{huge:?}"
+    );
+    assert_eq!(fake.count("POST", "/api/v3/order"), 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.script(
+        Script::nth(
+            1,
+            Fault::Error {
+                status: 400,
+                code: 10101,
+                msg: "Insufficient balance".into(),
+            },
+        )
+        .on("POST", "/api/v3/order"),
+    );
+    fake.script(
+        Script::nth(
+            2,
+            Fault::Error {
+                status: 400,
+                code: 30016,
+                msg: "trading disabled".into(),
+            },
+        )
+        .on("POST", "/api/v3/order"),
+    );
+    let app = spawn_live(&env, &fake, "live-g", &[]).await;
+    env.xadd_payload(&limit_order("broke", "0.002", "50000"))
+        .await;
+    let broke = wait_for_status(&env, "broke", "REJECTED").await;
+    env.xadd_payload(&limit_order("closed", "0.002", "50000"))
+        .await;
+    let closed = wait_for_status(&env, "closed", "REJECTED").await;
+    assert!(broke["error_message"].contains("10101"), "{broke:?}");
+    assert!(closed["error_message"].contains("30016"), "{closed:?}");
+    assert_eq!(fake.count("POST", "/api/v3/order"), 2);
+    assert!(fake.orders().is_empty());
+    let metrics = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"execution_live_orders_rejected_total{code="10101"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_skewed_clock_costs_one_resync_and_one_retry() {
+    for offset_ms in [2_000, -70_000] {
+        let fake = FakeMexc::start().await;
+        let env = TestEnv::new().await;
+        let app = spawn_live(&env, &fake, "live-h", &[]).await;
+        env.xadd_payload(&limit_order("before-skew", "0.002", "50000"))
+            .await;
+        wait_for_status(&env, "before-skew", "FILLED").await;
+        let syncs = fake.count("GET", "/api/v3/time");
+
+        fake.set_clock_offset_ms(offset_ms);
+        env.xadd_payload(&limit_order("skewed", "0.002", "50000"))
+            .await;
+        wait_for_status(&env, "skewed", "FILLED").await;
+        let client_id = exchange_id(&env, "skewed");
+        assert_eq!(
+            fake.posts_for(&client_id),
+            2,
+            "{offset_ms}: one refused, one retried"
+        );
+        assert_eq!(fake.orders_for(&client_id).len(), 1);
+        assert_eq!(
+            fake.count("GET", "/api/v3/time") - syncs,
+            1,
+            "{offset_ms}: one resync"
+        );
+        app.stop().await;
+        env.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.script(
+        Script::nth(
+            1,
+            Fault::RateLimited {
+                retry_after_secs: 2,
+                banned: false,
+            },
+        )
+        .on("POST", "/api/v3/order"),
+    );
+    let app = spawn_live(&env, &fake, "live-i", &[]).await;
+    env.xadd_payload(&limit_order("limited", "0.002", "50000"))
+        .await;
+    // Once the refusal is taken in (the pause set for every replica), no
+    // order may leave before Retry-After expires.
+    app.wait_for_stat("rate-limit waits", |stats| {
+        stats.live.rate_limit_waits.get() >= 1
+    })
+    .await;
+    env.xadd_payload(&limit_order("queued", "0.002", "50000"))
+        .await;
+    wait_for_status(&env, "limited", "FILLED").await;
+    wait_for_status(&env, "queued", "FILLED").await;
+
+    let writes = fake.order_writes();
+    let refused_at = writes[0].at;
+    assert!(
+        writes[1..]
+            .iter()
+            .all(|w| w.at - refused_at >= Duration::from_millis(1_950)),
+        "sent before Retry-After expired: {:?}",
+        writes.iter().map(|w| w.at - refused_at).collect::<Vec<_>>()
+    );
+    for order_id in ["limited", "queued"] {
+        assert_eq!(fake.orders_for(&exchange_id(&env, order_id)).len(), 1);
+    }
+    app.stop().await;
+    env.cleanup().await;
+}
