@@ -18,6 +18,7 @@ pub mod reconcile;
 mod state;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -26,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{BusError, RateLimiter};
 use crate::domain::{Order, OrderStatus, OrderType, Side};
 use crate::execution::mexc::{
-    Limits, MexcClient, MexcError, NewOrder, OrderId, RuleCache, TickerPrices, check_order,
-    client_order_id, mexc_symbol,
+    Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices,
+    check_order, client_order_id, mexc_symbol,
 };
 use crate::stats::Stats;
 use crate::store::entity::orders;
@@ -108,11 +109,31 @@ pub enum LiveError {
     Redis(#[from] BusError),
 }
 
+/// Whether a request may leave now.
+enum Slot {
+    /// Its stamp committed and a grant taken: send now, signed `i64`.
+    Ready(Box<orders::Model>, i64),
+    /// Certainly not sent: the exchange clock cannot be measured.
+    Unsent(MexcError),
+    /// Lease lost, or stopping: send nothing.
+    Wait,
+}
+
 /// What a lookup found.
 enum Lookup {
     Found(Box<(LiveUpdate, Vec<crate::store::NewTrade>)>),
     Absent,
     Failed(MexcError),
+}
+
+/// Where a send comes from: an entry of the orders stream (which can wait,
+/// unacknowledged, for a later try) or the reconciler re-sending an order
+/// verified absent (whose entry is long acknowledged: the row must stay in
+/// flight whatever happens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Entry,
+    Reconciler,
 }
 
 pub struct LiveDesk {
@@ -121,7 +142,10 @@ pub struct LiveDesk {
     limiter: RateLimiter,
     rules: RuleCache,
     prices: TickerPrices,
-    lease: Lease,
+    /// This replica's name; each claim's lease owner is it plus a number,
+    /// so two tasks of one replica never hold the same order at once.
+    replica: String,
+    claims: AtomicU64,
     options: LiveOptions,
     breaker: Breaker,
     stats: Arc<Stats>,
@@ -133,7 +157,7 @@ impl LiveDesk {
         client: MexcClient,
         store: Store,
         limiter: RateLimiter,
-        owner: String,
+        replica: String,
         options: LiveOptions,
         stats: Arc<Stats>,
         stop: CancellationToken,
@@ -141,14 +165,12 @@ impl LiveDesk {
         LiveDesk {
             rules: RuleCache::new(client.clone()),
             prices: TickerPrices::new(client.clone()),
-            lease: Lease {
-                owner,
-                length: options.lease,
-            },
             breaker: Breaker::new(BREAKER_COOLDOWN, stats.live.breaker_open.clone()),
             client,
             store,
             limiter,
+            replica,
+            claims: AtomicU64::new(0),
             options,
             stats,
             stop,
@@ -159,8 +181,17 @@ impl LiveDesk {
         &self.breaker
     }
 
-    pub fn lease(&self) -> &Lease {
-        &self.lease
+    pub fn options(&self) -> &LiveOptions {
+        &self.options
+    }
+
+    /// A lease owned by this one claim of this replica.
+    pub fn new_lease(&self) -> Lease {
+        let claim = self.claims.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            owner: format!("{}#{claim}", self.replica),
+            length: self.options.lease,
+        }
     }
 
     /// Takes one order (its row already stored, not terminal) to the
@@ -194,11 +225,22 @@ impl LiveDesk {
             }
         }
         let client_id = client_order_id(&self.options.namespace, &order.order_id);
-        match self.store.claim_live(row, &client_id, &self.lease).await? {
+        let lease = self.new_lease();
+        match self.store.claim_live(row, &client_id, &lease).await? {
             LiveClaim::Done(row) => Ok(Handled::done(row)),
             LiveClaim::Held(_) => Ok(Handled::hold()),
-            LiveClaim::Send(row) => self.send(row).await,
-            LiveClaim::LookUp(row) => self.take_over(row).await,
+            LiveClaim::Send(row) => self.send(row, &lease, Origin::Entry).await,
+            // Taken over from an expired lease: sent by no one yet (its send
+            // time was never committed), or looked up first.
+            LiveClaim::LookUp(row)
+                if row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str() =>
+            {
+                self.send(row, &lease, Origin::Entry).await
+            }
+            LiveClaim::LookUp(row) => {
+                let (row, _) = self.reconcile(row, &lease).await?;
+                Ok(Handled::done(row))
+            }
         }
     }
 
@@ -217,39 +259,23 @@ impl LiveDesk {
         )
     }
 
-    /// A SUBMITTED order this replica just took over from an expired
-    /// lease: sent by no one yet (its send time was never committed), or
-    /// looked up first.
-    async fn take_over(&self, row: orders::Model) -> Result<Handled, LiveError> {
-        if row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str() {
-            return self.send(row).await;
-        }
-        let (row, _) = self.reconcile(row).await?;
-        Ok(Handled::done(row))
-    }
-
-    /// Sends an order this replica holds (a first send, or a re-send after
-    /// it was verified absent) and learns what became of it.
-    async fn send(&self, row: orders::Model) -> Result<Handled, LiveError> {
+    /// Sends an order the lease holds (a first send, or a re-send after it
+    /// was verified absent) and learns what became of it.
+    async fn send(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+        origin: Origin,
+    ) -> Result<Handled, LiveError> {
         let Some(order) = exchange_order(&row) else {
             let reason = "the stored order cannot be sent (its columns are incomplete)";
-            return self.finish(&row, OrderStatus::Error, reason).await;
+            return self.finish(&row, lease, OrderStatus::Error, reason).await;
         };
         for attempt in 0..2 {
-            if !self.wait_for_budget(&row.order_id).await? {
-                return Ok(Handled::hold());
-            }
-            let stamped = match self.client.stamp().await {
-                Ok(stamped) => stamped,
-                Err(err) => return self.unsent(&row, &err).await,
-            };
-            let Some(sending) = self
-                .store
-                .mark_sending(&row.order_id, &self.lease, stamped)
-                .await?
-            else {
-                tracing::warn!(order_id = %row.order_id, "lease lost before sending; nothing sent");
-                return Ok(Handled::hold());
+            let (sending, stamped) = match self.slot(&row.order_id, lease).await? {
+                Slot::Ready(sending, stamped) => (*sending, stamped),
+                Slot::Unsent(err) => return self.unsent(&row, lease, origin, &err).await,
+                Slot::Wait => return Ok(Handled::hold()),
             };
             self.stats.live.sent.inc();
             let answer = self.client.new_order_stamped(&order, stamped).await;
@@ -257,50 +283,100 @@ impl LiveDesk {
                 Ok(ack) => {
                     self.stats.live.accepted.inc();
                     self.breaker.close();
-                    return self.learn(sending, Some(ack.order_id)).await;
+                    return self.learn(sending, lease, Some(ack.order_id)).await;
                 }
                 Err(MexcError::TimeOutsideWindow { .. }) if attempt == 0 => {
                     tracing::warn!(order_id = %row.order_id, "timestamp outside recvWindow; clock measured again, retrying once");
                 }
                 Err(err @ MexcError::TimeOutsideWindow { .. }) => {
+                    // Neither request could be accepted.
                     let reason = format!("not placed: {err} (after a clock resync and a retry)");
-                    return self.finish(&sending, OrderStatus::Error, &reason).await;
+                    return self
+                        .finish(&sending, lease, OrderStatus::Error, &reason)
+                        .await;
                 }
                 Err(err @ MexcError::Rejected { .. }) => {
                     let code = err.code().unwrap_or_default().to_string();
                     self.stats.live.rejected.with_label_values(&[&code]).inc();
                     self.breaker.close();
                     self.rules.forget(&order.symbol).await;
+                    if origin == Origin::Reconciler {
+                        // A re-send refused (a balance the original used, a
+                        // duplicate id): the original may exist after all.
+                        if let Lookup::Found(found) = self.look_up(&sending).await {
+                            return self.record_found(&sending, lease, *found).await;
+                        }
+                    }
                     let reason = err.to_string();
-                    return self.finish(&sending, OrderStatus::Rejected, &reason).await;
+                    return self
+                        .finish(&sending, lease, OrderStatus::Rejected, &reason)
+                        .await;
                 }
                 Err(err) if err.is_credentials_problem() => {
                     self.breaker.trip(err.to_string());
-                    return self.unsent(&sending, &err).await;
+                    return self.unsent(&sending, lease, origin, &err).await;
                 }
-                Err(MexcError::ClockUnavailable { reason }) => {
-                    let err = MexcError::ClockUnavailable { reason };
-                    return self.unsent(&sending, &err).await;
+                Err(err @ MexcError::ClockUnavailable { .. }) => {
+                    return self.unsent(&sending, lease, origin, &err).await;
                 }
                 Err(MexcError::RateLimited { retry_after, .. }) => {
-                    // Not applied, but only a lookup may say what to do next.
+                    // Not applied; after Retry-After a lookup says what next.
                     self.limiter.pause(retry_after).await?;
                     self.stats.live.rate_limit_waits.inc();
-                    return self.learn(sending, None).await;
+                    return self
+                        .poll_later(&sending, lease, retry_after, None, 0)
+                        .await
+                        .map(Handled::recorded);
                 }
                 Err(err) => {
                     tracing::warn!(order_id = %row.order_id, error = %err, "outcome of the order request unknown; looking it up");
                     self.stats.live.unknown_outcomes.inc();
-                    return self.learn(sending, None).await;
+                    return self.learn(sending, lease, None).await;
                 }
             }
         }
         unreachable!("the second attempt always returns")
     }
 
+    /// Stamps the request, commits the stamp, then takes a grant of the
+    /// fleet-wide budget, so the request leaves right after its grant (the
+    /// exchange sees the pace the budget keeps); while waiting the stamp is
+    /// renewed (a request is never signed long before it leaves) and with
+    /// it the lease.
+    async fn slot(&self, order_id: &str, lease: &Lease) -> Result<Slot, LiveError> {
+        let mut new_attempt = true;
+        let mut waited = false;
+        loop {
+            let stamped = match self.client.stamp().await {
+                Ok(stamped) => stamped,
+                Err(err) => return Ok(Slot::Unsent(err)),
+            };
+            let Some(sending) = self
+                .store
+                .mark_sending(order_id, lease, stamped, new_attempt)
+                .await?
+            else {
+                tracing::warn!(order_id = %order_id, "lease lost before sending; nothing sent");
+                return Ok(Slot::Wait);
+            };
+            new_attempt = false;
+            let Some(wait) = self.limiter.try_take().await? else {
+                return Ok(Slot::Ready(Box::new(sending), stamped));
+            };
+            if !waited {
+                self.stats.live.rate_limit_waits.inc();
+                waited = true;
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return Ok(Slot::Wait),
+                () = tokio::time::sleep(wait.min(self.options.lease / 4)) => {}
+            }
+        }
+    }
+
     /// Waits for a grant of the fleet-wide budget, keeping the lease on
     /// `order_id` fresh meanwhile; false when stopping.
-    async fn wait_for_budget(&self, order_id: &str) -> Result<bool, LiveError> {
+    async fn wait_for_budget(&self, order_id: &str, lease: &Lease) -> Result<bool, LiveError> {
         let ids = [order_id.to_owned()];
         let mut waited = false;
         loop {
@@ -311,28 +387,44 @@ impl LiveDesk {
                 self.stats.live.rate_limit_waits.inc();
                 waited = true;
             }
-            self.store.renew_leases(&self.lease, &ids).await?;
+            self.store.renew_leases(lease, &ids).await?;
             tokio::select! {
                 () = self.stop.cancelled() => return Ok(false),
-                () = tokio::time::sleep(wait.min(self.options.lease / 3)) => {}
+                () = tokio::time::sleep(wait.min(self.options.lease / 4)) => {}
             }
         }
     }
 
-    /// MEXC certainly did not apply the request: the order goes back to
-    /// PENDING and its entry waits for a later delivery.
-    async fn unsent(&self, row: &orders::Model, err: &MexcError) -> Result<Handled, LiveError> {
-        tracing::warn!(order_id = %row.order_id, error = %err, "order not sent; it waits for a later delivery");
-        self.store
-            .release_unsent(&row.order_id, &self.lease, &format!("not sent yet: {err}"))
-            .await?;
-        Ok(Handled::hold())
+    /// MEXC certainly did not apply the request. An order from an entry
+    /// goes back to PENDING and its entry waits for a later try; a re-send
+    /// stays in flight and is tried again by the reconciler.
+    async fn unsent(
+        &self,
+        row: &orders::Model,
+        lease: &Lease,
+        origin: Origin,
+        err: &MexcError,
+    ) -> Result<Handled, LiveError> {
+        tracing::warn!(order_id = %row.order_id, error = %err, "order not sent; it waits");
+        match origin {
+            Origin::Entry => {
+                self.store
+                    .release_unsent(&row.order_id, lease, &format!("not sent yet: {err}"))
+                    .await?;
+                Ok(Handled::hold())
+            }
+            Origin::Reconciler => self
+                .poll_later(row, lease, self.options.max_poll_interval, None, 0)
+                .await
+                .map(Handled::recorded),
+        }
     }
 
     /// Records a terminal outcome decided here (nothing at the exchange).
     async fn finish(
         &self,
         row: &orders::Model,
+        lease: &Lease,
         status: OrderStatus,
         reason: &str,
     ) -> Result<Handled, LiveError> {
@@ -341,67 +433,105 @@ impl LiveDesk {
             reject_reason: Some(reason.to_owned()),
             ..LiveUpdate::default()
         };
-        let recorded = self
-            .store
-            .record_live(&row.order_id, &self.lease, &update, &[])
-            .await?;
-        Ok(match recorded {
-            Some(row) => Handled::done(row),
-            None => Handled::hold(),
-        })
+        self.record(row, lease, update, &[])
+            .await
+            .map(Handled::recorded)
     }
 
-    /// Looks a just-sent order up a few times; what is still not known is
-    /// recorded as in flight, for the reconciler.
+    /// Records an update under the lease. A finished order keeps its lease
+    /// until its result is announced (then [`Store::release_announced`]):
+    /// should the announcement never happen, the lease expires and the
+    /// reconciler announces it.
+    async fn record(
+        &self,
+        row: &orders::Model,
+        lease: &Lease,
+        mut update: LiveUpdate,
+        fills: &[crate::store::NewTrade],
+    ) -> Result<Option<orders::Model>, LiveError> {
+        if update.status.is_some_and(OrderStatus::is_terminal) {
+            update.keep_lease = true;
+            update.poll_in = Some(self.options.lease);
+        }
+        Ok(self
+            .store
+            .record_live(&row.order_id, lease, &update, fills)
+            .await?)
+    }
+
+    async fn record_found(
+        &self,
+        row: &orders::Model,
+        lease: &Lease,
+        (update, fills): (LiveUpdate, Vec<crate::store::NewTrade>),
+    ) -> Result<Handled, LiveError> {
+        self.stats.live.reconciled.inc();
+        self.record(row, lease, update, &fills)
+            .await
+            .map(Handled::recorded)
+    }
+
+    /// Looks a just-sent order up a few times (the lease renewed before
+    /// each); what is still not known is recorded as in flight, for the
+    /// reconciler.
     async fn learn(
         &self,
         row: orders::Model,
+        lease: &Lease,
         exchange_order_id: Option<OrderId>,
     ) -> Result<Handled, LiveError> {
-        let mut lookups = 0;
+        let mut not_found = 0;
+        let ids = [row.order_id.clone()];
         for pause in INLINE_LOOKUPS {
             if !pause.is_zero() {
                 tokio::select! {
                     () = self.stop.cancelled() => break,
                     () = tokio::time::sleep(pause) => {}
                 }
+                if self.store.renew_leases(lease, &ids).await? == 0 {
+                    return Ok(Handled::hold());
+                }
             }
             match self.look_up(&row).await {
-                Lookup::Found(found) => {
-                    let (update, fills) = *found;
-                    self.stats.live.reconciled.inc();
-                    let recorded = self
-                        .store
-                        .record_live(&row.order_id, &self.lease, &update, &fills)
-                        .await?;
-                    return Ok(match recorded {
-                        Some(row) => Handled::done(row),
-                        None => Handled::hold(),
-                    });
-                }
-                Lookup::Absent => lookups += 1,
+                Lookup::Found(found) => return self.record_found(&row, lease, *found).await,
+                // Counted toward absence only once MEXC could no longer
+                // accept the request.
+                Lookup::Absent => not_found += i32::from(self.past_window(&row)),
                 Lookup::Failed(err) if err.is_credentials_problem() => {
                     self.breaker.trip(err.to_string());
+                    break;
+                }
+                Lookup::Failed(MexcError::RateLimited { retry_after, .. }) => {
+                    self.limiter.pause(retry_after).await?;
                     break;
                 }
                 Lookup::Failed(_) => {}
             }
         }
+        let poll_in = self.poll_in(&row);
+        self.poll_later(&row, lease, poll_in, exchange_order_id, not_found)
+            .await
+            .map(Handled::recorded)
+    }
+
+    /// Records an order as still in flight, looked up again after
+    /// `poll_in` (by any replica: the lease ends then).
+    async fn poll_later(
+        &self,
+        row: &orders::Model,
+        lease: &Lease,
+        poll_in: Duration,
+        exchange_order_id: Option<OrderId>,
+        not_found: i32,
+    ) -> Result<Option<orders::Model>, LiveError> {
         let update = LiveUpdate {
             exchange_order_id: exchange_order_id.map(|id| id.0),
-            not_found: lookups,
+            not_found,
             keep_lease: true,
-            poll_in: Some(self.poll_in(&row)),
+            poll_in: Some(poll_in),
             ..LiveUpdate::default()
         };
-        let recorded = self
-            .store
-            .record_live(&row.order_id, &self.lease, &update, &[])
-            .await?;
-        Ok(match recorded {
-            Some(row) => Handled::done(row),
-            None => Handled::hold(),
-        })
+        self.record(row, lease, update, &[]).await
     }
 
     /// Asks MEXC for an order and, when it has fills, for its trades.
@@ -420,11 +550,7 @@ impl LiveDesk {
     }
 
     /// The update (and fills) for an order MEXC describes as `state`.
-    async fn describe(
-        &self,
-        row: &orders::Model,
-        state: &crate::execution::mexc::OrderState,
-    ) -> Lookup {
+    async fn describe(&self, row: &orders::Model, state: &OrderState) -> Lookup {
         let trades = if state.executed_qty.is_zero() {
             Vec::new()
         } else {
@@ -439,45 +565,65 @@ impl LiveDesk {
         }
     }
 
-    fn poll_in(&self, row: &orders::Model) -> Duration {
-        let since_sent = row
-            .sent_at
-            .map(|at| (Utc::now() - at.to_utc()).to_std().unwrap_or_default())
-            .unwrap_or_default();
-        poll_delay(since_sent, self.options.max_poll_interval)
+    /// Exchange time since the order's request was stamped (zero before).
+    fn since_sent(&self, row: &orders::Model) -> Duration {
+        let now = self.client.clock().now_ms();
+        row.sent_at
+            .map(|at| Duration::from_millis((now - at.timestamp_millis()).max(0) as u64))
+            .unwrap_or_default()
     }
 
-    /// One look at an order in flight whose lease this replica holds:
-    /// records what MEXC says, cancels it past its TTL, re-sends it only
-    /// when verified absent, marks it UNKNOWN past the resolve deadline.
-    /// Returns the row as it now stands and whether a strategy hears of it.
-    pub async fn reconcile(&self, row: orders::Model) -> Result<(orders::Model, bool), LiveError> {
+    fn poll_in(&self, row: &orders::Model) -> Duration {
+        poll_delay(self.since_sent(row), self.options.max_poll_interval)
+    }
+
+    /// Whether MEXC can no longer accept the order's last request: its
+    /// `timestamp + recvWindow`, plus the grace, lies in the past of the
+    /// exchange's clock.
+    fn past_window(&self, row: &orders::Model) -> bool {
+        let window =
+            Duration::from_millis(self.client.recv_window_ms()) + self.options.absence_grace;
+        row.sent_at.is_some() && self.since_sent(row) > window
+    }
+
+    /// One look at an order whose lease `lease` holds: announces a finished
+    /// one whose result may never have gone out, records what MEXC says,
+    /// cancels it past its TTL, re-sends it only when verified absent, and
+    /// marks it UNKNOWN past the resolve deadline. Returns the row as it
+    /// now stands and whether a strategy hears of it.
+    pub async fn reconcile(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+    ) -> Result<(orders::Model, bool), LiveError> {
+        if row.is_terminal() {
+            return Ok((row, true));
+        }
         let before = row.clone();
-        let lookup = self.look_up(&row).await;
-        let after = match lookup {
-            Lookup::Found(found) => {
-                let (update, fills) = *found;
-                self.stats.live.reconciled.inc();
-                self.breaker.close();
-                let open = update.keep_lease;
-                let recorded = self
-                    .store
-                    .record_live(&row.order_id, &self.lease, &update, &fills)
-                    .await?;
-                match recorded {
-                    Some(now) if open && self.past_ttl(&now) => self.cancel(now).await?,
-                    other => other,
+        let after = if row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str() {
+            // Claimed, never sent (its holder died before stamping it).
+            self.send(row, lease, Origin::Reconciler).await?.row
+        } else {
+            match self.look_up(&row).await {
+                Lookup::Found(found) => {
+                    self.breaker.close();
+                    let open = found.0.keep_lease;
+                    let recorded = self.record_found(&row, lease, *found).await?.row;
+                    match recorded {
+                        Some(now) if open && self.past_ttl(&now) => self.cancel(now, lease).await?,
+                        other => other,
+                    }
                 }
-            }
-            Lookup::Absent => self.absent(row).await?,
-            Lookup::Failed(err) => {
-                if err.is_credentials_problem() {
-                    self.breaker.trip(err.to_string());
+                Lookup::Absent => self.absent(row, lease).await?,
+                Lookup::Failed(err) => {
+                    if err.is_credentials_problem() {
+                        self.breaker.trip(err.to_string());
+                    }
+                    if let MexcError::RateLimited { retry_after, .. } = &err {
+                        self.limiter.pause(*retry_after).await?;
+                    }
+                    self.unresolved(&row, lease, &err.to_string(), 0).await?
                 }
-                if let MexcError::RateLimited { retry_after, .. } = &err {
-                    self.limiter.pause(*retry_after).await?;
-                }
-                self.unresolved(row, &err).await?
             }
         };
         let after = after.unwrap_or(before.clone());
@@ -493,12 +639,16 @@ impl LiveDesk {
 
     /// Cancels an open order past `LIVE_ORDER_TTL_SECS` and records what it
     /// ended as.
-    async fn cancel(&self, row: orders::Model) -> Result<Option<orders::Model>, LiveError> {
+    async fn cancel(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+    ) -> Result<Option<orders::Model>, LiveError> {
         let (Some(symbol), Some(client_id)) = (row.symbol.clone(), row.client_order_id.clone())
         else {
             return Ok(Some(row));
         };
-        if !self.wait_for_budget(&row.order_id).await? {
+        if !self.wait_for_budget(&row.order_id, lease).await? {
             return Ok(Some(row));
         }
         tracing::info!(order_id = %row.order_id, ttl_secs = self.options.order_ttl.as_secs(), "cancelling an open order past its TTL");
@@ -517,101 +667,97 @@ impl LiveDesk {
         let Lookup::Found(found) = self.describe(&row, &state).await else {
             return Ok(Some(row));
         };
-        let (update, fills) = *found;
-        Ok(self
-            .store
-            .record_live(&row.order_id, &self.lease, &update, &fills)
-            .await?)
+        Ok(self.record_found(&row, lease, *found).await?.row)
     }
 
-    /// MEXC said it knows no such order. Absent only when that is still the
-    /// answer well past the last moment it could have accepted the request,
-    /// several times over; then it is sent again (bounded, and never an
-    /// UNKNOWN or too old order) or REJECTED as not placed.
-    async fn absent(&self, row: orders::Model) -> Result<Option<orders::Model>, LiveError> {
-        let not_found = row.lookups + 1;
-        let acceptable_until = row.sent_at.map(|at| {
-            at.timestamp_millis()
-                + self.client.recv_window_ms() as i64
-                + self.options.absence_grace.as_millis() as i64
-        });
-        let past_window = acceptable_until.is_none_or(|until| self.client.clock().now_ms() > until);
-        let filled = row.filled_quantity.is_some_and(|q| !q.is_zero());
-        if !past_window || not_found < self.options.lookups_for_absence || filled {
-            return self.poll_again(&row, 1, None).await;
+    /// MEXC said it knows no such order. Absent only when that answer came
+    /// several times after the last moment it could have accepted the
+    /// request, for an order MEXC never acknowledged nor showed; then it is
+    /// sent again (bounded, and never an UNKNOWN or too old order) or
+    /// REJECTED as not placed.
+    async fn absent(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+    ) -> Result<Option<orders::Model>, LiveError> {
+        let past = self.past_window(&row);
+        let not_found = row.lookups + i32::from(past);
+        let seen = row.exchange_order_id.is_some()
+            || row.exchange_status.is_some()
+            || row.filled_quantity.is_some_and(|q| !q.is_zero());
+        if seen || !past || not_found < self.options.lookups_for_absence || self.breaker.blocks() {
+            let reason = "MEXC knows no such order (yet)";
+            return self.unresolved(&row, lease, reason, i32::from(past)).await;
         }
         let young = self.options.max_order_age.is_none_or(|max| {
-            (Utc::now() - row.created_at.to_utc())
+            let issued = row.order_timestamp.unwrap_or(row.created_at);
+            (Utc::now() - issued.to_utc())
                 .to_std()
                 .is_ok_and(|age| age < max)
         });
         let resend = row.status == OrderStatus::Submitted.as_str()
             && row.send_attempts < self.options.max_send_attempts
-            && young
-            && !self.breaker.blocks();
+            && young;
         if resend {
             tracing::warn!(order_id = %row.order_id, lookups = not_found, attempts = row.send_attempts, "order verified absent at MEXC; sending it again");
             self.stats.live.resends.inc();
-            return Ok(self.send(row).await?.row);
+            return Ok(self.send(row, lease, Origin::Reconciler).await?.row);
         }
         let reason = format!(
             "not placed (verified absent): MEXC knew no such order after {not_found} lookups past its recvWindow; {} sends",
             row.send_attempts
         );
         tracing::warn!(order_id = %row.order_id, reason = %reason, "live order rejected");
-        Ok(self.finish(&row, OrderStatus::Rejected, &reason).await?.row)
+        Ok(self
+            .finish(&row, lease, OrderStatus::Rejected, &reason)
+            .await?
+            .row)
     }
 
     /// Nothing learnt this time; past the resolve deadline the order
     /// becomes UNKNOWN (once), an operator alert.
     async fn unresolved(
         &self,
-        row: orders::Model,
-        err: &MexcError,
+        row: &orders::Model,
+        lease: &Lease,
+        why: &str,
+        not_found: i32,
     ) -> Result<Option<orders::Model>, LiveError> {
-        let since = row.sent_at.unwrap_or(row.created_at);
-        let overdue = (Utc::now() - since.to_utc())
-            .to_std()
-            .is_ok_and(|age| age > self.options.resolve_deadline);
+        let overdue = self.since_sent(row) > self.options.resolve_deadline;
         let unknown = overdue
             && row.status != OrderStatus::Unknown.as_str()
             && row.status != OrderStatus::PartiallyFilled.as_str();
-        if unknown {
-            self.stats.live.unknown.inc();
-            tracing::error!(
-                order_id = %row.order_id,
-                client_order_id = ?row.client_order_id,
-                error = %err,
-                deadline_secs = self.options.resolve_deadline.as_secs(),
-                "live order UNKNOWN: its outcome could not be learnt in time; it is still polled and never re-sent"
-            );
-            return self
-                .poll_again(&row, 0, Some((OrderStatus::Unknown, err.to_string())))
-                .await;
-        }
-        tracing::debug!(order_id = %row.order_id, error = %err, "live order not resolved yet");
-        self.poll_again(&row, 0, None).await
-    }
-
-    async fn poll_again(
-        &self,
-        row: &orders::Model,
-        not_found: i32,
-        status: Option<(OrderStatus, String)>,
-    ) -> Result<Option<orders::Model>, LiveError> {
-        let (status, reason) = status.unzip();
-        let update = LiveUpdate {
-            status,
-            reject_reason: reason,
+        let mut update = LiveUpdate {
             not_found,
             keep_lease: true,
             poll_in: Some(self.poll_in(row)),
             ..LiveUpdate::default()
         };
-        Ok(self
-            .store
-            .record_live(&row.order_id, &self.lease, &update, &[])
-            .await?)
+        if unknown {
+            self.stats.live.unknown.inc();
+            tracing::error!(
+                order_id = %row.order_id,
+                client_order_id = ?row.client_order_id,
+                reason = %why,
+                deadline_secs = self.options.resolve_deadline.as_secs(),
+                "live order UNKNOWN: its outcome could not be learnt in time; it is still polled and never re-sent"
+            );
+            update.status = Some(OrderStatus::Unknown);
+            update.reject_reason = Some(format!("outcome unknown: {why}"));
+        } else {
+            tracing::debug!(order_id = %row.order_id, reason = %why, "live order not resolved yet");
+        }
+        self.record(row, lease, update, &[]).await
+    }
+}
+
+impl Handled {
+    fn recorded(row: Option<orders::Model>) -> Self {
+        match row {
+            Some(row) => Handled::done(row),
+            // The lease was lost meanwhile: its new holder decides.
+            None => Handled::hold(),
+        }
     }
 }
 

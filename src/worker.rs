@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use tracing::Instrument;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
@@ -30,6 +31,9 @@ use crate::store::entity::orders;
 use crate::store::{self, NewTrade, Store};
 
 pub use lease::Leases;
+
+/// Live orders of one batch handled at the same time.
+const LIVE_ORDERS_AT_ONCE: usize = 4;
 use plan::{BatchPlan, Limits};
 
 /// How the worker reads the stream.
@@ -83,6 +87,9 @@ pub struct BatchReport {
     pub executed: usize,
     pub dead_lettered: usize,
     pub ignored: usize,
+    /// Entries left unacknowledged: their live order is held by another
+    /// replica, or could not be sent yet.
+    pub held: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -162,7 +169,16 @@ impl Worker {
                         .get(&order.order_id)
                         .is_some_and(|row| !row.is_terminal())
             })
-            .partition(|order| self.live.is_some() && plan.stale_reason(&order.order_id).is_none());
+            .partition(|order| {
+                // A live order already past PENDING is in flight: only the
+                // live path may touch it (stale or halted, it is still
+                // looked up, never overwritten).
+                self.live.is_some()
+                    && (plan.stale_reason(&order.order_id).is_none()
+                        || stored
+                            .get(&order.order_id)
+                            .is_some_and(|row| row.status != OrderStatus::Pending.as_str()))
+            });
         let outcomes = join_all(to_execute.iter().map(|order| async {
             match plan.stale_reason(&order.order_id) {
                 Some(reason) => Outcome::Rejected(reason.to_owned()),
@@ -217,12 +233,19 @@ impl Worker {
             }
         }
         self.publisher.publish(&results, &plan.dead_letters).await?;
+        self.release_announced(&sent).await?;
         clock.lap("publish");
 
         // 6. Only now acknowledge (not the entries of orders another
         // replica holds, or that could not be sent yet).
         let entry_ids = plan.entry_ids_except(&held);
         self.consumer.ack(&entry_ids).await?;
+        let held_entries: Vec<String> = plan
+            .entry_ids
+            .iter()
+            .filter(|id| !entry_ids.contains(id))
+            .cloned()
+            .collect();
         clock.lap("ack");
 
         let executed = to_execute
@@ -247,6 +270,7 @@ impl Worker {
             executed,
             dead_lettered: plan.dead_letters.len(),
             ignored: plan.ignored,
+            held: held_entries,
         })
     }
 
@@ -274,19 +298,26 @@ impl Worker {
                 ))
             })
             .collect();
-        let handled = join_all(known.iter().map(|(order, row, current)| {
-            let parent = spans
-                .get(order.order_id.as_str())
-                .cloned()
-                .unwrap_or_else(tracing::Span::none);
-            desk.handle(order, row, current)
-                .instrument(tracing::info_span!(
-                    parent: &parent,
-                    "order.execute",
-                    mode = "live"
-                ))
-        }))
-        .await;
+        // A few at a time: each holds a database connection per statement.
+        let handling: Vec<_> = known
+            .iter()
+            .map(|(order, row, current)| {
+                let parent = spans
+                    .get(order.order_id.as_str())
+                    .cloned()
+                    .unwrap_or_else(tracing::Span::none);
+                desk.handle(order, row, current)
+                    .instrument(tracing::info_span!(
+                        parent: &parent,
+                        "order.execute",
+                        mode = "live"
+                    ))
+            })
+            .collect();
+        let handled: Vec<_> = stream::iter(handling)
+            .buffered(LIVE_ORDERS_AT_ONCE)
+            .collect()
+            .await;
         for ((order, _, _), handled) in known.iter().zip(handled) {
             let handled = handled?;
             if handled.hold {
@@ -297,6 +328,20 @@ impl Worker {
             }
         }
         Ok((sent, held))
+    }
+
+    /// Lets go of the finished live orders whose results just went out.
+    async fn release_announced(
+        &self,
+        sent: &HashMap<String, orders::Model>,
+    ) -> Result<(), BatchError> {
+        let announced: Vec<(String, String)> = sent
+            .values()
+            .filter(|row| row.is_terminal())
+            .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
+            .collect();
+        self.store.release_announced(&announced).await?;
+        Ok(())
     }
 
     fn count(

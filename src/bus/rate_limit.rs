@@ -4,10 +4,11 @@
 //! account; `MEXC_MAX_ORDERS_PER_SEC` defaults to 10).
 //!
 //! A sliding window rather than a refilling bucket: one Lua script keeps
-//! the grants of the last second (by Redis' own clock, so replicas' clocks
-//! do not matter) and grants another only while fewer than the limit are
-//! in it, so no second, wherever it starts, holds more than the limit. A
-//! caller refused learns how long until the oldest grant leaves.
+//! the grants of the last [`WINDOW`] (a second and a margin, by Redis' own
+//! clock, so replicas' clocks do not matter) and grants another only while
+//! fewer than the limit are in it, so no second, wherever it starts, holds
+//! more than the limit. A caller refused learns how long until the oldest
+//! grant leaves. A `Retry-After` from the exchange pauses every replica.
 
 use std::time::Duration;
 
@@ -17,9 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::BusError;
 
-/// KEYS: the log of the last second's grants, its sequence, and the pause
-/// the exchange asked for. ARGV: how many a second. Returns 0 when a grant
-/// was made, else the milliseconds until one may be.
+/// How long a grant counts against the budget: a second, plus a margin for
+/// the time between a grant and its request reaching the exchange (which
+/// varies from request to request), so that no second *as the exchange
+/// sees it* holds more than the limit.
+pub const WINDOW: Duration = Duration::from_millis(1_100);
+
+/// KEYS: the log of the window's grants, its sequence, and the pause the
+/// exchange asked for. ARGV: how many a window, the window in µs. Returns 0
+/// when a grant was made, else the milliseconds until one may be.
 const TAKE: &str = r"
 local limit = tonumber(ARGV[1])
 local paused = redis.call('PTTL', KEYS[3])
@@ -28,7 +35,8 @@ if paused > 0 then
 end
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - 1000000)
+local window_us = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_us - window_us)
 if redis.call('ZCARD', KEYS[1]) < limit then
   local seq = redis.call('INCR', KEYS[2])
   redis.call('ZADD', KEYS[1], now_us, seq)
@@ -37,7 +45,7 @@ if redis.call('ZCARD', KEYS[1]) < limit then
   return 0
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, math.ceil((tonumber(oldest[2]) + 1000000 - now_us) / 1000))
+return math.max(1, math.ceil((tonumber(oldest[2]) + window_us - now_us) / 1000))
 ";
 
 /// The shared request budget of one exchange account.
@@ -70,6 +78,7 @@ impl RateLimiter {
             .key(format!("{}:seq", self.key))
             .key(self.pause_key())
             .arg(self.per_second)
+            .arg(WINDOW.as_micros() as u64)
             .invoke_async(&mut conn)
             .await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
@@ -89,6 +98,16 @@ impl RateLimiter {
         .invoke_async(&mut conn)
         .await?;
         Ok(())
+    }
+
+    /// How long the exchange's `Retry-After` still stops every request.
+    pub async fn paused_for(&self) -> Result<Option<Duration>, BusError> {
+        let mut conn = self.pool.get().await?;
+        let left: i64 = redis::cmd("PTTL")
+            .arg(self.pause_key())
+            .query_async(&mut conn)
+            .await?;
+        Ok((left > 0).then(|| Duration::from_millis(left as u64)))
     }
 
     fn pause_key(&self) -> String {

@@ -18,6 +18,9 @@ use crate::domain::TradingMode;
 /// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
 ///   acknowledges on one, the reader blocks on one, and the lease refresher
 ///   needs one.
+/// - `LIVE_LEASE_SECS >= 4 × MEXC_TIMEOUT_MS`: a replica renews its lease
+///   between requests; a lease shorter than a few requests could expire
+///   while its holder still waits on MEXC.
 /// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
 ///   mode reads it, and a setting that silently does nothing misleads.
 pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
@@ -44,6 +47,17 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
             &format!(
                 "reference with TRADING_MODE={} (MEXC ticker prices are for paper trading only)",
                 settings.trading.mode.as_str()
+            ),
+        );
+    }
+    let mexc = &settings.mexc;
+    if env.all_valid(&["LIVE_LEASE_SECS", "MEXC_TIMEOUT_MS"]) && mexc.lease < 4 * mexc.timeout {
+        env.invalid(
+            "LIVE_LEASE_SECS",
+            mexc.lease.as_secs(),
+            &format!(
+                "at least 4 × MEXC_TIMEOUT_MS = {} s (a lease outlives the requests its holder makes between renewals)",
+                (4 * mexc.timeout).as_secs_f64().ceil()
             ),
         );
     }

@@ -83,7 +83,7 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         max_order_notional: max_order_notional(env),
         client_id_namespace: env.text("LIVE_CLIENT_ID_NAMESPACE", "execution-service"),
         lease: Duration::from_secs(env.ranged("LIVE_LEASE_SECS", 30, 5..=3_600)),
-        absence_grace: Duration::from_secs(env.ranged("LIVE_ABSENCE_GRACE_SECS", 10, 0..=3_600)),
+        absence_grace: Duration::from_secs(env.ranged("LIVE_ABSENCE_GRACE_SECS", 10, 1..=3_600)),
         max_send_attempts: env.ranged("LIVE_MAX_SEND_ATTEMPTS", 2, 1..=5),
         reconcile_interval: Duration::from_millis(env.ranged(
             "LIVE_RECONCILE_INTERVAL_MS",

@@ -44,30 +44,54 @@ pub async fn run(
     Ok(())
 }
 
-/// One round: takes what is due, looks each up, publishes the news.
-/// Returns how many orders it took.
+/// One round: takes what is due, looks each up, publishes the news, then
+/// lets go of the finished orders it announced. Returns how many it took.
 pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, RoundError> {
     if desk.breaker().blocks() {
         return Ok(0);
     }
+    // Nothing is asked of MEXC while it said to wait.
+    if desk
+        .limiter
+        .paused_for()
+        .await
+        .map_err(LiveError::from)?
+        .is_some()
+    {
+        return Ok(0);
+    }
+    let lease = desk.new_lease();
     let due = desk
         .store
-        .take_expired_leases(desk.lease(), PER_ROUND)
+        .take_expired_leases(&lease, PER_ROUND)
         .await
         .map_err(LiveError::from)?;
     let taken = due.len();
-    let looked = join_all(due.into_iter().map(|row| desk.reconcile(row))).await;
+    let looked = join_all(due.into_iter().map(|row| desk.reconcile(row, &lease))).await;
     let mut results = Vec::new();
+    let mut announced = Vec::new();
     let mut failure = None;
     for outcome in looked {
         match outcome {
-            Ok((row, true)) => results.push(result_from_row(&row, None)),
-            Ok((_, false)) => {}
+            Ok((row, news)) => {
+                if news {
+                    results.push(result_from_row(&row, None));
+                }
+                if row.is_terminal()
+                    && let Some(owner) = &row.lease_owner
+                {
+                    announced.push((row.order_id.clone(), owner.clone()));
+                }
+            }
             Err(err) => failure = Some(err),
         }
     }
     publisher
         .publish(&results, &[])
+        .await
+        .map_err(LiveError::from)?;
+    desk.store
+        .release_announced(&announced)
         .await
         .map_err(LiveError::from)?;
     for result in &results {

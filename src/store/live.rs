@@ -184,27 +184,37 @@ impl Store {
         Ok(Some(row))
     }
 
-    /// Counts one more send of an order this replica holds, stamped
-    /// `stamped_ms` in exchange time (the `timestamp` the request is signed
-    /// with), committed before the request leaves: whoever looks the order
-    /// up later knows the latest moment MEXC could still accept it. `None`
-    /// when the lease was lost (then nothing may be sent).
+    /// Commits the `timestamp` (exchange time, ms) the next request for an
+    /// order this replica holds is signed with, before it leaves, and
+    /// renews the lease; `new_attempt` counts one more send. Whoever looks
+    /// the order up later knows the last moment MEXC could accept it
+    /// (`sent_at + recvWindow`). `None` when the lease was lost (then
+    /// nothing may be sent).
     pub async fn mark_sending(
         &self,
         order_id: &str,
         lease: &Lease,
         stamped_ms: i64,
+        new_attempt: bool,
     ) -> Result<Option<orders::Model>, DbErr> {
-        self.update_leased(
-            "UPDATE orders SET send_attempts = send_attempts + 1, lookups = 0, \
-               sent_at = to_timestamp($3::bigint / 1000.0), updated_at = now() \
-             WHERE order_id = $1 AND lease_owner = $2 \
-               AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') RETURNING *",
-            order_id,
-            lease,
-            stamped_ms.into(),
-        )
-        .await
+        orders::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET send_attempts = send_attempts + $4, lookups = 0, \
+                   sent_at = to_timestamp($3::bigint / 1000.0), \
+                   lease_until = now() + $5 * interval '1 millisecond', updated_at = now() \
+                 WHERE order_id = $1 AND lease_owner = $2 \
+                   AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') RETURNING *",
+                [
+                    order_id.into(),
+                    lease.owner.clone().into(),
+                    stamped_ms.into(),
+                    i32::from(new_attempt).into(),
+                    (lease.length.as_millis() as i64).into(),
+                ],
+            ))
+            .one(self.connection())
+            .await
     }
 
     /// Moves an order this replica holds back to PENDING, lease released,
@@ -277,6 +287,28 @@ impl Store {
             .await
     }
 
+    /// Lets go of finished orders whose results are announced (`ids` with
+    /// the lease owner each was recorded under); orders still in flight
+    /// keep their leases.
+    pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (order_ids, owners): (Vec<String>, Vec<String>) = ids.iter().cloned().unzip();
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders o SET lease_owner = NULL, lease_until = NULL \
+                 FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
+                 WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
+                   AND o.status NOT IN ('PENDING', 'SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN')",
+                [order_ids.into(), owners.into()],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Renews this replica's leases on `order_ids` (a replica waiting on the
     /// exchange or the rate limit keeps its orders); returns how many it
     /// still held.
@@ -300,10 +332,12 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Takes over up to `limit` orders in flight whose lease has expired
-    /// (a dead replica's, or ones waiting to be polled), skipping rows
-    /// another replica is taking at the same moment. Each must be looked up
-    /// before anything is sent for it.
+    /// Takes over up to `limit` orders whose lease has expired, skipping
+    /// rows another replica is taking at the same moment: orders in flight
+    /// (a dead replica's, or ones due for a lookup), each to be looked up
+    /// before anything is sent for it, and finished orders whose result was
+    /// recorded but maybe never announced (the lease is released only once
+    /// it was).
     pub async fn take_expired_leases(
         &self,
         lease: &Lease,
@@ -315,7 +349,6 @@ impl Store {
              WHERE id IN ( \
                SELECT id FROM orders \
                WHERE lease_until IS NOT NULL AND lease_until < now() \
-                 AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') \
                ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING *",
             [

@@ -190,16 +190,39 @@ impl Worker {
     async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
         let _held = self.leases.hold(entries);
         let mut backoff = Backoff::default();
+        // Entries whose live orders wait (another replica's lease, a
+        // stopped sender) are retried here rather than left for a later
+        // delivery: waiting is not a failure of the message, so it must not
+        // count toward MAX_DELIVERIES.
+        let mut waiting: Option<Vec<Entry>> = None;
+        let mut wait_backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
         loop {
+            let entries = waiting.as_deref().unwrap_or(entries);
             // Real orders wait for the request budget and the exchange,
             // within their leases.
             let timeout = self.options.batch_timeout
                 + self
                     .live
                     .as_ref()
-                    .map_or(Duration::ZERO, |desk| desk.lease().length);
+                    .map_or(Duration::ZERO, |desk| desk.options().lease);
             let err = match tokio::time::timeout(timeout, self.process_batch(entries)).await {
-                Ok(Ok(_)) => return true,
+                Ok(Ok(report)) if report.held.is_empty() => return true,
+                Ok(Ok(report)) => {
+                    let held: Vec<Entry> = entries
+                        .iter()
+                        .filter(|entry| report.held.contains(&entry.id))
+                        .cloned()
+                        .collect();
+                    tracing::debug!(
+                        entries = held.len(),
+                        "live orders wait; their entries are retried"
+                    );
+                    waiting = Some(held);
+                    if !wait_backoff.wait(cancel).await {
+                        return false;
+                    }
+                    continue;
+                }
                 Ok(Err(err)) => err,
                 Err(_) => BatchError::TimedOut(timeout),
             };

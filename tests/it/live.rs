@@ -11,7 +11,7 @@ use crate::fake_mexc::{API_KEY, API_SECRET, FakeMexc, Fault, Script};
 use crate::helpers::{Running, TestEnv};
 
 /// Settings of a replica sending real orders to `fake`, quick to decide:
-/// a one-second recvWindow, no extra absence grace, frequent reconciler
+/// a one-second recvWindow, the shortest absence grace, frequent reconciler
 /// rounds. The namespace (and so the request budget) is the test's own.
 fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
     [
@@ -24,7 +24,7 @@ fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
         ("MEXC_API_SECRET", API_SECRET),
         ("MEXC_RECV_WINDOW_MS", "1000"),
         ("MEXC_TIMEOUT_MS", "1000"),
-        ("LIVE_ABSENCE_GRACE_SECS", "0"),
+        ("LIVE_ABSENCE_GRACE_SECS", "1"),
         ("LIVE_RECONCILE_INTERVAL_MS", "50"),
         ("LIVE_LEASE_SECS", "5"),
         (
@@ -187,8 +187,8 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_after_verified_absen
         .collect();
     assert_eq!(writes.len(), 2, "one refused send, one re-send");
     assert!(
-        writes[1].at - writes[0].at >= Duration::from_millis(1000),
-        "re-sent {:?} after the first, inside its recvWindow",
+        writes[1].at - writes[0].at >= Duration::from_millis(2_000),
+        "re-sent {:?} after the first, before its recvWindow and the grace passed",
         writes[1].at - writes[0].at
     );
     assert_eq!(fake.orders_for(&client_id).len(), 1);
@@ -402,5 +402,262 @@ async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
         assert_eq!(fake.orders_for(&exchange_id(&env, order_id)).len(), 1);
     }
     app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn partial_fills_are_announced_then_the_fill_and_each_trade_is_recorded_once() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.fill_plan(vec![
+        (Duration::ZERO, "0.3"),
+        (Duration::from_millis(1_500), "1"),
+    ]);
+    let app = spawn_live(&env, &fake, "live-j", &[]).await;
+    env.xadd_payload(&limit_order("partial", "0.002", "50000"))
+        .await;
+
+    let first = wait_for_status(&env, "partial", "PARTIALLY_FILLED").await;
+    assert_eq!(first["filled_quantity"], "0.00060000");
+    let done = wait_for_status(&env, "partial", "FILLED").await;
+    assert_eq!(done["filled_quantity"], "0.00200000");
+    let statuses: Vec<String> = env
+        .results_for("partial")
+        .await
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["PARTIALLY_FILLED", "FILLED"],
+        "one result per change"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 2);
+    assert_eq!(
+        env.scalar_text("SELECT sum(quantity)::text FROM trades")
+            .await
+            .as_deref(),
+        Some("0.00200000")
+    );
+    assert_eq!(fake.count("POST", "/api/v3/order"), 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_open_order_past_its_ttl_is_cancelled_once_and_announced_with_what_filled() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.fill_plan(vec![(Duration::ZERO, "0.3")]);
+    let app = spawn_live(&env, &fake, "live-k", &[("LIVE_ORDER_TTL_SECS", "1")]).await;
+    env.xadd_payload(&limit_order("resting", "0.002", "50000"))
+        .await;
+
+    let canceled = wait_for_status(&env, "resting", "CANCELED").await;
+    assert_eq!(canceled["filled_quantity"], "0.00060000");
+    let client_id = exchange_id(&env, "resting");
+    assert_eq!(fake.orders_for(&client_id)[0].status, "PARTIALLY_CANCELED");
+    assert_eq!(fake.count("DELETE", "/api/v3/order"), 1);
+    assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
+    assert_eq!(
+        env.scalar_text("SELECT status FROM orders")
+            .await
+            .as_deref(),
+        Some("CANCELED")
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconciled_after() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.script(
+        Script::nth(1, Fault::Reset)
+            .on("POST", "/api/v3/order")
+            .after_applying(),
+    );
+    fake.script(
+        Script::nth(1, Fault::ServerError)
+            .on("GET", "/api/v3/order")
+            .times(12),
+    );
+    let app = spawn_live(
+        &env,
+        &fake,
+        "live-l",
+        &[("LIVE_RESOLVE_DEADLINE_SECS", "1")],
+    )
+    .await;
+    env.xadd_payload(&limit_order("dark", "0.002", "50000"))
+        .await;
+
+    let unknown = wait_for_status(&env, "dark", "UNKNOWN").await;
+    assert_eq!(unknown["client_order_id"], exchange_id(&env, "dark"));
+    let (_, status) = get_json(&format!("{}/status", app.url)).await;
+    assert_eq!(status["live"]["unknown"], 1);
+    wait_for_status(&env, "dark", "FILLED").await;
+    assert_eq!(
+        fake.posts_for(&exchange_id(&env, "dark")),
+        1,
+        "an UNKNOWN order was re-sent"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing_until_it_expires()
+{
+    use execution_service::domain::TradingMode;
+    use execution_service::store::{self, Lease, LiveClaim};
+
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    // A replica that claimed the order, sent it, and died before recording.
+    let payload = limit_order("orphan", "0.002", "50000");
+    let order = match execution_service::domain::Parsed::from_incoming(
+        execution_service::domain::Incoming::Json(payload.as_bytes()),
+    ) {
+        execution_service::domain::Parsed::Order(order) => order,
+        other => panic!("not an order: {other:?}"),
+    };
+    let store = store::Store::connect(&env.var("DATABASE_URL"), 2)
+        .await
+        .unwrap();
+    let dead = Lease {
+        owner: "dead-replica".into(),
+        length: Duration::from_secs(2),
+    };
+    let client_id = exchange_id(&env, "orphan");
+    let row = store::pending_row(&order, TradingMode::Live, chrono::Utc::now());
+    let LiveClaim::Send(_) = store.claim_live(&row, &client_id, &dead).await.unwrap() else {
+        panic!("a new order is claimed for sending");
+    };
+    let client = fake.client();
+    let stamped = client.stamp().await.unwrap();
+    store
+        .mark_sending("orphan", &dead, stamped, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let new_order =
+        execution_service::execution::mexc::NewOrder::for_order(&order, client_id.clone());
+    client.new_order_stamped(&new_order, stamped).await.unwrap();
+
+    let app = spawn_live(&env, &fake, "live-m", &[]).await;
+    env.xadd_payload(&payload).await;
+    let result = wait_for_status(&env, "orphan", "FILLED").await;
+    assert_eq!(result["client_order_id"], client_id);
+    assert_eq!(
+        fake.posts_for(&client_id),
+        1,
+        "sent again while the order existed"
+    );
+    env.wait_until("the entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL")
+            .await,
+        0
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_refused_key_stops_sending_on_the_replica_visible_in_ready_and_status() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let app = spawn_live(
+        &env,
+        &fake,
+        "live-n",
+        &[("MEXC_API_SECRET", "not-the-secret-the-exchange-knows")],
+    )
+    .await;
+    env.xadd_payload(&limit_order("refused-1", "0.002", "50000"))
+        .await;
+    app.wait_for_stat("the breaker", |stats| stats.live.breaker_open.get() == 1)
+        .await;
+    // Once open, nothing more is sent: a later order waits.
+    env.xadd_payload(&limit_order("refused-2", "0.002", "50000"))
+        .await;
+    env.wait_until("both rows are stored", || async {
+        env.count("SELECT count(*) FROM orders").await == 2
+    })
+    .await;
+
+    let (code, ready) = get_json(&format!("{}/ready", app.url)).await;
+    assert_eq!(code, 503);
+    assert_eq!(ready["exchange"], false);
+    assert!(
+        ready["failing"]
+            .as_array()
+            .unwrap()
+            .contains(&"exchange".into())
+    );
+    let (_, status) = get_json(&format!("{}/status", app.url)).await;
+    assert_eq!(status["live"]["breaker_open"], true);
+    assert!(
+        status["live"]["breaker_reason"]
+            .as_str()
+            .unwrap()
+            .contains("700002"),
+        "{status}"
+    );
+    assert!(
+        !status.to_string().contains("not-the-secret"),
+        "the secret leaked into /status"
+    );
+    // Nothing is rejected for a refused key: the orders wait, unacknowledged.
+    assert!(env.results().await.is_empty());
+    assert_eq!(env.pending().await, 2);
+    assert_eq!(
+        fake.count("POST", "/api/v3/order"),
+        1,
+        "sending went on after the key was refused"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE status = 'PENDING'")
+            .await,
+        2
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn three_replicas_together_stay_under_the_request_budget_at_the_exchange() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let limit = [("MEXC_MAX_ORDERS_PER_SEC", "3")];
+    let apps = [
+        spawn_live(&env, &fake, "live-o1", &limit).await,
+        spawn_live(&env, &fake, "live-o2", &limit).await,
+        spawn_live(&env, &fake, "live-o3", &limit).await,
+    ];
+    for n in 0..12 {
+        env.xadd_payload(&limit_order(&format!("budget-{n}"), "0.002", "50000"))
+            .await;
+    }
+    env.wait_until("every order is filled", || async {
+        env.results()
+            .await
+            .iter()
+            .filter(|r| r["status"] == "FILLED")
+            .count()
+            == 12
+    })
+    .await;
+    assert_eq!(fake.orders().len(), 12);
+    let busiest = fake.max_order_writes_within(Duration::from_secs(1));
+    assert!(busiest <= 3, "{busiest} order requests within one second");
+    for app in apps {
+        app.stop().await;
+    }
     env.cleanup().await;
 }
