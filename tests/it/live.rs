@@ -227,30 +227,40 @@ async fn lookups_that_lag_acceptance_cause_no_resend() {
 
 #[tokio::test]
 async fn the_same_order_published_five_times_is_one_post() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    let app = spawn_live(&env, &fake, "live-e", &[]).await;
-    for _ in 0..5 {
-        env.xadd_payload(&market_order("five-times", "0.002")).await;
+    // One entry per batch, two batches at a time: the copies race each
+    // other on one replica. Whether or not the exchange refuses a
+    // duplicate client id must not matter.
+    for reject_duplicates in [false, true] {
+        let fake = FakeMexc::start().await;
+        fake.reject_duplicate_client_ids(reject_duplicates);
+        let env = TestEnv::new().await;
+        let app = spawn_live(&env, &fake, "live-e", &[("BATCH_SIZE", "1")]).await;
+        for _ in 0..5 {
+            env.xadd_payload(&market_order("five-times", "0.002")).await;
+        }
+        env.wait_until("every entry is answered", || async {
+            env.results_for("five-times").await.len() >= 5
+        })
+        .await;
+        env.wait_until("every entry is acknowledged", || async {
+            env.pending().await == 0
+        })
+        .await;
+        let client_id = exchange_id(&env, "five-times");
+        assert_eq!(
+            fake.posts_for(&client_id),
+            1,
+            "rejecting duplicates: {reject_duplicates}"
+        );
+        assert!(
+            env.results_for("five-times")
+                .await
+                .iter()
+                .all(|r| r["status"] == "FILLED"),
+        );
+        app.stop().await;
+        env.cleanup().await;
     }
-    env.wait_until("every entry is answered", || async {
-        env.results_for("five-times").await.len() >= 5
-    })
-    .await;
-    env.wait_until("every entry is acknowledged", || async {
-        env.pending().await == 0
-    })
-    .await;
-    let client_id = exchange_id(&env, "five-times");
-    assert_eq!(fake.posts_for(&client_id), 1);
-    assert!(
-        env.results_for("five-times")
-            .await
-            .iter()
-            .all(|r| r["status"] == "FILLED"),
-    );
-    app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -510,31 +520,12 @@ async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconci
 #[tokio::test]
 async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing_until_it_expires()
 {
-    use execution_service::domain::TradingMode;
-    use execution_service::store::{self, Lease, LiveClaim};
-
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
     // A replica that claimed the order, sent it, and died before recording.
     let payload = limit_order("orphan", "0.002", "50000");
-    let order = match execution_service::domain::Parsed::from_incoming(
-        execution_service::domain::Incoming::Json(payload.as_bytes()),
-    ) {
-        execution_service::domain::Parsed::Order(order) => order,
-        other => panic!("not an order: {other:?}"),
-    };
-    let store = store::Store::connect(&env.var("DATABASE_URL"), 2)
-        .await
-        .unwrap();
-    let dead = Lease {
-        owner: "dead-replica".into(),
-        length: Duration::from_secs(2),
-    };
+    let (store, order, dead) = claimed_by_a_dead_replica(&env, &payload, 2_000).await;
     let client_id = exchange_id(&env, "orphan");
-    let row = store::pending_row(&order, TradingMode::Live, chrono::Utc::now());
-    let LiveClaim::Send(_) = store.claim_live(&row, &client_id, &dead).await.unwrap() else {
-        panic!("a new order is claimed for sending");
-    };
     let client = fake.client();
     let stamped = client.stamp().await.unwrap();
     store
@@ -659,5 +650,132 @@ async fn three_replicas_together_stay_under_the_request_budget_at_the_exchange()
     for app in apps {
         app.stop().await;
     }
+    env.cleanup().await;
+}
+
+/// Claims `order_id` for a replica that then dies: its lease (`lease_ms`)
+/// runs out on its own. Returns the store and the order's row.
+async fn claimed_by_a_dead_replica(
+    env: &TestEnv,
+    payload: &str,
+    lease_ms: u64,
+) -> (
+    execution_service::store::Store,
+    execution_service::domain::Order,
+    execution_service::store::Lease,
+) {
+    use execution_service::domain::{Incoming, Parsed, TradingMode};
+    use execution_service::store::{self, Lease, LiveClaim};
+
+    let Parsed::Order(order) = Parsed::from_incoming(Incoming::Json(payload.as_bytes())) else {
+        panic!("not an order: {payload}");
+    };
+    let store = store::Store::connect(&env.var("DATABASE_URL"), 2)
+        .await
+        .unwrap();
+    let dead = Lease {
+        owner: "dead-replica#0".into(),
+        length: Duration::from_millis(lease_ms),
+    };
+    let row = store::pending_row(&order, TradingMode::Live, chrono::Utc::now());
+    let client_id = exchange_id(env, &order.order_id);
+    let LiveClaim::Send(_) = store.claim_live(&row, &client_id, &dead).await.unwrap() else {
+        panic!("a new order is claimed for sending");
+    };
+    (store, order, dead)
+}
+
+#[tokio::test]
+async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritten() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let payload = limit_order("in-flight", "0.002", "50000");
+    let (store, order, dead) = claimed_by_a_dead_replica(&env, &payload, 1_000).await;
+    let client = fake.client();
+    let stamped = client.stamp().await.unwrap();
+    store
+        .mark_sending("in-flight", &dead, stamped, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let client_id = exchange_id(&env, "in-flight");
+    let new_order =
+        execution_service::execution::mexc::NewOrder::for_order(&order, client_id.clone());
+    client.new_order_stamped(&new_order, stamped).await.unwrap();
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "all"),
+        ("reason", "market closed"),
+        ("source", "operator"),
+    ])
+    .await;
+
+    let app = spawn_live(&env, &fake, "live-p", &[]).await;
+    env.xadd_payload(&payload).await;
+    env.xadd_payload(&limit_order("after-halt", "0.002", "50000"))
+        .await;
+    let halted = wait_for_status(&env, "after-halt", "REJECTED").await;
+    assert!(halted["error_message"].starts_with("halted:"), "{halted:?}");
+    // The order placed before the halt is still the exchange's: its fill
+    // is learnt and announced, never replaced by a rejection.
+    let filled = wait_for_status(&env, "in-flight", "FILLED").await;
+    assert_eq!(filled["client_order_id"], client_id);
+    assert!(
+        env.results_for("in-flight")
+            .await
+            .iter()
+            .all(|r| r["status"] == "FILLED")
+    );
+    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(
+        fake.count("POST", "/api/v3/order"),
+        1,
+        "an order sent under a halt"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconciler() {
+    use execution_service::domain::OrderStatus;
+    use execution_service::store::LiveUpdate;
+
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let payload = limit_order("unannounced", "0.002", "50000");
+    let (store, _, dead) = claimed_by_a_dead_replica(&env, &payload, 60_000).await;
+    // Recorded FILLED, then the replica died before publishing.
+    let filled = LiveUpdate {
+        status: Some(OrderStatus::Filled),
+        exchange_status: Some("FILLED".into()),
+        filled_quantity: Some("0.002".parse().unwrap()),
+        fill_price: Some(50_000.into()),
+        keep_lease: true,
+        poll_in: Some(Duration::from_millis(300)),
+        ..LiveUpdate::default()
+    };
+    store
+        .record_live("unannounced", &dead, &filled, &[])
+        .await
+        .unwrap()
+        .unwrap();
+
+    let app = spawn_live(&env, &fake, "live-q", &[]).await;
+    let result = wait_for_status(&env, "unannounced", "FILLED").await;
+    assert_eq!(result["filled_quantity"], "0.00200000");
+    env.wait_until("the announced order's lease is released", || async {
+        env.count("SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL")
+            .await
+            == 0
+    })
+    .await;
+    assert_eq!(env.results_for("unannounced").await.len(), 1);
+    assert_eq!(
+        fake.request_count(),
+        0,
+        "nothing asked of MEXC for a finished order"
+    );
+    app.stop().await;
     env.cleanup().await;
 }

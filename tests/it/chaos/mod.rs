@@ -6,5 +6,6 @@
 mod halts;
 pub mod harness;
 mod hostile;
+mod live;
 mod orphans;
 mod scenarios;
