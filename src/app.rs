@@ -24,8 +24,8 @@ use crate::execution::{
     DryRunExecutor, Executor, LiveOrders, MockExecutor, PaperExecutor, PriceBook,
 };
 use crate::http::{self, ApiContext};
-use crate::kill_switch::KillSwitch;
-use crate::live::{self, LiveDesk, LiveOptions};
+use crate::kill_switch::{HaltBoard, KillSwitch};
+use crate::live::{self, LiveDesk, LiveOptions, LiveParts};
 use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{self, ConnectFailure, PoolSettings, Store};
@@ -86,7 +86,14 @@ impl Application {
             stats.clone(),
         );
         let live_stop = CancellationToken::new();
-        let live = live_desk(&settings, &store, &pool, &stats, &live_stop)?;
+        let live = live_desk(
+            &settings,
+            &store,
+            &pool,
+            &stats,
+            &kill_switch.board(),
+            &live_stop,
+        )?;
         Ok(Application {
             settings,
             store,
@@ -424,6 +431,7 @@ fn live_desk(
     store: &Store,
     pool: &deadpool_redis::Pool,
     stats: &Arc<Stats>,
+    halts: &HaltBoard,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<LiveDesk>>> {
     let (trading, mexc) = (&settings.trading, &settings.mexc);
@@ -450,24 +458,26 @@ fn live_desk(
         absence_grace: mexc.absence_grace,
         lookups_for_absence: 3,
         max_send_attempts: mexc.max_send_attempts as i32,
-        max_poll_interval: Duration::from_secs(10),
+        max_poll_interval: Duration::from_secs(5),
         namespace: mexc.client_id_namespace.clone(),
         limits: live_limits(mexc),
+        cancel_on_halt: mexc.cancel_open_orders_on_halt,
     };
     tracing::warn!(
         base_url = %mexc.base_url,
         max_orders_per_sec = mexc.max_orders_per_sec,
         "LIVE TRADING: real orders will be sent to MEXC"
     );
-    Ok(Some(Arc::new(LiveDesk::new(
+    let parts = LiveParts {
         client,
-        store.clone(),
+        store: store.clone(),
         limiter,
-        settings.streams.topology.consumer.clone(),
-        options,
-        stats.clone(),
-        stop.clone(),
-    ))))
+        halts: halts.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    let replica = settings.streams.topology.consumer.clone();
+    Ok(Some(Arc::new(LiveDesk::new(parts, replica, options))))
 }
 
 /// `SYMBOL_ALLOWLIST` and `MAX_ORDER_NOTIONAL` as the pre-trade checks take them.

@@ -25,11 +25,12 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, RateLimiter};
-use crate::domain::{Order, OrderStatus, OrderType, Side};
+use crate::domain::{Order, OrderStatus, OrderType, Side, normalise_symbol};
 use crate::execution::mexc::{
     Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices,
     check_order, client_order_id, mexc_symbol,
 };
+use crate::kill_switch::HaltBoard;
 use crate::stats::Stats;
 use crate::store::entity::orders;
 use crate::store::{Lease, LiveClaim, LiveUpdate, NewOrder as NewRow, Store};
@@ -72,6 +73,8 @@ pub struct LiveOptions {
     pub namespace: String,
     /// `SYMBOL_ALLOWLIST`, `MAX_ORDER_NOTIONAL`.
     pub limits: Limits,
+    /// `CANCEL_OPEN_ORDERS_ON_HALT`.
+    pub cancel_on_halt: bool,
 }
 
 /// What became of one order on the live path.
@@ -148,20 +151,33 @@ pub struct LiveDesk {
     claims: AtomicU64,
     options: LiveOptions,
     breaker: Breaker,
+    /// The halts in force: open orders they cover are cancelled.
+    halts: HaltBoard,
     stats: Arc<Stats>,
     stop: CancellationToken,
 }
 
+/// The services the live path uses.
+pub struct LiveParts {
+    pub client: MexcClient,
+    pub store: Store,
+    pub limiter: RateLimiter,
+    pub halts: HaltBoard,
+    pub stats: Arc<Stats>,
+    pub stop: CancellationToken,
+}
+
 impl LiveDesk {
-    pub fn new(
-        client: MexcClient,
-        store: Store,
-        limiter: RateLimiter,
-        replica: String,
-        options: LiveOptions,
-        stats: Arc<Stats>,
-        stop: CancellationToken,
-    ) -> Self {
+    /// The live path of replica `replica`.
+    pub fn new(parts: LiveParts, replica: String, options: LiveOptions) -> Self {
+        let LiveParts {
+            client,
+            store,
+            limiter,
+            halts,
+            stats,
+            stop,
+        } = parts;
         LiveDesk {
             rules: RuleCache::new(client.clone()),
             prices: TickerPrices::new(client.clone()),
@@ -172,6 +188,7 @@ impl LiveDesk {
             replica,
             claims: AtomicU64::new(0),
             options,
+            halts,
             stats,
             stop,
         }
@@ -610,7 +627,10 @@ impl LiveDesk {
                     let open = found.0.keep_lease;
                     let recorded = self.record_found(&row, lease, *found).await?.row;
                     match recorded {
-                        Some(now) if open && self.past_ttl(&now) => self.cancel(now, lease).await?,
+                        Some(now) if open => match self.cancel_reason(&now) {
+                            Some(why) => self.cancel(now, lease, &why).await?,
+                            None => Some(now),
+                        },
                         other => other,
                     }
                 }
@@ -631,18 +651,40 @@ impl LiveDesk {
         Ok((after, news))
     }
 
-    fn past_ttl(&self, row: &orders::Model) -> bool {
-        (Utc::now() - row.created_at.to_utc())
+    /// Why an open order must be cancelled now: past its TTL, or covered
+    /// by a trading halt (with `CANCEL_OPEN_ORDERS_ON_HALT`).
+    fn cancel_reason(&self, row: &orders::Model) -> Option<String> {
+        let age = (Utc::now() - row.created_at.to_utc())
             .to_std()
-            .is_ok_and(|age| age > self.options.order_ttl)
+            .unwrap_or_default();
+        if age > self.options.order_ttl {
+            return Some(format!(
+                "open longer than LIVE_ORDER_TTL_SECS={}",
+                self.options.order_ttl.as_secs()
+            ));
+        }
+        if !self.options.cancel_on_halt {
+            return None;
+        }
+        let market = normalise_symbol(row.symbol.as_deref().unwrap_or_default());
+        self.halts
+            .snapshot()
+            .iter()
+            .filter(|halt| {
+                halt.scope
+                    .covers_ids(row.strategy_id.as_deref(), row.bot_id.as_deref(), &market)
+            })
+            .min_by_key(|halt| halt.id)
+            .map(|halt| halt.reject_reason())
     }
 
-    /// Cancels an open order past `LIVE_ORDER_TTL_SECS` and records what it
+    /// Cancels an open order (`why`: its TTL, a halt) and records what it
     /// ended as.
     async fn cancel(
         &self,
         row: orders::Model,
         lease: &Lease,
+        why: &str,
     ) -> Result<Option<orders::Model>, LiveError> {
         let (Some(symbol), Some(client_id)) = (row.symbol.clone(), row.client_order_id.clone())
         else {
@@ -651,7 +693,7 @@ impl LiveDesk {
         if !self.wait_for_budget(&row.order_id, lease).await? {
             return Ok(Some(row));
         }
-        tracing::info!(order_id = %row.order_id, ttl_secs = self.options.order_ttl.as_secs(), "cancelling an open order past its TTL");
+        tracing::info!(order_id = %row.order_id, reason = %why, "cancelling an open order");
         self.stats.live.cancels.inc();
         let state = match self.client.cancel_order(&symbol, &client_id).await {
             Ok(state) => state,
@@ -667,7 +709,11 @@ impl LiveDesk {
         let Lookup::Found(found) = self.describe(&row, &state).await else {
             return Ok(Some(row));
         };
-        Ok(self.record_found(&row, lease, *found).await?.row)
+        let (mut update, fills) = *found;
+        if update.status == Some(OrderStatus::Canceled) {
+            update.reject_reason = Some(format!("cancelled: {why}"));
+        }
+        Ok(self.record_found(&row, lease, (update, fills)).await?.row)
     }
 
     /// MEXC said it knows no such order. Absent only when that answer came

@@ -1,6 +1,11 @@
 //! `bench`: pushes N orders into a running service as fast as Redis takes
 //! them and measures, from each order's send to its result, the end-to-end
 //! throughput and latency percentiles.
+//!
+//! `--mode live` benchmarks a service sending real orders (against the
+//! `fake-mexc` exchange, never a real account): LIMIT orders of a size
+//! MEXC accepts, the figures set beside `MEXC_MAX_ORDERS_PER_SEC`, and the
+//! statuses the orders ended with.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -28,6 +33,18 @@ pub struct Args {
     /// Seconds to wait for the last result.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// What the service under test does with orders: `paper` or `mock`
+    /// (simulated fills), or `live` (real orders; point the service at the
+    /// fake exchange).
+    #[arg(long, value_enum, default_value_t)]
+    mode: BenchMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    #[default]
+    Paper,
+    Live,
 }
 
 pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -41,15 +58,21 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     let receiver = tokio::spawn(async move {
         let mut results = Box::pin(results);
         let mut arrivals = HashMap::with_capacity(expected);
+        let mut statuses: HashMap<String, usize> = HashMap::new();
         while arrivals.len() < expected {
             let Some(result) = results.next().await else {
                 break;
             };
-            if result.order_id.starts_with(&receiver_prefix) {
-                arrivals.entry(result.order_id).or_insert_with(Instant::now);
+            if result.order_id.starts_with(&receiver_prefix)
+                && !arrivals.contains_key(&result.order_id)
+            {
+                *statuses
+                    .entry(result.status.as_str().to_owned())
+                    .or_default() += 1;
+                arrivals.insert(result.order_id, Instant::now());
             }
         }
-        arrivals
+        (arrivals, statuses)
     });
 
     let started = Instant::now();
@@ -64,10 +87,12 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         let orders: Vec<String> = chunk
             .iter()
-            .map(|id| {
-                json!({"order_id": id, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001", "price": "50000"})
-                    .to_string()
-            })
+            .map(|id| match args.mode {
+                BenchMode::Paper => json!({"order_id": id, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001", "price": "50000"}),
+                // Above MEXC's minimum notional (5 USDT).
+                BenchMode::Live => json!({"order_id": id, "symbol": "BTCUSDT", "side": "BUY", "order_type": "LIMIT", "quantity": "0.0002", "price": "50000"}),
+            }
+            .to_string())
             .collect();
         let now = Instant::now();
         let receivers = client.send(args.via, &orders).await?;
@@ -80,10 +105,11 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
     let send_secs = started.elapsed().as_secs_f64();
 
-    let arrivals = match tokio::time::timeout(Duration::from_secs(args.timeout), receiver).await {
-        Ok(joined) => joined?,
-        Err(_) => anyhow::bail!("not every result arrived within {} s", args.timeout),
-    };
+    let (arrivals, statuses) =
+        match tokio::time::timeout(Duration::from_secs(args.timeout), receiver).await {
+            Ok(joined) => joined?,
+            Err(_) => anyhow::bail!("not every result arrived within {} s", args.timeout),
+        };
     let last = arrivals.values().max().copied().unwrap_or(started);
     let total_secs = last.duration_since(started).as_secs_f64().max(f64::EPSILON);
     let mut latencies: Vec<Duration> = arrivals
@@ -114,6 +140,17 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         percentile(0.99),
         percentile(1.0),
     );
+    let mut statuses: Vec<(String, usize)> = statuses.into_iter().collect();
+    statuses.sort();
+    let statuses: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    println!("first results by status: {}", statuses.join(" "));
+    if args.mode == BenchMode::Live {
+        let limit = settings.mexc.max_orders_per_sec;
+        println!(
+            "live: MEXC_MAX_ORDERS_PER_SEC={limit}; throughput is {:.0} % of it",
+            100.0 * arrivals.len() as f64 / total_secs / f64::from(limit)
+        );
+    }
     Ok(if arrivals.len() == args.orders {
         ExitCode::SUCCESS
     } else {

@@ -53,6 +53,9 @@ pub struct MexcSettings {
     /// `LIVE_RECONCILE_INTERVAL_MS`: how often each replica looks for
     /// orders in flight that are due for a lookup.
     pub reconcile_interval: Duration,
+    /// `CANCEL_OPEN_ORDERS_ON_HALT`: a trading halt also cancels the open
+    /// exchange orders it covers.
+    pub cancel_open_orders_on_halt: bool,
 }
 
 /// Where a paper fill of a MARKET order without a price gets its price.
@@ -90,6 +93,7 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
             250,
             10..=60_000,
         )),
+        cancel_open_orders_on_halt: env.flag("CANCEL_OPEN_ORDERS_ON_HALT", true),
     }
 }
 

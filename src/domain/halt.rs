@@ -72,11 +72,26 @@ impl HaltScope {
 
     /// Whether an order falls under this scope.
     pub fn covers(&self, order: &Order) -> bool {
+        self.covers_ids(
+            order.strategy_id.as_deref(),
+            order.bot_id.as_deref(),
+            &order.market(),
+        )
+    }
+
+    /// Whether an order of this strategy, bot and (normalised) market is
+    /// covered.
+    pub fn covers_ids(
+        &self,
+        strategy_id: Option<&str>,
+        bot_id: Option<&str>,
+        market: &str,
+    ) -> bool {
         match self {
             HaltScope::All => true,
-            HaltScope::Strategy(id) => order.strategy_id.as_deref() == Some(id),
-            HaltScope::Bot(id) => order.bot_id.as_deref() == Some(id),
-            HaltScope::Symbol(symbol) => order.market() == *symbol,
+            HaltScope::Strategy(id) => strategy_id == Some(id.as_str()),
+            HaltScope::Bot(id) => bot_id == Some(id.as_str()),
+            HaltScope::Symbol(symbol) => market == symbol,
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use execution_service::execution::mexc::client_order_id;
 
-use crate::fake_mexc::{API_KEY, API_SECRET, FakeMexc, Fault, Script};
+use crate::fake_mexc::{API_KEY, API_SECRET, FakeClient, FakeMexc, Fault, Script};
 use crate::helpers::{Running, TestEnv};
 
 /// Settings of a replica sending real orders to `fake`, quick to decide:
@@ -778,4 +778,121 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
     );
     app.stop().await;
     env.cleanup().await;
+}
+
+fn strategy_order(order_id: &str, strategy: &str) -> String {
+    serde_json::json!({
+        "order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "order_type": "LIMIT",
+        "quantity": "0.002", "price": "49000", "strategy_id": strategy,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_halt_cancels_the_open_orders_it_covers_once_across_replicas() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    // Orders rest on the book.
+    fake.fill_plan(vec![]);
+    let apps = [
+        spawn_live(&env, &fake, "live-r1", &[]).await,
+        spawn_live(&env, &fake, "live-r2", &[]).await,
+    ];
+    env.xadd_payload(&strategy_order("s1-open", "S1")).await;
+    env.xadd_payload(&strategy_order("s2-open", "S2")).await;
+    env.wait_until("both orders rest at MEXC", || async {
+        fake.orders().iter().filter(|o| o.status == "NEW").count() == 2
+    })
+    .await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "strategy"),
+        ("strategy_id", "S1"),
+        ("reason", "drawdown"),
+        ("source", "risk-manager"),
+    ])
+    .await;
+
+    let canceled = wait_for_status(&env, "s1-open", "CANCELED").await;
+    assert!(canceled["error_message"].contains("halted"), "{canceled:?}");
+    // The other order keeps being polled, and is never cancelled.
+    let s2 = exchange_id(&env, "s2-open");
+    let looked = fake.orders_for(&s2)[0].lookups;
+    env.wait_until("the uncovered order is polled again twice", || async {
+        fake.orders_for(&s2)[0].lookups >= looked + 2
+    })
+    .await;
+    assert_eq!(fake.count("DELETE", "/api/v3/order"), 1, "cancelled once");
+    assert_eq!(fake.orders_for(&s2)[0].status, "NEW");
+    for app in apps {
+        app.stop().await;
+    }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn without_cancel_on_halt_open_orders_stay_open() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.fill_plan(vec![]);
+    let app = spawn_live(
+        &env,
+        &fake,
+        "live-s",
+        &[("CANCEL_OPEN_ORDERS_ON_HALT", "false")],
+    )
+    .await;
+    env.xadd_payload(&strategy_order("kept-open", "S1")).await;
+    env.wait_until("the order rests at MEXC", || async {
+        fake.orders().len() == 1
+    })
+    .await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "all"),
+        ("reason", "maintenance"),
+        ("source", "operator"),
+    ])
+    .await;
+    let client_id = exchange_id(&env, "kept-open");
+    app.wait_for_stat("the halt is applied", |stats| stats.halts_active.get() == 1)
+        .await;
+    let looked = fake.orders_for(&client_id)[0].lookups;
+    env.wait_until("the order is polled twice under the halt", || async {
+        fake.orders_for(&client_id)[0].lookups >= looked + 2
+    })
+    .await;
+    assert_eq!(fake.count("DELETE", "/api/v3/order"), 0);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn paper_and_mock_make_no_request_to_the_exchange() {
+    for mode in ["paper", "mock"] {
+        let fake = FakeMexc::start().await;
+        let env = TestEnv::new().await;
+        let url = fake.url();
+        let app = env
+            .spawn(
+                mode,
+                &[
+                    ("SHIM_ENABLED", "false"),
+                    ("TRADING_MODE", mode),
+                    ("MEXC_BASE_URL", url.as_str()),
+                    ("MEXC_API_KEY", API_KEY),
+                    ("MEXC_API_SECRET", API_SECRET),
+                ],
+            )
+            .await;
+        for n in 0..20 {
+            env.xadd_payload(&limit_order(&format!("{mode}-{n}"), "0.002", "50000"))
+                .await;
+        }
+        let results = env.wait_for_results(20).await;
+        assert!(results.iter().all(|r| r["mode"] == mode));
+        assert_eq!(fake.request_count(), 0, "{mode} asked MEXC");
+        app.stop().await;
+        env.cleanup().await;
+    }
 }

@@ -14,7 +14,7 @@ use execution_service::execution::mexc::{
 };
 use rust_decimal::Decimal;
 
-use crate::fake_mexc::{API_KEY, API_SECRET, FakeMexc, Fault, Script, symbol_info};
+use crate::fake_mexc::{API_KEY, API_SECRET, FakeClient, FakeMexc, Fault, Script, symbol_info};
 use crate::helpers::{DEADLINE, free_port};
 
 fn order(

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use execution_service::execution::mexc::Signer;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::http::{Reply, Request};
 use super::{API_KEY, API_SECRET};
@@ -34,9 +35,7 @@ pub fn authenticate(
             "Signature for this request is not valid.",
         ));
     };
-    let expected = Signer::new(API_SECRET)
-        .expect("a signer")
-        .sign(&query, &body);
+    let expected = signature_of(&query, &body);
     if signature != expected {
         return Err(Reply::error(
             400,
@@ -89,4 +88,13 @@ fn without_signature(text: &str) -> (String, Option<String>) {
         })
         .collect();
     (rest.join("&"), signature)
+}
+
+/// MEXC's signature: HMAC-SHA256 keyed with the secret over totalParams
+/// (the query string followed directly by the body), lowercase hex.
+pub fn signature_of(query: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(API_SECRET.as_bytes()).expect("any key length");
+    mac.update(query.as_bytes());
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
