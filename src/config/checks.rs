@@ -18,7 +18,7 @@ use crate::domain::TradingMode;
 /// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
 ///   acknowledges on one, the reader blocks on one, and the lease refresher
 ///   needs one.
-/// - `LIVE_LEASE_SECS >= 4 × MEXC_TIMEOUT_MS`: a replica renews its lease
+/// - `LIVE_LEASE_SECS >= 4 × MEXC_TIMEOUT_MS` with real orders: a replica renews its lease
 ///   between requests; a lease shorter than a few requests could expire
 ///   while its holder still waits on MEXC.
 /// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
@@ -51,7 +51,11 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
         );
     }
     let mexc = &settings.mexc;
-    if env.all_valid(&["LIVE_LEASE_SECS", "MEXC_TIMEOUT_MS"]) && mexc.lease < 4 * mexc.timeout {
+    let real_orders = live && !settings.trading.dry_run;
+    if real_orders
+        && env.all_valid(&["LIVE_LEASE_SECS", "MEXC_TIMEOUT_MS"])
+        && mexc.lease < 4 * mexc.timeout
+    {
         env.invalid(
             "LIVE_LEASE_SECS",
             mexc.lease.as_secs(),

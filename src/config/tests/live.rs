@@ -187,3 +187,60 @@ fn a_dry_run_is_live_with_dry_run_set_not_a_mode_of_its_own() {
         .to_string();
     assert!(err.contains("TRADING_MODE"), "{err}");
 }
+
+#[test]
+fn the_live_path_settings_have_defaults_ranges_and_a_lease_that_outlives_requests() {
+    let s = settings(&[]).unwrap();
+    assert_eq!(s.mexc.lease, Duration::from_secs(30));
+    assert_eq!(s.mexc.absence_grace, Duration::from_secs(10));
+    assert_eq!(s.mexc.max_send_attempts, 2);
+    assert_eq!(s.mexc.reconcile_interval, Duration::from_millis(250));
+    assert!(s.mexc.cancel_open_orders_on_halt);
+    let s = settings(&[
+        ("LIVE_LEASE_SECS", "3600"),
+        ("LIVE_ABSENCE_GRACE_SECS", "1"),
+        ("LIVE_MAX_SEND_ATTEMPTS", "5"),
+        ("LIVE_RECONCILE_INTERVAL_MS", "10"),
+        ("CANCEL_OPEN_ORDERS_ON_HALT", "false"),
+    ])
+    .unwrap();
+    assert_eq!(s.mexc.lease, Duration::from_secs(3600));
+    assert_eq!(s.mexc.absence_grace, Duration::from_secs(1));
+    assert_eq!(s.mexc.max_send_attempts, 5);
+    assert_eq!(s.mexc.reconcile_interval, Duration::from_millis(10));
+    assert!(!s.mexc.cancel_open_orders_on_halt);
+    for (name, value) in [
+        ("LIVE_LEASE_SECS", "4"),
+        ("LIVE_LEASE_SECS", "-30"),
+        ("LIVE_LEASE_SECS", "99999999999999999999999"),
+        ("LIVE_ABSENCE_GRACE_SECS", "0"),
+        ("LIVE_MAX_SEND_ATTEMPTS", "0"),
+        ("LIVE_MAX_SEND_ATTEMPTS", "6"),
+        ("LIVE_RECONCILE_INTERVAL_MS", "9"),
+        ("CANCEL_OPEN_ORDERS_ON_HALT", "sometimes"),
+    ] {
+        let err = settings(&[(name, value)]).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}={value}: {err}");
+    }
+    // With real orders a lease must outlive four requests.
+    let real = [
+        ("TRADING_MODE", "live"),
+        ("DRY_RUN", "false"),
+        ("CONFIRM_LIVE_TRADING", "true"),
+        ("MEXC_API_KEY", "mx0-key-1234"),
+        ("MEXC_API_SECRET", "s3cr3t-value-5678"),
+        ("MEXC_TIMEOUT_MS", "10000"),
+    ];
+    let mut short = real.to_vec();
+    short.push(("LIVE_LEASE_SECS", "39"));
+    let err = settings(&short).unwrap_err().to_string();
+    assert!(
+        err.contains("LIVE_LEASE_SECS") && err.contains("4 × MEXC_TIMEOUT_MS"),
+        "{err}"
+    );
+    let mut enough = real.to_vec();
+    enough.push(("LIVE_LEASE_SECS", "40"));
+    assert!(settings(&enough).is_ok());
+    // A dry run does not hold leases: no such relation.
+    assert!(settings(&[("LIVE_LEASE_SECS", "5"), ("MEXC_TIMEOUT_MS", "60000")]).is_ok());
+}
