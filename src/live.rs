@@ -185,7 +185,12 @@ impl LiveDesk {
             client,
             store,
             limiter,
-            replica,
+            // A process of its own: a restarted replica never takes a lease
+            // of its previous life for its own.
+            replica: format!(
+                "{replica}/{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
             claims: AtomicU64::new(0),
             options,
             halts,
@@ -211,54 +216,93 @@ impl LiveDesk {
         }
     }
 
-    /// Takes one order (its row already stored, not terminal) to the
+    /// Takes one order (its row `row` already stored, not terminal) to the
     /// exchange, or to its stored outcome.
     #[tracing::instrument(name = "live.order", skip_all, fields(order_id = %order.order_id), err(level = "debug"))]
-    pub async fn handle(
-        &self,
-        order: &Order,
-        row: &NewRow,
-        stored: &orders::Model,
-    ) -> Result<Handled, LiveError> {
+    pub async fn handle(&self, order: &Order, row: &NewRow) -> Result<Handled, LiveError> {
         if self.breaker.blocks() {
             return Ok(Handled::hold());
-        }
-        if stored.status == OrderStatus::Pending.as_str() {
-            match self.pre_trade(order).await {
-                Ok(None) => {}
-                Ok(Some(reason)) => {
-                    tracing::info!(order_id = %order.order_id, reason = %reason, "live order refused before sending");
-                    return Ok(
-                        match self.store.reject_pending(&order.order_id, &reason).await? {
-                            Some(row) => Handled::done(row),
-                            None => Handled::hold(),
-                        },
-                    );
-                }
-                Err(err) => {
-                    tracing::warn!(order_id = %order.order_id, error = %err, "MEXC's rules cannot be read; the order waits");
-                    return Ok(Handled::hold());
-                }
-            }
         }
         let client_id = client_order_id(&self.options.namespace, &order.order_id);
         let lease = self.new_lease();
         match self.store.claim_live(row, &client_id, &lease).await? {
             LiveClaim::Done(row) => Ok(Handled::done(row)),
             LiveClaim::Held(_) => Ok(Handled::hold()),
-            LiveClaim::Send(row) => self.send(row, &lease, Origin::Entry).await,
+            LiveClaim::Send(row) => self.first_send(row, &lease, Origin::Entry).await,
             // Taken over from an expired lease: sent by no one yet (its send
             // time was never committed), or looked up first.
-            LiveClaim::LookUp(row)
-                if row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str() =>
-            {
-                self.send(row, &lease, Origin::Entry).await
+            LiveClaim::LookUp(row) if never_sent(&row) => {
+                self.first_send(row, &lease, Origin::Entry).await
             }
             LiveClaim::LookUp(row) => {
                 let (row, _) = self.reconcile(row, &lease).await?;
                 Ok(Handled::done(row))
             }
         }
+    }
+
+    /// Sends an order nothing was ever sent for, unless a halt now covers
+    /// it, it grew too old, or it breaks MEXC's rules or the service's
+    /// limits (then it is REJECTED and nothing is sent).
+    async fn first_send(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+        origin: Origin,
+    ) -> Result<Handled, LiveError> {
+        if let Some(reason) = self.blocked_reason(&row) {
+            return self
+                .finish(&row, lease, OrderStatus::Rejected, &reason)
+                .await;
+        }
+        let Some(order) = order_from_row(&row) else {
+            let reason = "the stored order cannot be sent (its columns are incomplete)";
+            return self.finish(&row, lease, OrderStatus::Error, reason).await;
+        };
+        match self.pre_trade(&order).await {
+            Ok(None) => self.send(row, lease, origin).await,
+            Ok(Some(reason)) => {
+                tracing::info!(order_id = %row.order_id, reason = %reason, "live order refused before sending");
+                self.finish(&row, lease, OrderStatus::Rejected, &reason)
+                    .await
+            }
+            Err(err) => {
+                tracing::warn!(order_id = %row.order_id, error = %err, "MEXC's rules cannot be read; the order waits");
+                self.unsent(&row, lease, origin, &err).await
+            }
+        }
+    }
+
+    /// Why an order must not be sent (again) now: a halt covers it, or it
+    /// is older than `ORDER_MAX_AGE_SECS`.
+    fn blocked_reason(&self, row: &orders::Model) -> Option<String> {
+        if let Some(reason) = self.halt_covering(row) {
+            return Some(reason);
+        }
+        let max = self.options.max_order_age?;
+        let issued = row.order_timestamp.unwrap_or(row.created_at);
+        let age = (Utc::now() - issued.to_utc()).to_std().unwrap_or_default();
+        (age > max).then(|| {
+            format!(
+                "stale: issued {} s ago, more than ORDER_MAX_AGE_SECS={}",
+                age.as_secs(),
+                max.as_secs()
+            )
+        })
+    }
+
+    /// The reason of the oldest halt in force covering the order.
+    fn halt_covering(&self, row: &orders::Model) -> Option<String> {
+        let market = normalise_symbol(row.symbol.as_deref().unwrap_or_default());
+        self.halts
+            .snapshot()
+            .iter()
+            .filter(|halt| {
+                halt.scope
+                    .covers_ids(row.strategy_id.as_deref(), row.bot_id.as_deref(), &market)
+            })
+            .min_by_key(|halt| halt.id)
+            .map(|halt| halt.reject_reason())
     }
 
     /// The reason an order must not be sent, from MEXC's rules and the
@@ -289,7 +333,7 @@ impl LiveDesk {
             return self.finish(&row, lease, OrderStatus::Error, reason).await;
         };
         for attempt in 0..2 {
-            let (sending, stamped) = match self.slot(&row.order_id, lease).await? {
+            let (sending, stamped) = match self.slot(&row.order_id, lease, attempt == 0).await? {
                 Slot::Ready(sending, stamped) => (*sending, stamped),
                 Slot::Unsent(err) => return self.unsent(&row, lease, origin, &err).await,
                 Slot::Wait => return Ok(Handled::hold()),
@@ -300,6 +344,16 @@ impl LiveDesk {
                 Ok(ack) => {
                     self.stats.live.accepted.inc();
                     self.breaker.close();
+                    // MEXC's acknowledgement is evidence the order exists:
+                    // kept before anything else may fail.
+                    let acked = LiveUpdate {
+                        exchange_order_id: Some(ack.order_id.0.clone()),
+                        keep_lease: true,
+                        ..LiveUpdate::default()
+                    };
+                    let Some(sending) = self.record(&sending, lease, acked, &[]).await? else {
+                        return Ok(Handled::hold());
+                    };
                     return self.learn(sending, lease, Some(ack.order_id)).await;
                 }
                 Err(MexcError::TimeOutsideWindow { .. }) if attempt == 0 => {
@@ -320,8 +374,19 @@ impl LiveDesk {
                     if origin == Origin::Reconciler {
                         // A re-send refused (a balance the original used, a
                         // duplicate id): the original may exist after all.
-                        if let Lookup::Found(found) = self.look_up(&sending).await {
-                            return self.record_found(&sending, lease, *found).await;
+                        // Only a lookup that finds nothing lets it end here.
+                        match self.look_up(&sending).await {
+                            Lookup::Found(found) => {
+                                return self.record_found(&sending, lease, *found).await;
+                            }
+                            Lookup::Failed(_) => {
+                                let poll_in = self.poll_in(&sending);
+                                return self
+                                    .poll_later(&sending, lease, poll_in, None, 0)
+                                    .await
+                                    .map(Handled::recorded);
+                            }
+                            Lookup::Absent => {}
                         }
                     }
                     let reason = err.to_string();
@@ -360,8 +425,12 @@ impl LiveDesk {
     /// exchange sees the pace the budget keeps); while waiting the stamp is
     /// renewed (a request is never signed long before it leaves) and with
     /// it the lease.
-    async fn slot(&self, order_id: &str, lease: &Lease) -> Result<Slot, LiveError> {
-        let mut new_attempt = true;
+    async fn slot(
+        &self,
+        order_id: &str,
+        lease: &Lease,
+        mut new_attempt: bool,
+    ) -> Result<Slot, LiveError> {
         let mut waited = false;
         loop {
             let stamped = match self.client.stamp().await {
@@ -509,6 +578,9 @@ impl LiveDesk {
                     return Ok(Handled::hold());
                 }
             }
+            if self.limiter.paused_for().await?.is_some() {
+                break;
+            }
             match self.look_up(&row).await {
                 Lookup::Found(found) => return self.record_found(&row, lease, *found).await,
                 // Counted toward absence only once MEXC could no longer
@@ -617,9 +689,14 @@ impl LiveDesk {
             return Ok((row, true));
         }
         let before = row.clone();
-        let after = if row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str() {
+        if let Some(pause) = self.limiter.paused_for().await? {
+            // MEXC asked for quiet: nothing is asked of it before then.
+            let after = self.poll_later(&row, lease, pause, None, 0).await?;
+            return Ok((after.unwrap_or(before), false));
+        }
+        let after = if never_sent(&row) {
             // Claimed, never sent (its holder died before stamping it).
-            self.send(row, lease, Origin::Reconciler).await?.row
+            self.first_send(row, lease, Origin::Reconciler).await?.row
         } else {
             match self.look_up(&row).await {
                 Lookup::Found(found) => {
@@ -666,16 +743,7 @@ impl LiveDesk {
         if !self.options.cancel_on_halt {
             return None;
         }
-        let market = normalise_symbol(row.symbol.as_deref().unwrap_or_default());
-        self.halts
-            .snapshot()
-            .iter()
-            .filter(|halt| {
-                halt.scope
-                    .covers_ids(row.strategy_id.as_deref(), row.bot_id.as_deref(), &market)
-            })
-            .min_by_key(|halt| halt.id)
-            .map(|halt| halt.reject_reason())
+        self.halt_covering(row)
     }
 
     /// Cancels an open order (`why`: its TTL, a halt) and records what it
@@ -690,7 +758,15 @@ impl LiveDesk {
         else {
             return Ok(Some(row));
         };
-        if !self.wait_for_budget(&row.order_id, lease).await? {
+        // The last record shortened the lease to the next poll: the cancel
+        // and its lookup must fit in it.
+        if self
+            .store
+            .renew_leases(lease, std::slice::from_ref(&row.order_id))
+            .await?
+            == 0
+            || !self.wait_for_budget(&row.order_id, lease).await?
+        {
             return Ok(Some(row));
         }
         tracing::info!(order_id = %row.order_id, reason = %why, "cancelling an open order");
@@ -741,18 +817,23 @@ impl LiveDesk {
                 .to_std()
                 .is_ok_and(|age| age < max)
         });
+        let blocked = self.blocked_reason(&row);
         let resend = row.status == OrderStatus::Submitted.as_str()
             && row.send_attempts < self.options.max_send_attempts
-            && young;
+            && young
+            && blocked.is_none();
         if resend {
             tracing::warn!(order_id = %row.order_id, lookups = not_found, attempts = row.send_attempts, "order verified absent at MEXC; sending it again");
             self.stats.live.resends.inc();
             return Ok(self.send(row, lease, Origin::Reconciler).await?.row);
         }
-        let reason = format!(
+        let mut reason = format!(
             "not placed (verified absent): MEXC knew no such order after {not_found} lookups past its recvWindow; {} sends",
             row.send_attempts
         );
+        if let Some(blocked) = blocked {
+            reason.push_str(&format!("; not sent again: {blocked}"));
+        }
         tracing::warn!(order_id = %row.order_id, reason = %reason, "live order rejected");
         Ok(self
             .finish(&row, lease, OrderStatus::Rejected, &reason)
@@ -805,6 +886,30 @@ impl Handled {
             None => Handled::hold(),
         }
     }
+}
+
+/// Whether nothing was ever sent for an order: its send time was never
+/// committed (a stamp is committed before every request).
+fn never_sent(row: &orders::Model) -> bool {
+    row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str()
+}
+
+/// The order a stored row stands for, for the pre-trade checks.
+fn order_from_row(row: &orders::Model) -> Option<Order> {
+    Some(Order {
+        order_id: row.order_id.clone(),
+        symbol: row.symbol.clone()?,
+        side: Side::parse(row.side.as_deref()?)?,
+        quantity: row.quantity?,
+        price: row.price,
+        order_type: OrderType::parse(row.order_type.as_deref().unwrap_or("MARKET"))?,
+        client_id: row.client_id.clone(),
+        strategy_id: row.strategy_id.clone(),
+        bot_id: row.bot_id.clone(),
+        stop_loss_pct: None,
+        timestamp: row.order_timestamp.map(|at| at.to_utc()),
+        traceparent: None,
+    })
 }
 
 /// The exchange order a stored row stands for.

@@ -223,8 +223,9 @@ impl Worker {
             now,
         );
         // An order still in flight has no result yet: the reconciler
-        // announces it when it is decided.
-        results.retain(|result| result.status.is_announced());
+        // announces it when it is decided. An order another holder has
+        // gets its result from that holder (this snapshot may be older).
+        results.retain(|result| result.status.is_announced() && !held.contains(&result.order_id));
         for result in &mut results {
             if let Some(span) = order_spans.get(result.order_id.as_str()) {
                 span.record("status", result.status.as_str());
@@ -288,37 +289,30 @@ impl Worker {
         let Some(desk) = &self.live else {
             return Ok((sent, held));
         };
-        let known: Vec<(&Order, &store::NewOrder, &orders::Model)> = orders
+        let known: Vec<(&Order, &store::NewOrder)> = orders
             .iter()
-            .filter_map(|order| {
-                Some((
-                    *order,
-                    plan.row(&order.order_id)?,
-                    stored.get(&order.order_id)?,
-                ))
-            })
+            .filter(|order| stored.contains_key(&order.order_id))
+            .filter_map(|order| Some((*order, plan.row(&order.order_id)?)))
             .collect();
-        // A few at a time: each holds a database connection per statement.
         let handling: Vec<_> = known
             .iter()
-            .map(|(order, row, current)| {
+            .map(|(order, row)| {
                 let parent = spans
                     .get(order.order_id.as_str())
                     .cloned()
                     .unwrap_or_else(tracing::Span::none);
-                desk.handle(order, row, current)
-                    .instrument(tracing::info_span!(
-                        parent: &parent,
-                        "order.execute",
-                        mode = "live"
-                    ))
+                desk.handle(order, row).instrument(tracing::info_span!(
+                    parent: &parent,
+                    "order.execute",
+                    mode = "live"
+                ))
             })
             .collect();
         let handled: Vec<_> = stream::iter(handling)
             .buffered(LIVE_ORDERS_AT_ONCE)
             .collect()
             .await;
-        for ((order, _, _), handled) in known.iter().zip(handled) {
+        for ((order, _), handled) in known.iter().zip(handled) {
             let handled = handled?;
             if handled.hold {
                 held.insert(order.order_id.clone());

@@ -97,10 +97,18 @@ impl Store {
             .await?;
                 LiveClaim::Send(row)
             } else if IN_FLIGHT.contains(&status) {
-                let held_by_other = stored.lease_owner.as_deref() != Some(lease.owner.as_str())
-                    && stored
-                        .lease_until
-                        .is_some_and(|until| until > chrono::Utc::now().fixed_offset());
+                // Postgres' clock set the lease; Postgres' clock judges it.
+                let unexpired = txn
+                    .query_one_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT lease_until > now() AS held FROM orders WHERE order_id = $1",
+                        [stored.order_id.clone().into()],
+                    ))
+                    .await?
+                    .and_then(|row| row.try_get::<Option<bool>>("", "held").ok().flatten())
+                    .unwrap_or(false);
+                let held_by_other =
+                    stored.lease_owner.as_deref() != Some(lease.owner.as_str()) && unexpired;
                 if held_by_other {
                     LiveClaim::Held(stored)
                 } else {
@@ -235,24 +243,6 @@ impl Store {
             why.into(),
         )
         .await
-    }
-
-    /// Rejects a PENDING order before anything was sent (a pre-trade rule
-    /// failed); `None` when the order is no longer PENDING.
-    pub async fn reject_pending(
-        &self,
-        order_id: &str,
-        reason: &str,
-    ) -> Result<Option<orders::Model>, DbErr> {
-        orders::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE orders SET status = 'REJECTED', reject_reason = $2, updated_at = now() \
-                 WHERE order_id = $1 AND status = 'PENDING' RETURNING *",
-                [order_id.into(), reason.into()],
-            ))
-            .one(self.connection())
-            .await
     }
 
     /// Live orders not finished, by status (for `/status`).

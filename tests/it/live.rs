@@ -896,3 +896,35 @@ async fn paper_and_mock_make_no_request_to_the_exchange() {
         env.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn an_order_claimed_but_never_sent_is_not_sent_once_a_halt_covers_it() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let payload = limit_order("claimed-only", "0.002", "50000");
+    // Its replica committed the intent and died before stamping a request.
+    claimed_by_a_dead_replica(&env, &payload, 500).await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "symbol"),
+        ("symbol", "BTCUSDT"),
+        ("reason", "exchange incident"),
+        ("source", "operator"),
+    ])
+    .await;
+    let app = spawn_live(&env, &fake, "live-t", &[]).await;
+    env.xadd_payload(&payload).await;
+
+    let rejected = wait_for_status(&env, "claimed-only", "REJECTED").await;
+    assert!(
+        rejected["error_message"].starts_with("halted:"),
+        "{rejected:?}"
+    );
+    assert_eq!(fake.count("POST", "/api/v3/order"), 0, "sent under a halt");
+    env.wait_until("the entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    app.stop().await;
+    env.cleanup().await;
+}
