@@ -149,12 +149,21 @@ impl Application {
 
     pub fn worker(&self) -> Worker {
         let topology = self.settings.streams.topology.clone();
+        let mut options = self.settings.streams.worker.clone();
+        if self.live.is_some() {
+            // A batch's results go out when its last order is decided: at
+            // most a second's worth of real orders per batch keeps each
+            // result close to its fill.
+            options.batch_size = options
+                .batch_size
+                .min(self.settings.mexc.max_orders_per_sec as usize);
+        }
         Worker {
             consumer: Consumer::new(self.pool.clone(), topology.clone()),
             publisher: Publisher::new(self.pool.clone(), topology),
             store: self.store.clone(),
             executor: self.executor.clone(),
-            options: self.settings.streams.worker.clone(),
+            options,
             stats: self.stats.clone(),
             leases: Default::default(),
             halts: self.kill_switch.board(),

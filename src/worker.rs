@@ -239,14 +239,8 @@ impl Worker {
 
         // 6. Only now acknowledge (not the entries of orders another
         // replica holds, or that could not be sent yet).
-        let entry_ids = plan.entry_ids_except(&held);
+        let (entry_ids, held_entries) = plan.entry_ids_split(&held);
         self.consumer.ack(&entry_ids).await?;
-        let held_entries: Vec<String> = plan
-            .entry_ids
-            .iter()
-            .filter(|id| !entry_ids.contains(id))
-            .cloned()
-            .collect();
         clock.lap("ack");
 
         let executed = to_execute

@@ -26,7 +26,7 @@ pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher, Source, Truncation};
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{RateLimiter, WINDOW as RATE_WINDOW};
 pub use shim::{Shim, mirror_messages};
 pub use trim::{Trimmer, trim_acknowledged};
 

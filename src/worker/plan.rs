@@ -47,7 +47,7 @@ pub(super) struct BatchPlan {
     pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
-    /// The order each entry naming a valid order names, by entry id.
+    /// The order each entry naming a valid live order names, by entry id.
     order_of_entry: HashMap<String, String>,
     pub ignored: usize,
 }
@@ -93,8 +93,11 @@ impl BatchPlan {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         order.traceparent = Some(traceparent);
                     }
-                    plan.order_of_entry
-                        .insert(entry.id.clone(), order.order_id.clone());
+                    // Only live orders may leave entries pending.
+                    if mode == TradingMode::Live {
+                        plan.order_of_entry
+                            .insert(entry.id.clone(), order.order_id.clone());
+                    }
                     if seen.insert(order.order_id.clone()) {
                         if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
                             plan.stale.insert(order.order_id.clone(), reason);
@@ -159,17 +162,17 @@ impl BatchPlan {
         self.rows.iter().find(|row| row.order_id == order_id)
     }
 
-    /// Every entry of the batch but those naming one of `orders`.
-    pub fn entry_ids_except(&self, orders: &HashSet<String>) -> Vec<String> {
-        self.entry_ids
-            .iter()
-            .filter(|id| {
-                self.order_of_entry
-                    .get(id.as_str())
-                    .is_none_or(|order| !orders.contains(order))
-            })
-            .cloned()
-            .collect()
+    /// The entries of the batch split in two: those to acknowledge, and
+    /// those naming one of `held` (left pending).
+    pub fn entry_ids_split(&self, held: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+        if held.is_empty() {
+            return (self.entry_ids.clone(), Vec::new());
+        }
+        self.entry_ids.iter().cloned().partition(|id| {
+            self.order_of_entry
+                .get(id.as_str())
+                .is_none_or(|order| !held.contains(order))
+        })
     }
 
     /// The distinct valid orders of the batch.
