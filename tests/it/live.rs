@@ -143,8 +143,15 @@ async fn an_accepted_order_is_looked_up_and_announced_filled_with_its_exchange_i
 
 #[tokio::test]
 async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup() {
-    for fault in [Fault::Reset, Fault::ServerError, Fault::Hang] {
+    let cases = [
+        (Fault::Reset, false),
+        (Fault::ServerError, false),
+        (Fault::Hang, false),
+        (Fault::Reset, true),
+    ];
+    for (fault, reject_duplicates) in cases {
         let fake = FakeMexc::start().await;
+        fake.reject_duplicate_client_ids(reject_duplicates);
         let env = TestEnv::new().await;
         fake.script(
             Script::nth(1, fault.clone())
