@@ -1,7 +1,7 @@
-//! SIGKILL of a replica sending real orders, at the three moments that
-//! matter: while its order request is on the wire and not applied, after
-//! MEXC applied it but before the answer arrived, and during the lookup
-//! that follows. The replica that takes over must leave exactly one order
+//! SIGKILL of a replica sending real orders, at the moments that matter:
+//! before its request left (stamped, waiting for the request budget), while
+//! the request is on the wire and not applied, after MEXC applied it but
+//! before the answer arrived, and during the lookup that follows. The replica that takes over must leave exactly one order
 //! at the exchange and announce one outcome for it.
 
 use execution_service::execution::mexc::client_order_id;
@@ -10,7 +10,8 @@ use super::harness::Cluster;
 use crate::fake_mexc::{API_KEY, API_SECRET, FakeMexc, Fault, Script};
 use crate::helpers::TestEnv;
 
-/// Where the replica is when it dies: the request it is waiting on.
+/// Where the replica is when it dies: the request it is waiting on (or,
+/// with `method` empty, the request budget: nothing sent yet).
 struct KillPoint {
     method: &'static str,
     path: &'static str,
@@ -20,12 +21,28 @@ struct KillPoint {
 async fn killed_while_waiting_on(point: KillPoint) {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
-    let mut script = Script::nth(1, Fault::Hang).on(point.method, point.path);
-    if point.applied {
-        script = script.after_applying();
+    let before_sending = point.method.is_empty();
+    if !before_sending {
+        let mut script = Script::nth(1, Fault::Hang).on(point.method, point.path);
+        if point.applied {
+            script = script.after_applying();
+        }
+        fake.script(script);
     }
-    fake.script(script);
     let namespace = env.var("CONSUMER_GROUP");
+    // The budget of the fleet, paused as after a 429: a send waits for it.
+    let pause_key = format!("mexc-orders:{namespace}:pause");
+    if before_sending {
+        let mut redis = env.redis.clone();
+        let () = redis::cmd("SET")
+            .arg(&pause_key)
+            .arg(1)
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
     let url = fake.url();
     let vars = [
         ("TRADING_MODE", "live"),
@@ -54,11 +71,29 @@ async fn killed_while_waiting_on(point: KillPoint) {
         .to_string(),
     )
     .await;
-    env.wait_until("the replica waits on MEXC", || async {
-        fake.count(point.method, point.path) >= 1
-    })
-    .await;
+    if before_sending {
+        env.wait_until("the replica stamped its request and waits", || async {
+            env.count("SELECT count(*) FROM orders WHERE sent_at IS NOT NULL")
+                .await
+                == 1
+        })
+        .await;
+    } else {
+        env.wait_until("the replica waits on MEXC", || async {
+            fake.count(point.method, point.path) >= 1
+        })
+        .await;
+    }
     cluster.kill(0).await;
+    if before_sending {
+        assert_eq!(fake.count("POST", "/api/v3/order"), 0);
+        let mut redis = env.redis.clone();
+        let () = redis::cmd("DEL")
+            .arg(&pause_key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
     cluster.start().await;
 
     env.wait_until("the order is announced FILLED", || async {
@@ -100,6 +135,16 @@ async fn killed_while_waiting_on(point: KillPoint) {
     );
     cluster.stop().await;
     env.cleanup().await;
+}
+
+#[tokio::test]
+async fn sigkill_before_the_request_left_leaves_one_order_after_verified_absence() {
+    killed_while_waiting_on(KillPoint {
+        method: "",
+        path: "",
+        applied: false,
+    })
+    .await;
 }
 
 #[tokio::test]
