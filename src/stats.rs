@@ -60,6 +60,8 @@ pub struct Stats {
     pub backlog: IntGauge,
     pub dlq_length: IntGauge,
     pub uptime_seconds: IntGauge,
+    /// This process's resident memory (Linux), read at each render.
+    pub resident_memory_bytes: IntGauge,
     pub live: LiveStats,
     /// Unix milliseconds of the worker's last successful read (0: never).
     last_read_ms: std::sync::Arc<AtomicI64>,
@@ -177,6 +179,17 @@ impl Stats {
             ),
             dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),
+            resident_memory_bytes: {
+                let gauge = IntGauge::new(
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes",
+                )
+                .expect("valid gauge name");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique gauge");
+                gauge
+            },
             live: LiveStats::new(&registry),
             last_read_ms: Default::default(),
             registry: registry.clone(),
@@ -228,8 +241,25 @@ impl Stats {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_memory_bytes() {
+            self.resident_memory_bytes.set(bytes);
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
+}
+
+/// `VmRSS` of `/proc/self/status`, in bytes (Linux only).
+fn resident_memory_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -376,3 +376,60 @@ async fn real_orders_without_confirmation_and_keys_refuse_to_start() {
     assert!(!stderr.contains("mx0-visible-key"), "{stderr}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn bench_prints_the_postgres_ceiling_its_share_and_the_peak_memory() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[]).await;
+
+    let output = binary(&env)
+        .args([
+            "bench",
+            "--orders",
+            "400",
+            "--chunk",
+            "100",
+            "--timeout",
+            "60",
+        ])
+        .args([
+            "--ceiling",
+            "--metrics-url",
+            &format!("{}/metrics", app.url),
+        ])
+        .output()
+        .await
+        .expect("run bench");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "bench failed: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let value = |name: &str| -> f64 {
+        let start = printed
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in: {printed}"))
+            + name.len()
+            + 1;
+        printed[start..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not a number in: {printed}"))
+    };
+    assert!(value("ceiling") > 0.0, "{printed}");
+    assert!(value("peak_rss") > 1.0, "{printed}");
+    assert!(printed.contains("% of the ceiling"), "{printed}");
+    assert!(printed.contains("results=400"), "{printed}");
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'bench_ceiling_%'"
+        )
+        .await,
+        0,
+        "the scratch schema was left behind"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}

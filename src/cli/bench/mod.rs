@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -16,6 +18,8 @@ use serde_json::json;
 
 use super::client::{OrderClient, Via};
 use crate::config::Settings;
+
+mod ceiling;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,6 +42,16 @@ pub struct Args {
     /// fake exchange).
     #[arg(long, value_enum, default_value_t)]
     mode: BenchMode,
+    /// First measure what Postgres alone accepts for the same rows (a
+    /// scratch schema, as many writers as WORKER_CONCURRENCY), and print the
+    /// run's throughput as a share of it.
+    #[arg(long)]
+    ceiling: bool,
+    /// The service's `/metrics`, sampled during the run for its peak
+    /// resident memory (`process_resident_memory_bytes`); default: this
+    /// host's HTTP_PORT.
+    #[arg(long)]
+    metrics_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +62,28 @@ pub enum BenchMode {
 }
 
 pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let ceiling = match args.ceiling {
+        true => {
+            let measured =
+                ceiling::measure(settings, args.orders, settings.streams.worker.concurrency)
+                    .await?;
+            println!(
+                "ceiling={:.0} orders/s (Postgres alone: {} orders and their trades in transactions of {} from {} writers)",
+                measured.orders_per_sec,
+                args.orders,
+                ceiling::PER_TRANSACTION,
+                measured.writers
+            );
+            Some(measured)
+        }
+        false => None,
+    };
+    let metrics_url = args
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}/metrics", settings.http.port));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = tokio::spawn(sample_rss(metrics_url.clone(), peak.clone()));
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("bench-{}-", &run_id[..8]);
     let mut client = OrderClient::connect(settings).await?;
@@ -140,6 +176,20 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         percentile(0.99),
         percentile(1.0),
     );
+    if let Some(ceiling) = ceiling {
+        println!(
+            "throughput is {:.0} % of the ceiling",
+            100.0 * arrivals.len() as f64 / total_secs / ceiling.orders_per_sec
+        );
+    }
+    sampler.abort();
+    match peak.load(Ordering::Relaxed) {
+        0 => println!("peak_rss=unknown ({metrics_url} did not answer)"),
+        bytes => println!(
+            "peak_rss={:.1} MiB (the service's process_resident_memory_bytes, sampled every 100 ms)",
+            bytes as f64 / 1_048_576.0
+        ),
+    }
     let mut statuses: Vec<(String, usize)> = statuses.into_iter().collect();
     statuses.sort();
     let statuses: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}={n}")).collect();
@@ -156,4 +206,47 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Keeps the largest `process_resident_memory_bytes` the service's
+/// `/metrics` shows, every 100 ms, until aborted.
+async fn sample_rss(url: String, peak: Arc<AtomicU64>) {
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+    else {
+        return;
+    };
+    loop {
+        if let Ok(response) = http.get(&url).send().await
+            && let Ok(text) = response.text().await
+            && let Some(bytes) = resident_bytes(&text)
+        {
+            peak.fetch_max(bytes, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of `process_resident_memory_bytes` in a Prometheus text page.
+fn resident_bytes(page: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resident_memory_is_read_from_a_metrics_page() {
+        let page = "# HELP process_resident_memory_bytes Resident memory size in bytes.\n\
+                    # TYPE process_resident_memory_bytes gauge\n\
+                    process_resident_memory_bytes 41943040\n\
+                    execution_uptime_seconds 3\n";
+        assert_eq!(resident_bytes(page), Some(41_943_040));
+        assert_eq!(resident_bytes("execution_uptime_seconds 3\n"), None);
+    }
 }
