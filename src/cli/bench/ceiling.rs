@@ -71,12 +71,21 @@ pub async fn measure(
         .context("creating the scratch schema (run the service once first, so the tables exist)")?;
     let writers = writers.max(1);
     let per_writer = orders.div_ceil(writers);
+    // Connected before the clock starts: the service's pool is too.
+    let connected = try_join_all((0..writers).map(|_| connect(url, &schema))).await;
     let started = Instant::now();
-    let written = try_join_all((0..writers).map(|writer| {
-        let schema = schema.clone();
-        async move { write(url, &schema, writer, per_writer).await }
-    }))
-    .await;
+    let written = match connected {
+        Ok(connections) => {
+            try_join_all(
+                connections
+                    .into_iter()
+                    .enumerate()
+                    .map(|(writer, conn)| write(conn, writer, per_writer)),
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    };
     let elapsed = started.elapsed().as_secs_f64().max(f64::EPSILON);
     let dropped = admin
         .execute(sqlx::raw_sql(AssertSqlSafe(format!(
@@ -91,14 +100,19 @@ pub async fn measure(
     })
 }
 
-/// One writer: its share of the rows, a transaction per batch.
-async fn write(url: &str, schema: &str, writer: usize, orders: usize) -> anyhow::Result<usize> {
+/// A writer's connection, writing into the scratch schema.
+async fn connect(url: &str, schema: &str) -> anyhow::Result<PgConnection> {
     let mut conn = PgConnection::connect(url).await?;
     // The schema's name is this module's own (letters, digits, `_`).
     conn.execute(sqlx::raw_sql(AssertSqlSafe(format!(
         "SET search_path TO {schema}"
     ))))
     .await?;
+    Ok(conn)
+}
+
+/// One writer: its share of the rows, a transaction per batch.
+async fn write(mut conn: PgConnection, writer: usize, orders: usize) -> anyhow::Result<usize> {
     let mut written = 0;
     while written < orders {
         let count = PER_TRANSACTION.min(orders - written);
