@@ -2,12 +2,13 @@
 //! happens inside a database transaction, and no redelivery, timeout, crash
 //! or restart sends an order twice.
 //!
-//! Per order ([`LiveDesk::handle`]): pre-trade checks (cached rules, no
-//! request per order) → the intent committed (SUBMITTED, with this
-//! replica's lease) → a grant from the fleet-wide request budget → the send
-//! time committed → `POST /api/v3/order` → the answer sorted → the order
-//! looked up (the answer to a new order carries no status) → recorded with
-//! a compare-and-set on the lease. An order whose outcome is still unknown
+//! Per order ([`LiveDesk::handle`]): the intent committed (SUBMITTED, with
+//! a lease of this one claim) → the first-send checks (halts, age, MEXC's
+//! cached rules and the service's limits; no request per order) → the
+//! request stamped and the stamp committed → a grant from the fleet-wide
+//! request budget → `POST /api/v3/order` → the answer sorted → MEXC's
+//! acknowledgement recorded → the order looked up (the answer to a new
+//! order carries no status) → recorded with a compare-and-set on the lease. An order whose outcome is still unknown
 //! is recorded as such; the [`reconcile`] task of every replica owns it
 //! from then on: it looks it up until it is finished, cancels it after
 //! `LIVE_ORDER_TTL_SECS`, sends it again only when verified absent, and
