@@ -12,10 +12,13 @@
 //! is recorded as such; the [`reconcile`] task of every replica owns it
 //! from then on: it looks it up until it is finished, cancels it after
 //! `LIVE_ORDER_TTL_SECS`, sends it again only when verified absent, and
-//! raises `UNKNOWN` after `LIVE_RESOLVE_DEADLINE_SECS`.
+//! raises `UNKNOWN` after `LIVE_RESOLVE_DEADLINE_SECS` ([`resolve`] holds
+//! those decisions, [`send`] the request itself).
 
 mod breaker;
 pub mod reconcile;
+mod resolve;
+mod send;
 mod state;
 
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use crate::bus::{BusError, RateLimiter};
 use crate::domain::{Order, OrderStatus, OrderType, Side, normalise_symbol};
 use crate::execution::mexc::{
     Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices,
-    check_order, client_order_id, mexc_symbol,
+    check_order, client_order_id,
 };
 use crate::kill_switch::HaltBoard;
 use crate::stats::Stats;
@@ -100,6 +103,14 @@ impl Handled {
         Handled {
             row: None,
             hold: true,
+        }
+    }
+
+    fn recorded(row: Option<orders::Model>) -> Self {
+        match row {
+            Some(row) => Handled::done(row),
+            // The lease was lost meanwhile: its new holder decides.
+            None => Handled::hold(),
         }
     }
 }
@@ -321,192 +332,6 @@ impl LiveDesk {
         )
     }
 
-    /// Sends an order the lease holds (a first send, or a re-send after it
-    /// was verified absent) and learns what became of it.
-    async fn send(
-        &self,
-        row: orders::Model,
-        lease: &Lease,
-        origin: Origin,
-    ) -> Result<Handled, LiveError> {
-        let Some(order) = exchange_order(&row) else {
-            let reason = "the stored order cannot be sent (its columns are incomplete)";
-            return self.finish(&row, lease, OrderStatus::Error, reason).await;
-        };
-        for attempt in 0..2 {
-            let (sending, stamped) = match self.slot(&row.order_id, lease, attempt == 0).await? {
-                Slot::Ready(sending, stamped) => (*sending, stamped),
-                Slot::Unsent(err) => return self.unsent(&row, lease, origin, &err).await,
-                Slot::Wait => return Ok(Handled::hold()),
-            };
-            self.stats.live.sent.inc();
-            let answer = self.client.new_order_stamped(&order, stamped).await;
-            match answer {
-                Ok(ack) => {
-                    self.stats.live.accepted.inc();
-                    self.breaker.close();
-                    // MEXC's acknowledgement is evidence the order exists:
-                    // kept before anything else may fail.
-                    let acked = LiveUpdate {
-                        exchange_order_id: Some(ack.order_id.0.clone()),
-                        keep_lease: true,
-                        ..LiveUpdate::default()
-                    };
-                    let Some(sending) = self.record(&sending, lease, acked, &[]).await? else {
-                        return Ok(Handled::hold());
-                    };
-                    return self.learn(sending, lease, Some(ack.order_id)).await;
-                }
-                Err(MexcError::TimeOutsideWindow { .. }) if attempt == 0 => {
-                    tracing::warn!(order_id = %row.order_id, "timestamp outside recvWindow; clock measured again, retrying once");
-                }
-                Err(err @ MexcError::TimeOutsideWindow { .. }) => {
-                    // Neither request could be accepted.
-                    let reason = format!("not placed: {err} (after a clock resync and a retry)");
-                    return self
-                        .finish(&sending, lease, OrderStatus::Error, &reason)
-                        .await;
-                }
-                Err(err @ MexcError::Rejected { .. }) => {
-                    let code = err.code().unwrap_or_default().to_string();
-                    self.stats.live.rejected.with_label_values(&[&code]).inc();
-                    self.breaker.close();
-                    self.rules.forget(&order.symbol).await;
-                    if origin == Origin::Reconciler {
-                        // A re-send refused (a balance the original used, a
-                        // duplicate id): the original may exist after all.
-                        // Only a lookup that finds nothing lets it end here.
-                        match self.look_up(&sending).await {
-                            Lookup::Found(found) => {
-                                return self.record_found(&sending, lease, *found).await;
-                            }
-                            Lookup::Failed(_) => {
-                                let poll_in = self.poll_in(&sending);
-                                return self
-                                    .poll_later(&sending, lease, poll_in, None, 0)
-                                    .await
-                                    .map(Handled::recorded);
-                            }
-                            Lookup::Absent => {}
-                        }
-                    }
-                    let reason = err.to_string();
-                    return self
-                        .finish(&sending, lease, OrderStatus::Rejected, &reason)
-                        .await;
-                }
-                Err(err) if err.is_credentials_problem() => {
-                    self.breaker.trip(err.to_string());
-                    return self.unsent(&sending, lease, origin, &err).await;
-                }
-                Err(err @ MexcError::ClockUnavailable { .. }) => {
-                    return self.unsent(&sending, lease, origin, &err).await;
-                }
-                Err(MexcError::RateLimited { retry_after, .. }) => {
-                    // Not applied; after Retry-After a lookup says what next.
-                    self.limiter.pause(retry_after).await?;
-                    self.stats.live.rate_limit_waits.inc();
-                    return self
-                        .poll_later(&sending, lease, retry_after, None, 0)
-                        .await
-                        .map(Handled::recorded);
-                }
-                Err(err) => {
-                    tracing::warn!(order_id = %row.order_id, error = %err, "outcome of the order request unknown; looking it up");
-                    self.stats.live.unknown_outcomes.inc();
-                    return self.learn(sending, lease, None).await;
-                }
-            }
-        }
-        unreachable!("the second attempt always returns")
-    }
-
-    /// Stamps the request, commits the stamp, then takes a grant of the
-    /// fleet-wide budget, so the request leaves right after its grant (the
-    /// exchange sees the pace the budget keeps); while waiting the stamp is
-    /// renewed (a request is never signed long before it leaves) and with
-    /// it the lease.
-    async fn slot(
-        &self,
-        order_id: &str,
-        lease: &Lease,
-        mut new_attempt: bool,
-    ) -> Result<Slot, LiveError> {
-        let mut waited = false;
-        loop {
-            let stamped = match self.client.stamp().await {
-                Ok(stamped) => stamped,
-                Err(err) => return Ok(Slot::Unsent(err)),
-            };
-            let Some(sending) = self
-                .store
-                .mark_sending(order_id, lease, stamped, new_attempt)
-                .await?
-            else {
-                tracing::warn!(order_id = %order_id, "lease lost before sending; nothing sent");
-                return Ok(Slot::Wait);
-            };
-            new_attempt = false;
-            let Some(wait) = self.limiter.try_take().await? else {
-                return Ok(Slot::Ready(Box::new(sending), stamped));
-            };
-            if !waited {
-                self.stats.live.rate_limit_waits.inc();
-                waited = true;
-            }
-            tokio::select! {
-                () = self.stop.cancelled() => return Ok(Slot::Wait),
-                () = tokio::time::sleep(wait.min(self.options.lease / 4)) => {}
-            }
-        }
-    }
-
-    /// Waits for a grant of the fleet-wide budget, keeping the lease on
-    /// `order_id` fresh meanwhile; false when stopping.
-    async fn wait_for_budget(&self, order_id: &str, lease: &Lease) -> Result<bool, LiveError> {
-        let ids = [order_id.to_owned()];
-        let mut waited = false;
-        loop {
-            let Some(wait) = self.limiter.try_take().await? else {
-                return Ok(true);
-            };
-            if !waited {
-                self.stats.live.rate_limit_waits.inc();
-                waited = true;
-            }
-            self.store.renew_leases(lease, &ids).await?;
-            tokio::select! {
-                () = self.stop.cancelled() => return Ok(false),
-                () = tokio::time::sleep(wait.min(self.options.lease / 4)) => {}
-            }
-        }
-    }
-
-    /// MEXC certainly did not apply the request. An order from an entry
-    /// goes back to PENDING and its entry waits for a later try; a re-send
-    /// stays in flight and is tried again by the reconciler.
-    async fn unsent(
-        &self,
-        row: &orders::Model,
-        lease: &Lease,
-        origin: Origin,
-        err: &MexcError,
-    ) -> Result<Handled, LiveError> {
-        tracing::warn!(order_id = %row.order_id, error = %err, "order not sent; it waits");
-        match origin {
-            Origin::Entry => {
-                self.store
-                    .release_unsent(&row.order_id, lease, &format!("not sent yet: {err}"))
-                    .await?;
-                Ok(Handled::hold())
-            }
-            Origin::Reconciler => self
-                .poll_later(row, lease, self.options.max_poll_interval, None, 0)
-                .await
-                .map(Handled::recorded),
-        }
-    }
-
     /// Records a terminal outcome decided here (nothing at the exchange).
     async fn finish(
         &self,
@@ -675,218 +500,6 @@ impl LiveDesk {
             Duration::from_millis(self.client.recv_window_ms()) + self.options.absence_grace;
         row.sent_at.is_some() && self.since_sent(row) > window
     }
-
-    /// One look at an order whose lease `lease` holds: announces a finished
-    /// one whose result may never have gone out, records what MEXC says,
-    /// cancels it past its TTL, re-sends it only when verified absent, and
-    /// marks it UNKNOWN past the resolve deadline. Returns the row as it
-    /// now stands and whether a strategy hears of it.
-    pub async fn reconcile(
-        &self,
-        row: orders::Model,
-        lease: &Lease,
-    ) -> Result<(orders::Model, bool), LiveError> {
-        if row.is_terminal() {
-            return Ok((row, true));
-        }
-        let before = row.clone();
-        if let Some(pause) = self.limiter.paused_for().await? {
-            // MEXC asked for quiet: nothing is asked of it before then.
-            let after = self.poll_later(&row, lease, pause, None, 0).await?;
-            return Ok((after.unwrap_or(before), false));
-        }
-        let after = if never_sent(&row) {
-            // Claimed, never sent (its holder died before stamping it).
-            self.first_send(row, lease, Origin::Reconciler).await?.row
-        } else {
-            match self.look_up(&row).await {
-                Lookup::Found(found) => {
-                    self.breaker.close();
-                    let open = found.0.keep_lease;
-                    let recorded = self.record_found(&row, lease, *found).await?.row;
-                    match recorded {
-                        Some(now) if open => match self.cancel_reason(&now) {
-                            Some(why) => self.cancel(now, lease, &why).await?,
-                            None => Some(now),
-                        },
-                        other => other,
-                    }
-                }
-                Lookup::Absent => self.absent(row, lease).await?,
-                Lookup::Failed(err) => {
-                    if err.is_credentials_problem() {
-                        self.breaker.trip(err.to_string());
-                    }
-                    if let MexcError::RateLimited { retry_after, .. } = &err {
-                        self.limiter.pause(*retry_after).await?;
-                    }
-                    self.unresolved(&row, lease, &err.to_string(), 0).await?
-                }
-            }
-        };
-        let after = after.unwrap_or(before.clone());
-        let news = is_news(&before, &after);
-        Ok((after, news))
-    }
-
-    /// Why an open order must be cancelled now: past its TTL, or covered
-    /// by a trading halt (with `CANCEL_OPEN_ORDERS_ON_HALT`).
-    fn cancel_reason(&self, row: &orders::Model) -> Option<String> {
-        let age = (Utc::now() - row.created_at.to_utc())
-            .to_std()
-            .unwrap_or_default();
-        if age > self.options.order_ttl {
-            return Some(format!(
-                "open longer than LIVE_ORDER_TTL_SECS={}",
-                self.options.order_ttl.as_secs()
-            ));
-        }
-        if !self.options.cancel_on_halt {
-            return None;
-        }
-        self.halt_covering(row)
-    }
-
-    /// Cancels an open order (`why`: its TTL, a halt) and records what it
-    /// ended as.
-    async fn cancel(
-        &self,
-        row: orders::Model,
-        lease: &Lease,
-        why: &str,
-    ) -> Result<Option<orders::Model>, LiveError> {
-        let (Some(symbol), Some(client_id)) = (row.symbol.clone(), row.client_order_id.clone())
-        else {
-            return Ok(Some(row));
-        };
-        // The last record shortened the lease to the next poll: the cancel
-        // and its lookup must fit in it.
-        if self
-            .store
-            .renew_leases(lease, std::slice::from_ref(&row.order_id))
-            .await?
-            == 0
-            || !self.wait_for_budget(&row.order_id, lease).await?
-        {
-            return Ok(Some(row));
-        }
-        tracing::info!(order_id = %row.order_id, reason = %why, "cancelling an open order");
-        self.stats.live.cancels.inc();
-        let state = match self.client.cancel_order(&symbol, &client_id).await {
-            Ok(state) => state,
-            // Filled or cancelled meanwhile, or not cancellable now: look again.
-            Err(err) => {
-                tracing::warn!(order_id = %row.order_id, error = %err, "cancel refused; the order is looked up again");
-                match self.client.query_order(&symbol, &client_id).await {
-                    Ok(state) => state,
-                    Err(_) => return Ok(Some(row)),
-                }
-            }
-        };
-        let Lookup::Found(found) = self.describe(&row, &state).await else {
-            return Ok(Some(row));
-        };
-        let (mut update, fills) = *found;
-        if update.status == Some(OrderStatus::Canceled) {
-            update.reject_reason = Some(format!("cancelled: {why}"));
-        }
-        Ok(self.record_found(&row, lease, (update, fills)).await?.row)
-    }
-
-    /// MEXC said it knows no such order. Absent only when that answer came
-    /// several times after the last moment it could have accepted the
-    /// request, for an order MEXC never acknowledged nor showed; then it is
-    /// sent again (bounded, and never an UNKNOWN or too old order) or
-    /// REJECTED as not placed.
-    async fn absent(
-        &self,
-        row: orders::Model,
-        lease: &Lease,
-    ) -> Result<Option<orders::Model>, LiveError> {
-        let past = self.past_window(&row);
-        let not_found = row.lookups + i32::from(past);
-        let seen = row.exchange_order_id.is_some()
-            || row.exchange_status.is_some()
-            || row.filled_quantity.is_some_and(|q| !q.is_zero());
-        if seen || !past || not_found < self.options.lookups_for_absence || self.breaker.blocks() {
-            let reason = "MEXC knows no such order (yet)";
-            return self.unresolved(&row, lease, reason, i32::from(past)).await;
-        }
-        let young = self.options.max_order_age.is_none_or(|max| {
-            let issued = row.order_timestamp.unwrap_or(row.created_at);
-            (Utc::now() - issued.to_utc())
-                .to_std()
-                .is_ok_and(|age| age < max)
-        });
-        let blocked = self.blocked_reason(&row);
-        let resend = row.status == OrderStatus::Submitted.as_str()
-            && row.send_attempts < self.options.max_send_attempts
-            && young
-            && blocked.is_none();
-        if resend {
-            tracing::warn!(order_id = %row.order_id, lookups = not_found, attempts = row.send_attempts, "order verified absent at MEXC; sending it again");
-            self.stats.live.resends.inc();
-            return Ok(self.send(row, lease, Origin::Reconciler).await?.row);
-        }
-        let mut reason = format!(
-            "not placed (verified absent): MEXC knew no such order after {not_found} lookups past its recvWindow; {} sends",
-            row.send_attempts
-        );
-        if let Some(blocked) = blocked {
-            reason.push_str(&format!("; not sent again: {blocked}"));
-        }
-        tracing::warn!(order_id = %row.order_id, reason = %reason, "live order rejected");
-        Ok(self
-            .finish(&row, lease, OrderStatus::Rejected, &reason)
-            .await?
-            .row)
-    }
-
-    /// Nothing learnt this time; past the resolve deadline the order
-    /// becomes UNKNOWN (once), an operator alert.
-    async fn unresolved(
-        &self,
-        row: &orders::Model,
-        lease: &Lease,
-        why: &str,
-        not_found: i32,
-    ) -> Result<Option<orders::Model>, LiveError> {
-        let overdue = self.since_sent(row) > self.options.resolve_deadline;
-        let unknown = overdue
-            && row.status != OrderStatus::Unknown.as_str()
-            && row.status != OrderStatus::PartiallyFilled.as_str();
-        let mut update = LiveUpdate {
-            not_found,
-            keep_lease: true,
-            poll_in: Some(self.poll_in(row)),
-            ..LiveUpdate::default()
-        };
-        if unknown {
-            self.stats.live.unknown.inc();
-            tracing::error!(
-                order_id = %row.order_id,
-                client_order_id = ?row.client_order_id,
-                reason = %why,
-                deadline_secs = self.options.resolve_deadline.as_secs(),
-                "live order UNKNOWN: its outcome could not be learnt in time; it is still polled and never re-sent"
-            );
-            update.status = Some(OrderStatus::Unknown);
-            update.reject_reason = Some(format!("outcome unknown: {why}"));
-        } else {
-            tracing::debug!(order_id = %row.order_id, reason = %why, "live order not resolved yet");
-        }
-        self.record(row, lease, update, &[]).await
-    }
-}
-
-impl Handled {
-    fn recorded(row: Option<orders::Model>) -> Self {
-        match row {
-            Some(row) => Handled::done(row),
-            // The lease was lost meanwhile: its new holder decides.
-            None => Handled::hold(),
-        }
-    }
 }
 
 /// Whether nothing was ever sent for an order: its send time was never
@@ -915,12 +528,8 @@ fn order_from_row(row: &orders::Model) -> Option<Order> {
 
 /// The exchange order a stored row stands for.
 fn exchange_order(row: &orders::Model) -> Option<NewOrder> {
-    Some(NewOrder {
-        symbol: mexc_symbol(row.symbol.as_deref()?),
-        side: Side::parse(row.side.as_deref()?)?,
-        order_type: OrderType::parse(row.order_type.as_deref().unwrap_or("MARKET"))?,
-        quantity: row.quantity?,
-        price: row.price,
-        client_order_id: row.client_order_id.clone()?,
-    })
+    Some(NewOrder::for_order(
+        &order_from_row(row)?,
+        row.client_order_id.clone()?,
+    ))
 }

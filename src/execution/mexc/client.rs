@@ -267,10 +267,12 @@ impl MexcClient {
         symbol: &str,
         client_order_id: &str,
     ) -> Result<OrderState, MexcError> {
-        let params = Params::new()
-            .add("symbol", mexc_symbol(symbol))
-            .add("origClientOrderId", client_order_id);
-        self.signed(Method::GET, "/api/v3/order", params).await
+        self.signed(
+            Method::GET,
+            "/api/v3/order",
+            by_client_id(symbol, client_order_id),
+        )
+        .await
     }
 
     /// `DELETE /api/v3/order` by client order id: the order as cancelled.
@@ -280,10 +282,12 @@ impl MexcClient {
         symbol: &str,
         client_order_id: &str,
     ) -> Result<OrderState, MexcError> {
-        let params = Params::new()
-            .add("symbol", mexc_symbol(symbol))
-            .add("origClientOrderId", client_order_id);
-        self.signed(Method::DELETE, "/api/v3/order", params).await
+        self.signed(
+            Method::DELETE,
+            "/api/v3/order",
+            by_client_id(symbol, client_order_id),
+        )
+        .await
     }
 
     /// `GET /api/v3/myTrades` of one order: its fills (the last month's).
@@ -376,4 +380,11 @@ impl MexcClient {
             _ => MexcError::unknown(format!("unreadable answer ({err})")),
         })
     }
+}
+
+/// The parameters naming one order by its client order id.
+fn by_client_id(symbol: &str, client_order_id: &str) -> Params {
+    Params::new()
+        .add("symbol", mexc_symbol(symbol))
+        .add("origClientOrderId", client_order_id)
 }
