@@ -17,8 +17,13 @@ mod live;
 
 pub use live::LiveStats;
 
-/// Stages of a batch, as the `stage` label of the latency histogram.
-pub const STAGES: [&str; 6] = ["parse", "upsert", "execute", "commit", "publish", "ack"];
+/// Stages of a batch, as the `stage` label of the latency histogram: a
+/// paper or mock batch goes parse, execute, write (one statement),
+/// publish, ack; a live batch parse, upsert, execute, commit, live,
+/// publish, ack.
+pub const STAGES: [&str; 8] = [
+    "parse", "upsert", "execute", "commit", "write", "live", "publish", "ack",
+];
 
 #[derive(Debug, Clone)]
 pub struct Stats {

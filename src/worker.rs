@@ -8,6 +8,7 @@
 //! and retried with backoff, so an outage never consumes deliveries.
 
 mod consume;
+mod decided;
 mod lease;
 mod plan;
 
@@ -15,13 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tracing::Instrument;
 
 use crate::bus::{BusError, Consumer, Entry, Publisher};
-use crate::domain::{ExecutionResult, Order, OrderStatus, halted_reason};
+use crate::domain::{ExecutionResult, Fill, Order, OrderStatus, halted_reason};
 use crate::execution::{Executor, Outcome};
 use crate::kill_switch::HaltBoard;
 use crate::live::{LiveDesk, LiveError};
@@ -108,7 +109,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Handles one batch of entries from start to acknowledgement.
+    /// Handles one batch of entries from start to acknowledgement: in one
+    /// statement when every outcome can be decided before Postgres is
+    /// asked (paper and mock), in a transaction then one by one on the
+    /// exchange for real orders.
     #[tracing::instrument(
         name = "worker.batch",
         skip_all,
@@ -118,11 +122,14 @@ impl Worker {
     )]
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
         propagation::record_ids(&tracing::Span::current());
-        let mode = self.executor.mode();
-        let now = Utc::now();
-        let mut clock = StageClock::start(&self.stats);
+        match self.live {
+            Some(_) => self.process_in_transaction(entries).await,
+            None => self.process_decided(entries).await,
+        }
+    }
 
-        // 1. Parse every entry and decide what it needs.
+    /// Parses every entry of a batch and decides what it needs.
+    async fn plan(&self, entries: &[Entry], now: DateTime<Utc>) -> Result<BatchPlan, BatchError> {
         let limits = Limits {
             max_deliveries: self.options.max_deliveries,
             max_message_bytes: self.consumer.topology().max_message_bytes,
@@ -139,10 +146,40 @@ impl Worker {
             .map(|entry| entry.id.as_str())
             .collect();
         let notes = self.consumer.failure_notes(&worn_out).await?;
-        let mut plan = BatchPlan::new(entries, &limits, &notes, mode, now);
+        let mut plan = BatchPlan::new(entries, &limits, &notes, self.executor.mode(), now);
         // A halt in force when the batch starts covers its orders.
         let halts = self.halts.snapshot();
         plan.hold_halted(|order| halted_reason(&halts, order));
+        Ok(plan)
+    }
+
+    /// One order's outcome: rejected when stale or halted, else executed.
+    async fn execute(
+        &self,
+        order: &Order,
+        plan: &BatchPlan,
+        spans: &HashMap<String, tracing::Span>,
+    ) -> Outcome {
+        if let Some(reason) = plan.stale_reason(&order.order_id) {
+            return Outcome::Rejected(reason.to_owned());
+        }
+        let parent = spans
+            .get(order.order_id.as_str())
+            .cloned()
+            .unwrap_or_else(tracing::Span::none);
+        let span = tracing::info_span!(parent: &parent, "order.execute", mode = self.executor.mode().as_str());
+        self.executor.execute(order).instrument(span).await
+    }
+
+    /// The batch path of real orders: upsert and commit the rows, then
+    /// take each order to the exchange with no transaction open.
+    async fn process_in_transaction(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
+        let mode = self.executor.mode();
+        let now = Utc::now();
+        let mut clock = StageClock::start(&self.stats);
+
+        // 1. Parse every entry and decide what it needs.
+        let mut plan = self.plan(entries, now).await?;
         clock.lap("parse");
 
         // 2. Upsert all rows in one statement; they stay locked until commit.
@@ -153,11 +190,7 @@ impl Worker {
         let conflicting = plan.check_conflicts(|id| stored.get(id));
         clock.lap("upsert");
 
-        // Each order continues its own trace (one trace per order, across hops).
-        let order_spans: HashMap<&str, tracing::Span> = plan
-            .orders()
-            .map(|order| (order.order_id.as_str(), order_span(order)))
-            .collect();
+        let order_spans = spans_of(&plan);
 
         // 3. Execute the orders whose rows are not terminal yet (real
         // orders only after the commit, on the live path).
@@ -179,20 +212,11 @@ impl Worker {
                             .get(&order.order_id)
                             .is_some_and(|row| row.status != OrderStatus::Pending.as_str()))
             });
-        let outcomes = join_all(to_execute.iter().map(|order| async {
-            match plan.stale_reason(&order.order_id) {
-                Some(reason) => Outcome::Rejected(reason.to_owned()),
-                None => {
-                    let parent = order_spans
-                        .get(order.order_id.as_str())
-                        .cloned()
-                        .unwrap_or_else(tracing::Span::none);
-                    let span =
-                        tracing::info_span!(parent: &parent, "order.execute", mode = mode.as_str());
-                    self.executor.execute(order).instrument(span).await
-                }
-            }
-        }))
+        let outcomes = join_all(
+            to_execute
+                .iter()
+                .map(|order| self.execute(order, &plan, &order_spans)),
+        )
         .await;
         clock.lap("execute");
 
@@ -228,13 +252,7 @@ impl Worker {
         // announces it when it is decided. An order another holder has
         // gets its result from that holder (this snapshot may be older).
         results.retain(|result| result.status.is_announced() && !held.contains(&result.order_id));
-        for result in &mut results {
-            if let Some(span) = order_spans.get(result.order_id.as_str()) {
-                span.record("status", result.status.as_str());
-                // Downstream continues the trace from this service's span.
-                result.traceparent = propagation::traceparent(span).or(result.traceparent.take());
-            }
-        }
+        trace_results(&mut results, &order_spans);
         self.publisher.publish(&results, &plan.dead_letters).await?;
         self.release_announced(&sent).await?;
         clock.lap("publish");
@@ -254,21 +272,14 @@ impl Worker {
             .iter()
             .filter(|o| plan.is_halted(&o.order_id))
             .count();
-        self.stats.halted.inc_by(halted as u64);
-        self.count(entries, &results, &plan, executed);
-        tracing::debug!(
-            executed,
-            results = results.len(),
-            dead_lettered = plan.dead_letters.len(),
-            "batch processed"
-        );
-        Ok(BatchReport {
+        Ok(self.report(
+            entries.iter(),
             results,
+            &plan,
             executed,
-            dead_lettered: plan.dead_letters.len(),
-            ignored: plan.ignored,
-            held: held_entries,
-        })
+            halted,
+            held_entries,
+        ))
     }
 
     /// Takes real orders to the exchange: the rows they stand as now, and
@@ -278,7 +289,7 @@ impl Worker {
         orders: &[&Order],
         plan: &BatchPlan,
         stored: &HashMap<String, orders::Model>,
-        spans: &HashMap<&str, tracing::Span>,
+        spans: &HashMap<String, tracing::Span>,
     ) -> Result<(HashMap<String, orders::Model>, HashSet<String>), BatchError> {
         let mut sent = HashMap::new();
         let mut held = HashSet::new();
@@ -334,26 +345,64 @@ impl Worker {
         Ok(())
     }
 
-    fn count(
+    /// Counts what a batch did into the metrics, and reports it.
+    fn report<'e>(
         &self,
-        entries: &[Entry],
-        results: &[ExecutionResult],
+        entries: impl Iterator<Item = &'e Entry> + Clone,
+        results: Vec<ExecutionResult>,
         plan: &BatchPlan,
         executed: usize,
-    ) {
+        halted: usize,
+        held: Vec<String>,
+    ) -> BatchReport {
         let stats = &self.stats;
-        stats.batch_size.observe(entries.len() as f64);
-        stats.received.inc_by(entries.len() as u64);
+        let received = entries.clone().count();
+        stats.batch_size.observe(received as f64);
+        stats.received.inc_by(received as u64);
         stats
             .redeliveries
-            .inc_by(entries.iter().filter(|e| e.deliveries > 1).count() as u64);
+            .inc_by(entries.filter(|e| e.deliveries > 1).count() as u64);
         stats.dead_lettered.inc_by(plan.dead_letters.len() as u64);
         stats.ignored.inc_by(plan.ignored as u64);
         stats.conflicts.inc_by(plan.conflict_count() as u64);
         stats.executed.inc_by(executed as u64);
-        for result in results {
+        stats.halted.inc_by(halted as u64);
+        for result in &results {
             stats.count_result(result.status);
         }
+        tracing::debug!(
+            executed,
+            results = results.len(),
+            dead_lettered = plan.dead_letters.len(),
+            "batch processed"
+        );
+        BatchReport {
+            results,
+            executed,
+            dead_lettered: plan.dead_letters.len(),
+            ignored: plan.ignored,
+            held,
+        }
+    }
+}
+
+/// Gives each result the trace of its order's span (downstream continues
+/// from this service's span) and records its status there.
+fn trace_results(results: &mut [ExecutionResult], spans: &HashMap<String, tracing::Span>) {
+    for result in results {
+        if let Some(span) = spans.get(result.order_id.as_str()) {
+            span.record("status", result.status.as_str());
+            result.traceparent = propagation::traceparent(span).or(result.traceparent.take());
+        }
+    }
+}
+
+/// How an outcome ends an order: its status, fill and reason.
+fn settled(outcome: &Outcome) -> (OrderStatus, Option<&Fill>, Option<String>) {
+    match outcome {
+        Outcome::Filled(fill) => (OrderStatus::Filled, Some(fill), None),
+        Outcome::Rejected(reason) => (OrderStatus::Rejected, None, Some(reason.clone())),
+        Outcome::Failed(reason) => (OrderStatus::Error, None, Some(reason.clone())),
     }
 }
 
@@ -370,11 +419,7 @@ fn completions(
         let Some(row) = stored.get(&order.order_id) else {
             continue;
         };
-        let (status, fill, reason) = match outcome {
-            Outcome::Filled(fill) => (OrderStatus::Filled, Some(fill), None),
-            Outcome::Rejected(reason) => (OrderStatus::Rejected, None, Some(reason.clone())),
-            Outcome::Failed(reason) => (OrderStatus::Error, None, Some(reason.clone())),
-        };
+        let (status, fill, reason) = settled(outcome);
         let done = store::completed_row(row, status, fill, reason, now);
         if let Some(fill) = fill {
             fills.push(store::trade_for(&done, fill, 1));
@@ -382,6 +427,14 @@ fn completions(
         finished.push(done);
     }
     (finished, fills)
+}
+
+/// Each order of a batch continues its own trace (one trace per order,
+/// across hops).
+fn spans_of(plan: &BatchPlan) -> HashMap<String, tracing::Span> {
+    plan.orders()
+        .map(|order| (order.order_id.clone(), order_span(order)))
+        .collect()
 }
 
 /// The span of one order's processing, continuing the trace it carries.

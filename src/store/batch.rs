@@ -1,5 +1,8 @@
-//! The statements of one batch, inside one transaction: upsert every order
-//! by `order_id`, then record outcomes and fills, then commit.
+//! The statements of one batch. Paper and mock batches, whose outcomes are
+//! decided before Postgres is asked, take one statement: insert the orders
+//! as they end and their trades, leave what is stored already, return
+//! every row. Live batches take a transaction: upsert every order by
+//! `order_id`, record outcomes, commit.
 //!
 //! Each statement carries the whole batch as one JSON parameter expanded by
 //! `json_to_recordset`: one short statement to parse and plan whatever the
@@ -7,16 +10,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sea_orm::sqlx::{
-    self, Error as SqlxError, Executor, PgPool, Postgres, Row, pool::PoolConnection,
-};
-use sea_orm::{ConnAcquireErr, DbErr, FromQueryResult, QueryResult, RuntimeErr};
+use sea_orm::sqlx::{self, Error as SqlxError, Executor, Postgres, Row, pool::PoolConnection};
+use sea_orm::{DbErr, FromQueryResult, QueryResult, RuntimeErr};
 use serde::Serialize;
 
 use super::entity::orders;
 use super::rows::{NewOrder, NewTrade};
+use super::writers::{Writer, Writers, terminate_backend};
 
 const UPSERT_ORDERS: &str = r#"
 INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
@@ -32,6 +33,35 @@ FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, ord
 ORDER BY order_id COLLATE "C"
 ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1
 RETURNING *
+"#;
+
+const WRITE_DECIDED: &str = r#"
+WITH stored AS (
+    INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price,
+                        fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, attempts,
+                        order_timestamp, created_at, updated_at, filled_at, raw_message)
+    SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price,
+           fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, 1,
+           order_timestamp, created_at, created_at, filled_at, raw_message
+    FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text,
+         quantity numeric, price numeric, status text, filled_quantity numeric, fill_price numeric, fee numeric,
+         client_id text, strategy_id text, bot_id text, mode text, reject_reason text, exchange_order_id text,
+         order_timestamp timestamptz, created_at timestamptz, filled_at timestamptz, raw_message text)
+    ORDER BY order_id COLLATE "C"
+    ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1
+    RETURNING orders.*, orders.xmax = 0 AS inserted
+), fills AS (
+    INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id,
+                        executed_at, fee_asset)
+    SELECT t.trade_id, t.order_id, t.symbol, t.side, t.price, t.quantity, t.fee, t.mode, t.exchange_order_id,
+           t.executed_at, t.fee_asset
+    FROM json_to_recordset($2::json) AS t(trade_id text, order_id text, symbol text, side text, price numeric,
+         quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, fee_asset text)
+    JOIN stored ON stored.order_id = t.order_id AND stored.inserted
+    ORDER BY t.trade_id COLLATE "C"
+    ON CONFLICT (trade_id) DO NOTHING
+)
+SELECT * FROM stored
 "#;
 
 const RECORD_OUTCOMES: &str = r#"
@@ -68,43 +98,35 @@ struct Outcome<'a> {
     filled_at: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
-/// One batch's transaction, on a connection taken from the pool for it.
+/// One batch's statements, on a writer of its own: either a transaction
+/// (`begin`) or one statement in an implicit transaction (`autocommit`).
 ///
-/// A batch that does not commit, because a statement failed or because the
+/// A batch that does not finish, because a statement failed or because the
 /// worker gave up on it (its future dropped mid-statement), never returns
-/// its connection to the pool: the connection is closed, and when a
-/// statement was still running its server backend is terminated from
-/// another connection, so no backend outlives the attempt holding locks.
+/// its connection: the connection is closed, and when a statement was
+/// still running its server backend is terminated from another
+/// connection, so no backend outlives the attempt holding locks.
 pub struct BatchTx {
-    conn: Option<PoolConnection<Postgres>>,
-    /// The server process behind `conn`, once known.
-    backend: Option<i32>,
+    writer: Option<Writer>,
     /// Whether a statement was sent and its answer not yet read.
     in_flight: bool,
-    pool: PgPool,
+    writers: Writers,
 }
 
 impl BatchTx {
-    pub(super) async fn begin(pool: &PgPool) -> Result<Self, DbErr> {
-        let conn = pool.acquire().await.map_err(|err| match err {
-            SqlxError::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-            other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
-        })?;
-        // Held by the batch before the first statement: abandoned even
-        // here, the connection is closed, never pooled inside a BEGIN.
-        let mut batch = BatchTx {
-            conn: Some(conn),
-            backend: None,
-            in_flight: false,
-            pool: pool.clone(),
-        };
-        let conn = batch.start()?;
-        let started = sqlx::raw_sql("BEGIN; SELECT pg_backend_pid()")
-            .fetch_one(&mut **conn)
-            .await
-            .and_then(|row| row.try_get::<i32, _>(0));
-        batch.backend = Some(batch.answered(started)?);
+    pub(super) async fn begin(writers: &Writers) -> Result<Self, DbErr> {
+        let mut batch = Self::autocommit(writers).await?;
+        batch.run(sqlx::raw_sql("BEGIN")).await?;
         Ok(batch)
+    }
+
+    /// A batch whose statements each commit on their own.
+    pub(super) async fn autocommit(writers: &Writers) -> Result<Self, DbErr> {
+        Ok(BatchTx {
+            writer: Some(writers.take().await?),
+            in_flight: false,
+            writers: writers.clone(),
+        })
     }
 
     /// Inserts the rows that are new and counts one more attempt on those
@@ -132,6 +154,41 @@ impl BatchTx {
                 Ok((row.order_id.clone(), row))
             })
             .collect()
+    }
+
+    /// Writes rows whose outcome is already decided, and their fills, in
+    /// one statement that commits on its own: a row whose `order_id` is
+    /// stored already is left as it is (one more attempt counted), and so
+    /// are the fills of its order. Returns every row as it now stands, and
+    /// whether this statement inserted it.
+    #[tracing::instrument(name = "postgres.write_decided", skip_all, fields(rows = rows.len(), trades = fills.len()), err(level = "debug"))]
+    pub async fn write_decided(
+        mut self,
+        rows: &[NewOrder],
+        fills: &[NewTrade],
+    ) -> Result<HashMap<String, Written>, DbErr> {
+        if rows.is_empty() {
+            self.finish();
+            return Ok(HashMap::new());
+        }
+        let (orders, trades) = (batch_json(rows)?, batch_json(fills)?);
+        let conn = self.start()?;
+        let written = sqlx::query(WRITE_DECIDED)
+            .bind(orders)
+            .bind(trades)
+            .fetch_all(&mut **conn)
+            .await;
+        let written = self
+            .answered(written)?
+            .into_iter()
+            .map(|row| {
+                let inserted: bool = row.try_get("inserted").map_err(query_err)?;
+                let row = orders::Model::from_query_result(&QueryResult::from(row), "")?;
+                Ok((row.order_id.clone(), Written { row, inserted }))
+            })
+            .collect::<Result<_, DbErr>>()?;
+        self.finish();
+        Ok(written)
     }
 
     /// Writes the outcomes of executed orders and their fills.
@@ -166,13 +223,20 @@ impl BatchTx {
         Ok(())
     }
 
-    /// Commits; only then does the connection go back to the pool.
+    /// Commits; only then is the connection used again.
     #[tracing::instrument(name = "postgres.commit", skip_all, err(level = "debug"))]
     pub async fn commit(mut self) -> Result<(), DbErr> {
         self.run(sqlx::raw_sql("COMMIT")).await?;
-        // Committed: the connection is clean and may serve again.
-        drop(self.conn.take());
+        self.finish();
         Ok(())
+    }
+
+    /// The session is clean (committed, nothing in flight): the writer
+    /// serves the next batch.
+    fn finish(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.writers.put_back(writer);
+        }
     }
 
     /// Runs a statement whose rows are not needed.
@@ -186,10 +250,13 @@ impl BatchTx {
     }
 
     /// Takes a statement's answer. Once the server has answered, rows or an
-    /// error of its own, nothing of this batch runs there any more.
+    /// error of its own, nothing of this batch runs there any more. Any
+    /// other failure is the connection's, and the idle writers, likely as
+    /// dead, are closed with it.
     fn answered<T>(&mut self, answer: Result<T, SqlxError>) -> Result<T, DbErr> {
-        if matches!(answer, Ok(_) | Err(SqlxError::Database(_))) {
-            self.in_flight = false;
+        match &answer {
+            Ok(_) | Err(SqlxError::Database(_)) => self.in_flight = false,
+            Err(_) => self.writers.discard_idle(),
         }
         answer.map_err(query_err)
     }
@@ -198,73 +265,35 @@ impl BatchTx {
     /// caller clears the mark on its answer.
     fn start(&mut self) -> Result<&mut PoolConnection<Postgres>, DbErr> {
         self.in_flight = true;
-        self.conn
+        self.writer
             .as_mut()
+            .map(|writer| &mut writer.conn)
             .ok_or_else(|| DbErr::Custom("the batch transaction has ended".to_owned()))
     }
 }
 
+/// A row as a decided write left it.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub row: orders::Model,
+    /// False when the order was stored before: the row is the stored one.
+    pub inserted: bool,
+}
+
 impl Drop for BatchTx {
     fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else {
+        let Some(writer) = self.writer.take() else {
             return;
         };
         // Closing the socket ends the session once the server next reads it;
         // a backend still busy with a statement (waiting on a lock, say)
         // reads nothing until that ends, so it is terminated outright.
-        drop(conn.detach());
-        // Without its pid (abandoned before BEGIN answered) the backend is
-        // idle or about to be, and ends when it reads the closed socket.
-        if let (true, Some(backend)) = (self.in_flight, self.backend) {
-            let pool = self.pool.clone();
+        drop(writer.conn.detach());
+        if self.in_flight {
+            let pool = self.writers.pool().clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(terminate_backend(pool, backend));
+                runtime.spawn(terminate_backend(pool, writer.backend));
             }
-        }
-    }
-}
-
-/// How long ending an abandoned backend may take before the server's own
-/// timeouts are left to do it.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Ends the server backend of an abandoned batch, saying what it was
-/// waiting for. When Postgres cannot be reached, `statement_timeout`,
-/// `lock_timeout` and `idle_in_transaction_session_timeout` end it on the
-/// server instead.
-async fn terminate_backend(pool: PgPool, backend: i32) {
-    let ending = async {
-        let (wait_type, wait_event, blockers, ended): (
-            Option<String>,
-            Option<String>,
-            Option<Vec<i32>>,
-            bool,
-        ) = sqlx::query_as(
-            "SELECT a.wait_event_type, a.wait_event, pg_blocking_pids(a.pid), pg_terminate_backend(a.pid)
-             FROM pg_stat_activity a WHERE a.pid = $1",
-        )
-        .bind(backend)
-        .fetch_optional(&pool)
-        .await?
-        .unwrap_or_default();
-        Ok::<_, SqlxError>((wait_type, wait_event, blockers, ended))
-    };
-    match tokio::time::timeout(TERMINATE_TIMEOUT, ending).await {
-        Ok(Ok((Some(wait_type), wait_event, blockers, ended))) if wait_type == "Lock" => {
-            tracing::warn!(backend, ended, wait_event = ?wait_event, blocked_by = ?blockers.unwrap_or_default(),
-                "an abandoned batch was waiting for a lock held by another transaction; its backend was terminated");
-        }
-        Ok(Ok((_, wait_event, _, ended))) => {
-            tracing::warn!(backend, ended, wait_event = ?wait_event, "terminated the backend of an abandoned batch");
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(backend, error = %err, "cannot terminate the backend of an abandoned batch; the server's timeouts will end it");
-        }
-        Err(_) => {
-            tracing::warn!(
-                backend,
-                "Postgres did not answer in time to terminate the backend of an abandoned batch; the server's timeouts will end it"
-            );
         }
     }
 }

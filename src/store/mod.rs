@@ -11,7 +11,9 @@ mod live;
 mod queries;
 mod rows;
 mod startup;
+mod writers;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +23,13 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::sqlx::{ConnectOptions as _, PgPool};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, TransactionTrait};
 
-pub use batch::BatchTx;
+pub use batch::{BatchTx, Written};
 pub use halts::{EntryOutcome, halt_of};
 pub use live::{Lease, LiveClaim, LiveUpdate};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
-    NewOrder, NewTrade, completed_row, pending_row, rejected_row, result_from_row, stored_content,
-    trade_for,
+    NewOrder, NewTrade, completed_row, decided_row, pending_row, rejected_row, result_from_row,
+    stored_content, trade_for,
 };
 pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
 
@@ -158,7 +160,7 @@ impl PoolSettings {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
-    pool: PgPool,
+    writers: writers::Writers,
 }
 
 /// A change of the schema.
@@ -204,7 +206,7 @@ impl Store {
     fn from_pool(pool: PgPool) -> Self {
         Store {
             db: DatabaseConnection::from(pool.clone()),
-            pool,
+            writers: writers::Writers::new(pool),
         }
     }
 
@@ -239,7 +241,20 @@ impl Store {
     /// Starts the transaction one batch is recorded in, on a connection of
     /// its own that is closed (never pooled again) unless the batch commits.
     pub async fn begin_batch(&self) -> Result<BatchTx, DbErr> {
-        BatchTx::begin(&self.pool).await
+        BatchTx::begin(&self.writers).await
+    }
+
+    /// Writes a batch whose outcomes are decided (see
+    /// [`BatchTx::write_decided`]) in one statement.
+    pub async fn write_decided(
+        &self,
+        rows: &[NewOrder],
+        fills: &[NewTrade],
+    ) -> Result<HashMap<String, Written>, DbErr> {
+        BatchTx::autocommit(&self.writers)
+            .await?
+            .write_decided(rows, fills)
+            .await
     }
 
     pub async fn ping(&self) -> Result<(), DbErr> {

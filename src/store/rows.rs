@@ -33,6 +33,13 @@ pub struct NewOrder {
     pub order_timestamp: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub raw_message: Option<String>,
+    /// The columns of an outcome, on a row written already decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill_price: Option<Decimal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange_order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filled_at: Option<DateTime<Utc>>,
 }
 
 /// A valid order seen for the first time: PENDING.
@@ -55,6 +62,9 @@ pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewO
         order_timestamp: order.timestamp,
         created_at: now,
         raw_message: None,
+        fill_price: None,
+        exchange_order_id: None,
+        filled_at: None,
     }
 }
 
@@ -82,6 +92,9 @@ pub fn rejected_row(rejection: &Rejection, mode: TradingMode, now: DateTime<Utc>
         order_timestamp: rejection.timestamp,
         created_at: now,
         raw_message: rejection.raw.clone(),
+        fill_price: None,
+        exchange_order_id: None,
+        filled_at: None,
     }
 }
 
@@ -107,6 +120,72 @@ pub fn completed_row(
     }
 }
 
+/// A new order's row as it ends, written at once: its terminal status,
+/// fill and reason (the same columns [`completed_row`] sets on a stored
+/// row), with the trade of its fill.
+pub fn decided_row(
+    pending: &NewOrder,
+    status: OrderStatus,
+    fill: Option<&Fill>,
+    reason: Option<String>,
+) -> (NewOrder, Option<NewTrade>) {
+    let at = pending.created_at;
+    let row = NewOrder {
+        status: status.as_str(),
+        filled_quantity: Some(fill.map_or(Decimal::ZERO, |f| f.quantity)),
+        fill_price: fill.map(|f| f.price),
+        fee: Some(fill.map_or(Decimal::ZERO, |f| f.fee)),
+        reject_reason: reason,
+        exchange_order_id: fill.and_then(|f| f.exchange_order_id.clone()),
+        filled_at: fill.map(|_| at),
+        ..pending.clone()
+    };
+    let trade = fill.map(|fill| {
+        let party = TradeParty {
+            order_id: &row.order_id,
+            symbol: row.symbol.as_deref(),
+            side: row.side.as_deref(),
+            mode: row.mode,
+            executed_at: at.fixed_offset(),
+        };
+        party.trade(fill, 1)
+    });
+    (row, trade)
+}
+
+/// What a trade takes from its order.
+struct TradeParty<'a> {
+    order_id: &'a str,
+    symbol: Option<&'a str>,
+    side: Option<&'a str>,
+    mode: &'a str,
+    executed_at: DateTime<FixedOffset>,
+}
+
+impl TradeParty<'_> {
+    /// The trade row of a fill. Its id is derived from the order, so
+    /// recording the same fill again is a no-op.
+    fn trade(&self, fill: &Fill, sequence: u32) -> NewTrade {
+        let digest = Sha256::new()
+            .chain_update(self.order_id.as_bytes())
+            .chain_update(sequence.to_le_bytes())
+            .finalize();
+        NewTrade {
+            trade_id: format!("trd-{}", &hex::encode(digest)[..32]),
+            order_id: self.order_id.to_owned(),
+            symbol: self.symbol.unwrap_or_default().to_owned(),
+            side: self.side.unwrap_or_default().to_owned(),
+            price: fill.price,
+            quantity: fill.quantity,
+            fee: fill.fee,
+            mode: self.mode.to_owned(),
+            exchange_order_id: fill.exchange_order_id.clone(),
+            executed_at: self.executed_at,
+            fee_asset: None,
+        }
+    }
+}
+
 /// A fill to record in `trades`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewTrade {
@@ -123,26 +202,16 @@ pub struct NewTrade {
     pub fee_asset: Option<String>,
 }
 
-/// The trade row of a fill. Its id is derived from the order, so recording
-/// the same fill again is a no-op.
+/// The trade row of a stored order's fill.
 pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
-    let digest = Sha256::new()
-        .chain_update(row.order_id.as_bytes())
-        .chain_update(sequence.to_le_bytes())
-        .finalize();
-    NewTrade {
-        trade_id: format!("trd-{}", &hex::encode(digest)[..32]),
-        order_id: row.order_id.clone(),
-        symbol: row.symbol.clone().unwrap_or_default(),
-        side: row.side.clone().unwrap_or_default(),
-        price: fill.price,
-        quantity: fill.quantity,
-        fee: fill.fee,
-        mode: row.mode.clone(),
-        exchange_order_id: fill.exchange_order_id.clone(),
+    let party = TradeParty {
+        order_id: &row.order_id,
+        symbol: row.symbol.as_deref(),
+        side: row.side.as_deref(),
+        mode: &row.mode,
         executed_at: row.filled_at.unwrap_or(row.updated_at),
-        fee_asset: None,
-    }
+    };
+    party.trade(fill, sequence)
 }
 
 /// The published result of a stored order (fresh or re-emitted alike).

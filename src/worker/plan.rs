@@ -47,7 +47,7 @@ pub(super) struct BatchPlan {
     pub rows: Vec<NewOrder>,
     pub dead_letters: Vec<DeadLetter>,
     pub entry_ids: Vec<String>,
-    /// The order each entry naming a valid live order names, by entry id.
+    /// The order each entry naming a valid order names, by entry id.
     order_of_entry: HashMap<String, String>,
     pub ignored: usize,
 }
@@ -93,11 +93,10 @@ impl BatchPlan {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         order.traceparent = Some(traceparent);
                     }
-                    // Only live orders may leave entries pending.
-                    if mode == TradingMode::Live {
-                        plan.order_of_entry
-                            .insert(entry.id.clone(), order.order_id.clone());
-                    }
+                    // Entries of an order that cannot be answered yet
+                    // stay pending.
+                    plan.order_of_entry
+                        .insert(entry.id.clone(), order.order_id.clone());
                     if seen.insert(order.order_id.clone()) {
                         if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
                             plan.stale.insert(order.order_id.clone(), reason);

@@ -141,3 +141,58 @@ async fn duplicates_inside_one_batch_share_one_execution() {
 
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_stored_order_left_unfinished_is_finished_once_in_a_transaction() {
+    use sea_orm::ConnectionTrait;
+    let env = TestEnv::new().await;
+    let worker = env.worker("direct").await;
+    worker.consumer.ensure_group().await.expect("group");
+    // A row another path stored and did not finish, with the content of
+    // the order about to arrive.
+    env.db
+        .execute_unprepared(
+            "INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, mode, \
+             attempts, created_at, updated_at) \
+             VALUES ('unfinished-1', 'BTCUSDT', 'BUY', 'MARKET', 2, 5, 'PENDING', 'paper', 1, now(), now())",
+        )
+        .await
+        .expect("store an unfinished row");
+    env.xadd_payload(&order_json("unfinished-1", "2", "5"))
+        .await;
+    env.xadd_payload(&order_json("fresh-1", "1", "5")).await;
+    env.xadd_payload(&order_json("unfinished-1", "2", "5"))
+        .await;
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 3);
+
+    let report = worker.process_batch(&entries).await.expect("batch");
+    assert_eq!(report.executed, 2, "the new order and the unfinished one");
+    assert_eq!(report.results.len(), 3);
+    assert!(report.results.iter().all(|r| r.status.as_str() == "FILLED"));
+    assert!(report.held.is_empty());
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades WHERE order_id = 'unfinished-1'")
+            .await,
+        1
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM orders WHERE status = 'FILLED'")
+            .await,
+        2
+    );
+    assert_eq!(env.results_for("unfinished-1").await.len(), 2);
+    assert_eq!(env.results_for("fresh-1").await.len(), 1);
+    assert_eq!(env.pending().await, 0);
+
+    // Delivered again, it is re-emitted, never executed again.
+    let again = worker.process_batch(&entries).await.expect("again");
+    assert_eq!(again.executed, 0);
+    assert_eq!(
+        env.count("SELECT count(*) FROM trades").await,
+        2,
+        "an order was executed twice"
+    );
+
+    env.cleanup().await;
+}

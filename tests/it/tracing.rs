@@ -200,8 +200,7 @@ async fn an_order_is_one_trace_from_the_producer_through_shim_worker_and_result(
     );
     for name in [
         "worker.batch",
-        "postgres.upsert_orders",
-        "postgres.commit",
+        "postgres.write_decided",
         "redis.publish_results",
         "request",
     ] {

@@ -68,10 +68,10 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
                 ceiling::measure(settings, args.orders, settings.streams.worker.concurrency)
                     .await?;
             println!(
-                "ceiling={:.0} orders/s (Postgres alone: {} orders and their trades in transactions of {} from {} writers)",
+                "ceiling={:.0} orders/s (Postgres alone: {} orders and their trades, {} per statement, from {} writers)",
                 measured.orders_per_sec,
                 args.orders,
-                ceiling::PER_TRANSACTION,
+                ceiling::PER_STATEMENT,
                 measured.writers
             );
             Some(measured)

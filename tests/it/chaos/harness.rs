@@ -21,7 +21,7 @@ pub struct Replica {
 
 /// Replica processes sharing one test environment.
 pub struct Cluster<'a> {
-    env: &'a TestEnv,
+    pub env: &'a TestEnv,
     overrides: Vec<(String, String)>,
     pub replicas: Vec<Replica>,
     started: usize,

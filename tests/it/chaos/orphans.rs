@@ -1,6 +1,6 @@
 //! Postgres network faults that leave the server holding what the service
-//! gave up on: a severed connection whose server side stays open with a
-//! transaction in it (an orphan holding row locks), and a ten-second
+//! gave up on: a severed connection whose server side stays open (with
+//! the statement or transaction that was running in it), and a ten-second
 //! partition that forwards nothing and closes nothing, after which the
 //! connections it caught stay dead (only new ones work). Either way
 //! every order ends terminal within `BATCH_TIMEOUT_SECS` + `CLAIM_IDLE_MS`
@@ -124,24 +124,62 @@ enum Fault {
     Blackhole,
 }
 
-/// Applies `fault` until it catches a transaction open (the server then
-/// holds an orphan: row locks, and no client that will ever end them),
-/// keeps it up for `lasting` in all, and restores.
-async fn fault_until_orphaned(env: &TestEnv, proxy: &Proxy, fault: Fault, lasting: Duration) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Batches the replicas have given up on so far: failed on their
+/// connection, or abandoned after `BATCH_TIMEOUT_SECS`.
+async fn batches_given_up(cluster: &Cluster<'_>) -> f64 {
+    let mut total = 0.0;
+    for replica in &cluster.replicas {
+        let metrics = reqwest::get(format!("{}/metrics", replica.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("a metrics body");
+        total += metrics
+            .lines()
+            .filter(|line| {
+                line.starts_with("execution_batch_failures_total ")
+                    || line.starts_with("execution_batch_timeouts_total ")
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total
+}
+
+/// Applies `fault` while the replicas have statements running on the
+/// server, until it catches a batch (the replica gives it up: the server
+/// may still hold what it was doing, with no client that will ever end
+/// it), keeps it up for `lasting` in all, and restores.
+async fn fault_until_caught(cluster: &Cluster<'_>, proxy: &Proxy, fault: Fault, lasting: Duration) {
+    let env = cluster.env;
+    let busy = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = '{}' \
+         AND (state = 'active' OR state LIKE 'idle in transaction%')",
+        env.database, env.prefix
+    );
     for round in 1..=20 {
+        let before = batches_given_up(cluster).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while env.count(&busy).await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the replicas never ran a statement"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let started = Instant::now();
         match fault {
             Fault::Sever => proxy.sever(),
             Fault::Blackhole => proxy.blackhole(),
         }
-        let mut orphans = 0;
-        while orphans == 0 && started.elapsed() < Duration::from_secs(1) {
-            orphans = backends(env).await.1;
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut caught = false;
+        while !caught && started.elapsed() < lasting {
+            caught = batches_given_up(cluster).await > before;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if orphans > 0 {
-            println!("{fault:?}, round {round}: {orphans} transactions orphaned");
+        if caught {
+            println!("{fault:?}, round {round}: a batch was caught");
             tokio::time::sleep(lasting.saturating_sub(started.elapsed())).await;
             proxy.restore();
             return;
@@ -149,7 +187,7 @@ async fn fault_until_orphaned(env: &TestEnv, proxy: &Proxy, fault: Fault, lastin
         proxy.restore();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    panic!("no {fault:?} caught a transaction open");
+    panic!("no {fault:?} caught a batch");
 }
 
 /// 5,000 orders on three replicas while `fault` is applied (until it
@@ -166,7 +204,10 @@ async fn orders_outlast(fault: Fault, lasting: Duration) {
     let payloads: Vec<String> = load.iter().map(|(_, p)| p.clone()).collect();
     let ids: Vec<String> = load.into_iter().map(|(id, _)| id).collect();
     let loading = add_paced(&env, &payloads, 25, Duration::from_millis(20));
-    tokio::join!(loading, fault_until_orphaned(&env, &proxy, fault, lasting));
+    tokio::join!(
+        loading,
+        fault_until_caught(&cluster, &proxy, fault, lasting)
+    );
 
     let took = settle_within(&env, &ids, deadline()).await;
     println!("{fault:?}: settled {took:?} after the fault ended");
