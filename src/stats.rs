@@ -19,8 +19,8 @@ pub use live::LiveStats;
 
 /// Stages of a batch, as the `stage` label of the latency histogram: a
 /// paper or mock batch goes parse, execute, write (one statement),
-/// publish, ack; a live batch parse, upsert, execute, commit, live,
-/// publish, ack.
+/// publish (results and acknowledgement in one round trip); a live batch
+/// parse, upsert, execute, commit, live, publish, ack.
 pub const STAGES: [&str; 8] = [
     "parse", "upsert", "execute", "commit", "write", "live", "publish", "ack",
 ];

@@ -111,8 +111,8 @@ pub struct Worker {
 impl Worker {
     /// Handles one batch of entries from start to acknowledgement: in one
     /// statement when every outcome can be decided before Postgres is
-    /// asked (paper and mock), in a transaction then one by one on the
-    /// exchange for real orders.
+    /// asked (paper and mock), else in a transaction (real orders then go
+    /// one by one to the exchange).
     #[tracing::instrument(
         name = "worker.batch",
         skip_all,
@@ -122,9 +122,10 @@ impl Worker {
     )]
     pub async fn process_batch(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
         propagation::record_ids(&tracing::Span::current());
-        match self.live {
-            Some(_) => self.process_in_transaction(entries).await,
-            None => self.process_decided(entries).await,
+        if self.live.is_none() && self.executor.decides_alone() {
+            self.process_decided(entries).await
+        } else {
+            self.process_in_transaction(entries).await
         }
     }
 
@@ -171,8 +172,10 @@ impl Worker {
         self.executor.execute(order).instrument(span).await
     }
 
-    /// The batch path of real orders: upsert and commit the rows, then
-    /// take each order to the exchange with no transaction open.
+    /// The batch path of orders whose outcome needs someone else (real
+    /// orders, dry runs, paper fills at market prices): upsert and lock the
+    /// rows, execute what is not finished, commit, then take real orders
+    /// to the exchange with no transaction open.
     async fn process_in_transaction(&self, entries: &[Entry]) -> Result<BatchReport, BatchError> {
         let mode = self.executor.mode();
         let now = Utc::now();

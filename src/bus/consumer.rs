@@ -38,20 +38,6 @@ return touched
 /// KEYS: stream, failures hash. ARGV: group, entry ids. Acknowledges the
 /// ids and, only when the hash exists, removes their notes (the fields
 /// [`FailureNote::fields`] names). Returns how many were acknowledged.
-static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  for i = 2, #ARGV do
-    redis.call('HDEL', KEYS[2], ARGV[i] .. ':first', ARGV[i] .. ':last')
-  end
-end
-return acked
-",
-    )
-});
-
 /// How long a failure note outlives its last write: notes of entries that
 /// were resolved without being acknowledged here (a race with another
 /// replica) expire instead of piling up.
@@ -313,15 +299,7 @@ impl Consumer {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.pool.get().await?;
-        let _: u64 = ACK
-            .key(&self.topology.orders_stream)
-            .key(self.topology.failures_key())
-            .arg(&self.topology.group)
-            .arg(ids)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(())
+        super::announce::announce(&self.pool, &self.topology, &[], &[], ids).await
     }
 
     async fn read_group(

@@ -5,6 +5,7 @@
 //! means is the worker's business. Commands go through one connection pool;
 //! pub/sub subscriptions use dedicated connections.
 
+mod announce;
 mod consumer;
 mod dlq;
 mod entry;

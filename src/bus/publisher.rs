@@ -1,8 +1,9 @@
 //! Announces results on `RESULTS_CHANNEL` and `RESULTS_STREAM`, and parks
-//! dead letters on `DLQ_STREAM`, all of one batch in one pipeline.
+//! dead letters on `DLQ_STREAM`, all of one batch in one round trip.
 
 use deadpool_redis::Pool;
 
+use super::announce::announce;
 use super::entry::{RawFields, Truncated};
 use super::{BusError, Entry, FailureNote, Topology};
 use crate::domain::ExecutionResult;
@@ -157,62 +158,24 @@ impl Publisher {
         Publisher { pool, topology }
     }
 
-    #[tracing::instrument(name = "redis.publish_results", skip_all, fields(results = results.len(), dead_letters = dead.len()), err)]
+    /// Announces results and dead letters.
     pub async fn publish(
         &self,
         results: &[ExecutionResult],
         dead: &[DeadLetter],
     ) -> Result<(), BusError> {
-        if results.is_empty() && dead.is_empty() {
-            return Ok(());
-        }
-        let topology = &self.topology;
-        let mut pipe = redis::pipe();
-        for result in results {
-            pipe.cmd("PUBLISH")
-                .arg(&topology.results_channel)
-                .arg(result.to_json())
-                .ignore();
-            let xadd = capped_xadd(&mut pipe, &topology.results_stream, topology.stream_maxlen);
-            for (name, value) in result.to_fields() {
-                xadd.arg(name).arg(value);
-            }
-            xadd.ignore();
-        }
-        let failed_at = chrono::Utc::now().timestamp();
-        for letter in dead {
-            let xadd = capped_xadd(&mut pipe, &topology.dlq_stream, topology.stream_maxlen);
-            for (name, value) in letter.to_fields(topology, failed_at) {
-                xadd.arg(name).arg(value);
-            }
-            xadd.ignore();
-            if letter.failures.first_error.is_some() {
-                let (first, last) = FailureNote::fields(&letter.original_id);
-                pipe.cmd("HDEL")
-                    .arg(topology.failures_key())
-                    .arg(first)
-                    .arg(last)
-                    .ignore();
-            }
-        }
-        let mut conn = self.pool.get().await?;
-        let () = pipe.query_async(&mut conn).await?;
-        Ok(())
+        self.publish_and_ack(results, dead, &[]).await
     }
-}
 
-/// Starts `XADD <stream> MAXLEN ~ <maxlen> *` on the pipeline; the caller
-/// adds the fields. Only the results and dead-letter streams are capped:
-/// the orders stream is trimmed by what its group has acknowledged.
-fn capped_xadd<'a>(
-    pipe: &'a mut redis::Pipeline,
-    stream: &str,
-    maxlen: u64,
-) -> &'a mut redis::Pipeline {
-    pipe.cmd("XADD")
-        .arg(stream)
-        .arg("MAXLEN")
-        .arg("~")
-        .arg(maxlen)
-        .arg("*")
+    /// Announces results and dead letters, then acknowledges the entries
+    /// `ack` names, in one round trip (see [`announce`]).
+    #[tracing::instrument(name = "redis.publish_results", skip_all, fields(results = results.len(), dead_letters = dead.len(), acks = ack.len()), err)]
+    pub async fn publish_and_ack(
+        &self,
+        results: &[ExecutionResult],
+        dead: &[DeadLetter],
+        ack: &[String],
+    ) -> Result<(), BusError> {
+        announce(&self.pool, &self.topology, results, dead, ack).await
+    }
 }

@@ -147,6 +147,21 @@ pub struct ExecutionResult {
     pub traceparent: Option<String>,
 }
 
+/// A result's JSON object as stream fields: absent ones left out, strings
+/// as they are, anything else as its JSON text.
+fn fields_of(value: Value) -> Vec<(String, String)> {
+    let Value::Object(map) = value else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter_map(|(name, value)| match value {
+            Value::Null => None,
+            Value::String(text) => Some((name, text)),
+            other => Some((name, other.to_string())),
+        })
+        .collect()
+}
+
 fn result_type() -> String {
     "order_result".to_owned()
 }
@@ -187,6 +202,18 @@ impl ExecutionResult {
         }
     }
 
+    /// The JSON document for the results channel and the same fields as
+    /// text for the results stream, from one serialisation.
+    pub fn rendered(&self) -> (String, Vec<(String, String)>) {
+        match serde_json::to_value(self) {
+            Ok(value) => {
+                let json = value.to_string();
+                (json, fields_of(value))
+            }
+            Err(_) => (self.to_json(), Vec::new()),
+        }
+    }
+
     /// The JSON document for the results channel.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self)
@@ -195,16 +222,7 @@ impl ExecutionResult {
 
     /// The same fields as text, absent ones left out, for the results stream.
     pub fn to_fields(&self) -> Vec<(String, String)> {
-        let Ok(Value::Object(map)) = serde_json::to_value(self) else {
-            return Vec::new();
-        };
-        map.into_iter()
-            .filter_map(|(name, value)| match value {
-                Value::Null => None,
-                Value::String(text) => Some((name, text)),
-                other => Some((name, other.to_string())),
-            })
-            .collect()
+        serde_json::to_value(self).map_or_else(|_| Vec::new(), fields_of)
     }
 
     /// Reads a result back from its JSON (for clients and tests).

@@ -70,6 +70,10 @@ impl Executor for MockExecutor {
         TradingMode::Mock
     }
 
+    fn decides_alone(&self) -> bool {
+        true
+    }
+
     async fn execute(&self, order: &Order) -> Outcome {
         self.fill(order)
     }

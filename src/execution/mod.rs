@@ -36,6 +36,13 @@ pub enum Outcome {
 pub trait Executor: Send + Sync {
     fn mode(&self) -> TradingMode;
 
+    /// Whether outcomes are a pure function of the order, asking nobody
+    /// (DESIGN rule 4): a batch of such orders is decided before Postgres
+    /// is asked, and written in one statement.
+    fn decides_alone(&self) -> bool {
+        false
+    }
+
     async fn execute(&self, order: &Order) -> Outcome;
 }
 

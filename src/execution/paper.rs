@@ -69,6 +69,10 @@ impl Executor for PaperExecutor {
         TradingMode::Paper
     }
 
+    fn decides_alone(&self) -> bool {
+        self.market.is_none()
+    }
+
     async fn execute(&self, order: &Order) -> Outcome {
         self.fill_at_market(order).await
     }

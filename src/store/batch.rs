@@ -110,21 +110,33 @@ pub struct BatchTx {
     writer: Option<Writer>,
     /// Whether a statement was sent and its answer not yet read.
     in_flight: bool,
+    /// Whether the writer serves the next batch once this one is done;
+    /// otherwise its connection goes back to the pool.
+    keep: bool,
     writers: Writers,
 }
 
 impl BatchTx {
+    /// A transaction, whose connection goes back to the pool when it
+    /// commits (what follows, the live path, needs the pool).
     pub(super) async fn begin(writers: &Writers) -> Result<Self, DbErr> {
-        let mut batch = Self::autocommit(writers).await?;
+        let mut batch = BatchTx {
+            writer: Some(writers.take().await?),
+            in_flight: false,
+            keep: false,
+            writers: writers.clone(),
+        };
         batch.run(sqlx::raw_sql("BEGIN")).await?;
         Ok(batch)
     }
 
-    /// A batch whose statements each commit on their own.
+    /// A batch whose statements each commit on their own, on a writer
+    /// kept for the next batch.
     pub(super) async fn autocommit(writers: &Writers) -> Result<Self, DbErr> {
         Ok(BatchTx {
             writer: Some(writers.take().await?),
             in_flight: false,
+            keep: true,
             writers: writers.clone(),
         })
     }
@@ -178,8 +190,18 @@ impl BatchTx {
             .bind(trades)
             .fetch_all(&mut **conn)
             .await;
-        let written = self
-            .answered(written)?
+        let written = match self.answered(written) {
+            Ok(written) => written,
+            Err(err) => {
+                // Refused by the server, the statement rolled back on its
+                // own: the session is clean.
+                if !self.in_flight && !is_connection_error(&err) {
+                    self.finish();
+                }
+                return Err(err);
+            }
+        };
+        let written = written
             .into_iter()
             .map(|row| {
                 let inserted: bool = row.try_get("inserted").map_err(query_err)?;
@@ -234,8 +256,10 @@ impl BatchTx {
     /// The session is clean (committed, nothing in flight): the writer
     /// serves the next batch.
     fn finish(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            self.writers.put_back(writer);
+        match self.writer.take() {
+            Some(writer) if self.keep => self.writers.put_back(writer),
+            Some(writer) => self.writers.release(writer),
+            None => {}
         }
     }
 
@@ -250,15 +274,18 @@ impl BatchTx {
     }
 
     /// Takes a statement's answer. Once the server has answered, rows or an
-    /// error of its own, nothing of this batch runs there any more. Any
-    /// other failure is the connection's, and the idle writers, likely as
-    /// dead, are closed with it.
+    /// error of its own, nothing of this batch runs there any more. A
+    /// failure of the connection (or the server ending the session) is
+    /// likely to have struck the idle writers too: they are closed.
     fn answered<T>(&mut self, answer: Result<T, SqlxError>) -> Result<T, DbErr> {
-        match &answer {
-            Ok(_) | Err(SqlxError::Database(_)) => self.in_flight = false,
-            Err(_) => self.writers.discard_idle(),
+        if matches!(answer, Ok(_) | Err(SqlxError::Database(_))) {
+            self.in_flight = false;
         }
-        answer.map_err(query_err)
+        let answer = answer.map_err(query_err);
+        if answer.as_ref().is_err_and(is_connection_error) {
+            self.writers.discard_idle();
+        }
+        answer
     }
 
     /// The connection, marked as having a statement in flight until the
@@ -288,13 +315,30 @@ impl Drop for BatchTx {
         // Closing the socket ends the session once the server next reads it;
         // a backend still busy with a statement (waiting on a lock, say)
         // reads nothing until that ends, so it is terminated outright.
-        drop(writer.conn.detach());
+        let backend = writer.backend;
+        self.writers.close(writer);
         if self.in_flight {
+            // Given up on mid-statement: the network may be what failed.
+            self.writers.discard_idle();
             let pool = self.writers.pool().clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(terminate_backend(pool, writer.backend));
+                runtime.spawn(terminate_backend(pool, backend));
             }
         }
+    }
+}
+
+/// Whether the connection failed, or the server ended the session
+/// (SQLSTATE class 08, or 57P01-57P03: shutdown, crash, cannot connect).
+fn is_connection_error(err: &DbErr) -> bool {
+    match err {
+        DbErr::Query(RuntimeErr::SqlxError(sqlx)) => match sqlx.as_ref() {
+            SqlxError::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => true,
+        },
+        _ => false,
     }
 }
 

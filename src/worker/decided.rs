@@ -6,10 +6,10 @@
 //!
 //! An order stored before keeps its row: its outcome here is discarded
 //! and its result re-emitted from the row, so nothing executes twice. A
-//! stored row that is not finished (left by the live path) takes the
-//! transaction path, which may finish it.
+//! batch meeting a stored row that is not finished takes the transaction
+//! path instead, which finishes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -61,53 +61,45 @@ impl Worker {
         // 3. Write what is new, read what is not.
         let written = self.store.write_decided(&rows, &fills).await?;
         clock.lap("write");
-        // One order_id, one order: a message contradicting its stored
-        // order is answered as a conflict.
-        plan.check_conflicts(|id| written.get(id).map(|w| &w.row));
-        let unfinished: HashSet<String> = written
-            .values()
-            .filter(|w| !w.inserted && !w.row.is_terminal())
-            .map(|w| w.row.order_id.clone())
-            .collect();
-
-        // 4. Publish a result for every entry that names an order, and the
-        // dead letters; then acknowledge.
-        let mut results = plan.results(|id| written.get(id).map(|w| &w.row), mode, now);
-        results.retain(|result| !unfinished.contains(&result.order_id));
-        trace_results(&mut results, &spans);
-        self.publisher.publish(&results, &plan.dead_letters).await?;
-        clock.lap("publish");
-        let (entry_ids, left) = plan.entry_ids_split(&unfinished);
-        self.consumer.ack(&entry_ids).await?;
-        clock.lap("ack");
-
-        let new = |id: &str| written.get(id).is_some_and(|w| w.inserted);
-        let executed = plan
+        // A stored row left unfinished (a live-path row, or one from before
+        // this path existed) needs the transaction path: the whole batch
+        // takes it, before anything is announced. Its new rows are finished
+        // already and are answered from Postgres there, counted once more
+        // in their `attempts`.
+        let inserted = |id: &str| written.get(id).is_some_and(|w| w.inserted);
+        let fresh = plan
             .orders()
-            .filter(|o| new(&o.order_id) && plan.stale_reason(&o.order_id).is_none())
+            .filter(|o| inserted(&o.order_id) && plan.stale_reason(&o.order_id).is_none())
             .count();
         let halted = plan
             .orders()
-            .filter(|o| new(&o.order_id) && plan.is_halted(&o.order_id))
+            .filter(|o| inserted(&o.order_id) && plan.is_halted(&o.order_id))
             .count();
-        let left: HashSet<String> = left.into_iter().collect();
-        let here = entries.iter().filter(|entry| !left.contains(&entry.id));
-        let mut report = self.report(here, results, &plan, executed, halted, Vec::new());
-
-        // 5. Rows left unfinished by another path are finished in a
-        // transaction, with their entries.
-        if !left.is_empty() {
-            tracing::warn!(orders = ?unfinished, "stored orders are unfinished; finishing them in a transaction");
-            let rest: Vec<Entry> = entries
-                .iter()
-                .filter(|entry| left.contains(&entry.id))
-                .cloned()
-                .collect();
-            let finished = self.process_in_transaction(&rest).await?;
-            report.results.extend(finished.results);
-            report.executed += finished.executed;
-            report.held = finished.held;
+        if written
+            .values()
+            .any(|w| !w.inserted && !w.row.is_terminal())
+        {
+            tracing::warn!(
+                "a stored order of the batch is unfinished; the batch takes the transaction path"
+            );
+            let mut report = self.process_in_transaction(entries).await?;
+            self.stats.executed.inc_by(fresh as u64);
+            self.stats.halted.inc_by(halted as u64);
+            report.executed += fresh;
+            return Ok(report);
         }
-        Ok(report)
+        // One order_id, one order: a message contradicting its stored
+        // order is answered as a conflict.
+        plan.check_conflicts(|id| written.get(id).map(|w| &w.row));
+
+        // 4. Publish a result for every entry that names an order, and the
+        // dead letters, then acknowledge, in one round trip.
+        let mut results = plan.results(|id| written.get(id).map(|w| &w.row), mode, now);
+        trace_results(&mut results, &spans);
+        self.publisher
+            .publish_and_ack(&results, &plan.dead_letters, &plan.entry_ids)
+            .await?;
+        clock.lap("publish");
+        Ok(self.report(entries.iter(), results, &plan, fresh, halted, Vec::new()))
     }
 }

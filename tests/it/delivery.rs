@@ -568,3 +568,46 @@ async fn a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_lost_witho
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
+    let env = TestEnv::new().await;
+    let worker = env.worker("unwritable").await;
+    worker.consumer.ensure_group().await.expect("group");
+    // The results stream's key holds a string: its XADD fails (WRONGTYPE)
+    // after the order is recorded.
+    let mut conn = env.redis.clone();
+    let results_stream = env.var("RESULTS_STREAM");
+    let () = redis::cmd("SET")
+        .arg(&results_stream)
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    env.xadd_payload(&order_json("unwritable-1", "1", "10"))
+        .await;
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 1);
+
+    let err = worker
+        .process_batch(&entries)
+        .await
+        .expect_err("the result could not be written");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(env.pending().await, 1, "the entry was acknowledged");
+
+    // Once the stream can be written, the same delivery is answered from
+    // the stored row and acknowledged.
+    let () = redis::cmd("DEL")
+        .arg(&results_stream)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    let report = worker.process_batch(&entries).await.expect("retried");
+    assert_eq!(report.executed, 0, "executed twice");
+    assert_eq!(report.results[0].status.as_str(), "FILLED");
+    assert_eq!(env.results_for("unwritable-1").await.len(), 1);
+    assert_eq!(env.pending().await, 0);
+
+    env.cleanup().await;
+}

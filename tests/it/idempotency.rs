@@ -163,13 +163,16 @@ async fn a_stored_order_left_unfinished_is_finished_once_in_a_transaction() {
     env.xadd_payload(&order_json("fresh-1", "1", "5")).await;
     env.xadd_payload(&order_json("unfinished-1", "2", "5"))
         .await;
+    // An invalid message naming it is answered too (a conflict).
+    env.xadd_payload(&order_json("unfinished-1", "-2", "5"))
+        .await;
     let entries = worker.consumer.read_new(10, 100).await.expect("read");
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
 
     let report = worker.process_batch(&entries).await.expect("batch");
     assert_eq!(report.executed, 2, "the new order and the unfinished one");
-    assert_eq!(report.results.len(), 3);
-    assert!(report.results.iter().all(|r| r.status.as_str() == "FILLED"));
+    let statuses: Vec<&str> = report.results.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(statuses, ["FILLED", "FILLED", "FILLED", "REJECTED"]);
     assert!(report.held.is_empty());
     assert_eq!(
         env.count("SELECT count(*) FROM trades WHERE order_id = 'unfinished-1'")
@@ -181,7 +184,7 @@ async fn a_stored_order_left_unfinished_is_finished_once_in_a_transaction() {
             .await,
         2
     );
-    assert_eq!(env.results_for("unfinished-1").await.len(), 2);
+    assert_eq!(env.results_for("unfinished-1").await.len(), 3);
     assert_eq!(env.results_for("fresh-1").await.len(), 1);
     assert_eq!(env.pending().await, 0);
 

@@ -212,14 +212,23 @@ async fn orders_outlast(fault: Fault, lasting: Duration) {
     let took = settle_within(&env, &ids, deadline()).await;
     println!("{fault:?}: settled {took:?} after the fault ended");
     // The connections the proxy still holds are idle sessions of its
-    // making; once none is in a transaction or waiting, they are let go and
-    // the backends must fall back within the pools.
+    // making; none may be in a transaction, waiting, or still running a
+    // statement; then they are let go and the backends must fall back
+    // within the pools.
     let (_, idle_in_transaction, waiting) = backends(&env).await;
     assert_eq!(
         (idle_in_transaction, waiting),
         (0, 0),
         "a backend is still idle in a transaction or waiting for a lock"
     );
+    let running = env
+        .count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = '{}' \
+             AND state = 'active' AND now() - query_start > interval '1 second'",
+            env.database, env.prefix
+        ))
+        .await;
+    assert_eq!(running, 0, "a statement of a given-up batch still runs");
     proxy.release_held();
     assert_no_backend_left(&env).await;
     let counts = check_invariants(&env, &ids).await;

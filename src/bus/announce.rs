@@ -1,0 +1,118 @@
+//! What a batch tells Redis when it is done, in one round trip: each
+//! result on `RESULTS_CHANNEL` and `RESULTS_STREAM`, each dead letter on
+//! `DLQ_STREAM` (its failure notes dropped), and only then `XACK` of the
+//! entries they answer. It is one script: Redis runs it in order and stops
+//! at the first command that fails, so an entry is never acknowledged
+//! unless everything announced before it was written.
+
+use std::sync::LazyLock;
+
+use deadpool_redis::Pool;
+use redis::Script;
+
+use super::{BusError, DeadLetter, Topology};
+use crate::domain::ExecutionResult;
+
+/// KEYS: results stream, dead-letter stream, orders stream, failure notes.
+/// ARGV: results channel, MAXLEN, group, then three sections, each a count
+/// followed by its items: results (JSON, field count, fields), dead letters
+/// (entry id whose notes to drop or '', field count, fields), entry ids to
+/// acknowledge.
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local channel, maxlen, group = ARGV[1], ARGV[2], ARGV[3]
+local at = 4
+local function take()
+  local value = ARGV[at]
+  at = at + 1
+  return value
+end
+local function add(stream)
+  local count = tonumber(take())
+  local first = at
+  at = at + count
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, at - 1))
+end
+for _ = 1, tonumber(take()) do
+  redis.call('PUBLISH', channel, take())
+  add(KEYS[1])
+end
+for _ = 1, tonumber(take()) do
+  local noted = take()
+  add(KEYS[2])
+  if noted ~= '' then
+    redis.call('HDEL', KEYS[4], noted .. ':first', noted .. ':last')
+  end
+end
+local acks = tonumber(take())
+if acks == 0 then
+  return 0
+end
+local acked = redis.call('XACK', KEYS[3], group, unpack(ARGV, at, at + acks - 1))
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  for i = at, at + acks - 1 do
+    redis.call('HDEL', KEYS[4], ARGV[i] .. ':first', ARGV[i] .. ':last')
+  end
+end
+return acked
+",
+    )
+});
+
+/// Announces `results` and `dead` letters, then acknowledges `ack`.
+pub(super) async fn announce(
+    pool: &Pool,
+    topology: &Topology,
+    results: &[ExecutionResult],
+    dead: &[DeadLetter],
+    ack: &[String],
+) -> Result<(), BusError> {
+    if results.is_empty() && dead.is_empty() && ack.is_empty() {
+        return Ok(());
+    }
+    let mut call = ANNOUNCE.prepare_invoke();
+    call.key(&topology.results_stream)
+        .key(&topology.dlq_stream)
+        .key(&topology.orders_stream)
+        .key(topology.failures_key())
+        .arg(&topology.results_channel)
+        .arg(topology.stream_maxlen)
+        .arg(&topology.group);
+    call.arg(results.len());
+    for result in results {
+        let (json, fields) = result.rendered();
+        call.arg(json).arg(fields.len() * 2);
+        for (name, value) in fields {
+            call.arg(name).arg(value);
+        }
+    }
+    call.arg(dead.len());
+    let failed_at = chrono::Utc::now().timestamp();
+    for letter in dead {
+        let noted = match letter.failures.first_error {
+            Some(_) => letter.original_id.as_str(),
+            None => "",
+        };
+        let fields = letter.to_fields(topology, failed_at);
+        call.arg(noted).arg(fields.len() * 2);
+        for (name, value) in fields {
+            call.arg(name).arg(value);
+        }
+    }
+    call.arg(ack.len()).arg(ack);
+    let mut conn = pool.get().await?;
+    let _: u64 = call.invoke_async(&mut conn).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bus::FailureNote;
+
+    #[test]
+    fn the_script_drops_the_notes_the_consumer_writes() {
+        let (first, last) = FailureNote::fields("1-0");
+        assert_eq!((first.as_str(), last.as_str()), ("1-0:first", "1-0:last"));
+    }
+}
