@@ -8,6 +8,7 @@ mod batch;
 pub mod entity;
 mod halts;
 mod live;
+mod nodelay;
 mod queries;
 mod rows;
 mod startup;
@@ -135,10 +136,16 @@ impl PoolSettings {
         ]
     }
 
-    fn pool_options(&self) -> PgPoolOptions {
+    fn pool_options(&self, port: u16) -> PgPoolOptions {
         PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            .after_connect(move |_, _| {
+                Box::pin(async move {
+                    nodelay::set_on_sockets_to(port);
+                    Ok(())
+                })
+            })
     }
 
     fn connect_options(&self, url: &str) -> Result<PgConnectOptions, DbErr> {
@@ -184,10 +191,11 @@ impl Store {
     /// the caller reports it, redacted.
     #[tracing::instrument(skip_all)]
     pub async fn connect_with(url: &str, settings: &PoolSettings) -> Result<Self, DbErr> {
+        let options = settings.connect_options(url)?;
         let pool = settings
-            .pool_options()
+            .pool_options(options.get_port())
             .min_connections(1)
-            .connect_with(settings.connect_options(url)?)
+            .connect_with(options)
             .await
             .map_err(|err| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))?;
         Ok(Store::from_pool(pool))
@@ -197,9 +205,10 @@ impl Store {
     /// running Postgres.
     pub async fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, DbErr> {
         let settings = PoolSettings::with_max_connections(max_connections);
+        let options = settings.connect_options(url)?;
         let pool = settings
-            .pool_options()
-            .connect_lazy_with(settings.connect_options(url)?);
+            .pool_options(options.get_port())
+            .connect_lazy_with(options);
         Ok(Store::from_pool(pool))
     }
 
