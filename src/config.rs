@@ -174,6 +174,15 @@ impl Settings {
     }
 }
 
+/// `FILLS_STREAM`: `stream.fills` when unset, none when set empty.
+fn fills_stream(env: &Env<'_>) -> Option<String> {
+    match env.var("FILLS_STREAM") {
+        None => Some("stream.fills".to_owned()),
+        Some(name) if name.trim().is_empty() => None,
+        Some(name) => Some(name),
+    }
+}
+
 fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
     let default_consumer = format!(
         "{}-{}",
@@ -186,6 +195,7 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             results_channel: env.text("RESULTS_CHANNEL", "order_results"),
             orders_stream: env.text("ORDERS_STREAM", "stream.orders"),
             results_stream: env.text("RESULTS_STREAM", "stream.order_results"),
+            fills_stream: fills_stream(env),
             dlq_stream: env.text("DLQ_STREAM", "stream.orders.dlq"),
             group: env.text("CONSUMER_GROUP", "execution"),
             consumer: env.text("CONSUMER_NAME", &default_consumer),

@@ -13,11 +13,12 @@ use redis::Script;
 use super::{BusError, DeadLetter, Topology};
 use crate::domain::ExecutionResult;
 
-/// KEYS: results stream, dead-letter stream, orders stream, failure notes.
-/// ARGV: results channel, MAXLEN, group, then three sections, each a count
-/// followed by its items: results (JSON, field count, fields), dead letters
-/// (entry id whose notes to drop or '', field count, fields), entry ids to
-/// acknowledge.
+/// KEYS: results stream, dead-letter stream, orders stream, failure notes,
+/// and the fills stream when there is one. ARGV: results channel, MAXLEN,
+/// group, then three sections, each a count followed by its items:
+/// results (JSON, field count, fields, alias count, aliases: the fields
+/// only the fills stream gets), dead letters (entry id whose notes to drop
+/// or '', field count, fields), entry ids to acknowledge.
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -28,19 +29,30 @@ local function take()
   at = at + 1
   return value
 end
-local function add(stream)
+local function range()
   local count = tonumber(take())
   local first = at
   at = at + count
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, at - 1))
+  return first, at - 1
+end
+local function add(stream, first, last, extra_first, extra_last)
+  local args = {'MAXLEN', '~', maxlen, '*'}
+  for i = first, last do args[#args + 1] = ARGV[i] end
+  for i = extra_first or 1, extra_last or 0 do args[#args + 1] = ARGV[i] end
+  redis.call('XADD', stream, unpack(args))
 end
 for _ = 1, tonumber(take()) do
   redis.call('PUBLISH', channel, take())
-  add(KEYS[1])
+  local first, last = range()
+  local alias_first, alias_last = range()
+  add(KEYS[1], first, last)
+  if KEYS[5] then
+    add(KEYS[5], first, last, alias_first, alias_last)
+  end
 end
 for _ = 1, tonumber(take()) do
   local noted = take()
-  add(KEYS[2])
+  add(KEYS[2], range())
   if noted ~= '' then
     redis.call('HDEL', KEYS[4], noted .. ':first', noted .. ':last')
   end
@@ -60,6 +72,13 @@ return acked
     )
 });
 
+/// The original service's names for two result fields, which the fills
+/// stream carries beside this service's.
+const FILL_ALIASES: [(&str, &str); 2] = [
+    ("filled_quantity", "filled_size"),
+    ("price", "avg_fill_price"),
+];
+
 /// Announces `results` and `dead` letters, then acknowledges `ack`.
 pub(super) async fn announce(
     pool: &Pool,
@@ -75,15 +94,29 @@ pub(super) async fn announce(
     call.key(&topology.results_stream)
         .key(&topology.dlq_stream)
         .key(&topology.orders_stream)
-        .key(topology.failures_key())
-        .arg(&topology.results_channel)
+        .key(topology.failures_key());
+    if let Some(fills) = &topology.fills_stream {
+        call.key(fills);
+    }
+    call.arg(&topology.results_channel)
         .arg(topology.stream_maxlen)
         .arg(&topology.group);
     call.arg(results.len());
     for result in results {
         let (json, fields) = result.rendered();
+        let aliases: Vec<(&str, &str)> = FILL_ALIASES
+            .iter()
+            .filter_map(|(ours, theirs)| {
+                let (_, value) = fields.iter().find(|(name, _)| name == ours)?;
+                Some((*theirs, value.as_str()))
+            })
+            .collect();
         call.arg(json).arg(fields.len() * 2);
-        for (name, value) in fields {
+        for (name, value) in &fields {
+            call.arg(name).arg(value);
+        }
+        call.arg(aliases.len() * 2);
+        for (name, value) in aliases {
             call.arg(name).arg(value);
         }
     }

@@ -38,6 +38,9 @@ pub struct Topology {
     pub results_channel: String,
     pub orders_stream: String,
     pub results_stream: String,
+    /// Where every result is appended a second time, with the original
+    /// service's field names beside these (`FILLS_STREAM`); none when empty.
+    pub fills_stream: Option<String>,
     pub dlq_stream: String,
     pub group: String,
     pub consumer: String,

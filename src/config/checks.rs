@@ -78,6 +78,21 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
             ),
         );
     }
+    let topology = &settings.streams.topology;
+    if let Some(fills) = &topology.fills_stream
+        && [
+            &topology.orders_stream,
+            &topology.results_stream,
+            &topology.dlq_stream,
+        ]
+        .contains(&fills)
+    {
+        env.invalid(
+            "FILLS_STREAM",
+            fills,
+            "a stream of its own, not ORDERS_STREAM, RESULTS_STREAM or DLQ_STREAM (empty turns it off)",
+        );
+    }
     if env.all_valid(&["POSTGRES_MAX_CONNECTIONS", "WORKER_CONCURRENCY"])
         && (settings.postgres.max_connections as usize) < worker.concurrency + 1
     {

@@ -384,3 +384,19 @@ fn composed_urls_take_ipv6_hosts_and_the_redactor_knows_their_passwords() {
 
 mod live;
 mod postgres;
+
+#[test]
+fn the_fills_stream_defaults_turns_off_when_empty_and_must_be_its_own() {
+    let fills = |vars: &[(&str, &str)]| settings(vars).map(|s| s.streams.topology.fills_stream);
+    assert_eq!(fills(&[]).unwrap().as_deref(), Some("stream.fills"));
+    assert_eq!(fills(&[("FILLS_STREAM", "")]).unwrap(), None);
+    assert_eq!(fills(&[("FILLS_STREAM", "  ")]).unwrap(), None);
+    assert_eq!(
+        fills(&[("FILLS_STREAM", "fills.v2")]).unwrap().as_deref(),
+        Some("fills.v2")
+    );
+    for taken in ["stream.orders", "stream.order_results", "stream.orders.dlq"] {
+        let err = fills(&[("FILLS_STREAM", taken)]).unwrap_err().to_string();
+        assert!(err.contains("FILLS_STREAM"), "{err}");
+    }
+}

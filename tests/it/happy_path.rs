@@ -203,3 +203,55 @@ async fn an_order_stamped_in_the_future_is_rejected_unexecuted_beyond_the_skew()
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_result_is_also_on_the_fills_stream_with_the_original_field_names() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("fills", &[("SHIM_ENABLED", "false")]).await;
+    env.xadd_payload(&crate::helpers::order_json("fills-1", "0.002", "50000"))
+        .await;
+    env.xadd_payload(&crate::helpers::order_json("fills-2", "-1", "50000"))
+        .await;
+    let results = env.wait_for_results(2).await;
+    env.wait_until("both results are on the fills stream", || async {
+        env.stream_len("FILLS_STREAM").await >= 2
+    })
+    .await;
+    let fills = env.stream("FILLS_STREAM").await;
+    assert_eq!(fills.len(), 2, "one entry per result");
+    for (fill, result) in fills.iter().zip(&results) {
+        // The same fields as the results stream, plus the aliases.
+        for (name, value) in result {
+            assert_eq!(fill.get(name), Some(value), "{name}");
+        }
+        assert_eq!(fill["filled_size"], result["filled_quantity"]);
+        assert_eq!(
+            fill.get("avg_fill_price"),
+            result.get("price"),
+            "absent together"
+        );
+        assert_eq!(fill["type"], "order_result");
+        let timestamp: i64 = fill["timestamp"].parse().expect("unix seconds");
+        assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
+    }
+    assert_eq!(fills[0]["status"], "FILLED");
+    assert_eq!(fills[0]["avg_fill_price"], "50000.00000000");
+    assert_eq!(fills[0]["filled_size"], "0.00200000");
+    assert_eq!(fills[1]["status"], "REJECTED");
+    assert!(!fills[1].contains_key("avg_fill_price"));
+    app.stop().await;
+
+    // Set empty, FILLS_STREAM turns the second stream off.
+    let app = env
+        .spawn(
+            "no-fills",
+            &[("SHIM_ENABLED", "false"), ("FILLS_STREAM", "")],
+        )
+        .await;
+    env.xadd_payload(&crate::helpers::order_json("fills-3", "1", "10"))
+        .await;
+    env.wait_for_results(3).await;
+    assert_eq!(env.stream_len("FILLS_STREAM").await, 2);
+    app.stop().await;
+    env.cleanup().await;
+}

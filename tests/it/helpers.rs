@@ -101,6 +101,7 @@ impl TestEnv {
             ("RESULTS_CHANNEL", &format!("{prefix}.order_results")),
             ("ORDERS_STREAM", &format!("{prefix}.stream.orders")),
             ("RESULTS_STREAM", &format!("{prefix}.stream.order_results")),
+            ("FILLS_STREAM", &format!("{prefix}.stream.fills")),
             ("DLQ_STREAM", &format!("{prefix}.stream.orders.dlq")),
             ("SHUTDOWN_STREAM", &format!("{prefix}.stream.bot_shutdown")),
             ("CONSUMER_GROUP", &format!("{prefix}.execution")),
