@@ -329,7 +329,7 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
         mode,
         dry_run: env.flag("DRY_RUN", true),
         paper_fee_rate,
-        reference_prices: reference_prices(env),
+        reference_prices: reference_prices(env, mode),
         paper_price_source: mexc::paper_price_source(env),
         mock_success_rate,
         mock_seed: env.ranged("MOCK_SEED", 42, 0..=u64::MAX),
@@ -342,9 +342,20 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
     }
 }
 
-/// `PAPER_REFERENCE_PRICES=BTCUSDT=50000,ETH/USDT=3000`.
-fn reference_prices(env: &mut Env<'_>) -> HashMap<String, Decimal> {
-    let text = env.text("PAPER_REFERENCE_PRICES", "");
+/// The reference prices of the simulated modes when
+/// `PAPER_REFERENCE_PRICES` is unset: round figures so that a MARKET order
+/// without a price fills out of the box, not market prices.
+pub const DEFAULT_REFERENCE_PRICES: &str = "BTCUSDT=50000,ETHUSDT=3000";
+
+/// `PAPER_REFERENCE_PRICES=BTCUSDT=50000,ETH/USDT=3000`; set empty, none.
+/// Unset, [`DEFAULT_REFERENCE_PRICES`] in paper and mock mode, and none
+/// for real orders, whose notional checks must never rest on them.
+fn reference_prices(env: &mut Env<'_>, mode: TradingMode) -> HashMap<String, Decimal> {
+    let text = match env.var("PAPER_REFERENCE_PRICES") {
+        Some(text) => text,
+        None if mode == TradingMode::Live => String::new(),
+        None => DEFAULT_REFERENCE_PRICES.to_owned(),
+    };
     let mut prices = HashMap::new();
     for pair in text
         .split(',')

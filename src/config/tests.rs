@@ -400,3 +400,22 @@ fn the_fills_stream_defaults_turns_off_when_empty_and_must_be_its_own() {
         assert!(err.contains("FILLS_STREAM"), "{err}");
     }
 }
+
+#[test]
+fn simulated_modes_have_default_reference_prices_and_real_orders_none() {
+    let prices = |vars: &[(&str, &str)]| settings(vars).unwrap().trading.reference_prices;
+    for mode in ["paper", "mock"] {
+        let defaults = prices(&[("TRADING_MODE", mode)]);
+        assert_eq!(defaults["BTCUSDT"], Decimal::from(50_000), "{mode}");
+        assert_eq!(defaults["ETHUSDT"], Decimal::from(3_000), "{mode}");
+    }
+    assert!(prices(&[("PAPER_REFERENCE_PRICES", "")]).is_empty());
+    assert_eq!(
+        prices(&[("PAPER_REFERENCE_PRICES", "SOLUSDT=150")])
+            .keys()
+            .collect::<Vec<_>>(),
+        ["SOLUSDT"]
+    );
+    // Live, a dry run by default: its checks must not price with them.
+    assert!(prices(&[("TRADING_MODE", "live")]).is_empty());
+}

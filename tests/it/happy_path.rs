@@ -255,3 +255,33 @@ async fn every_result_is_also_on_the_fills_stream_with_the_original_field_names(
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_market_order_without_a_price_fills_at_the_default_reference_price() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("reference", &[]).await;
+    // As the original pipeline's end-to-end test sends it.
+    let order = r#"{"order_id":"market-1","symbol":"BTC/USDT","side":"BUY","order_type":"MARKET","quantity":0.002}"#;
+    env.publish(&[order.to_owned()]).await;
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["status"], "FILLED", "{:?}", results[0]);
+    assert_eq!(results[0]["price"], "50000.00000000");
+    assert_eq!(results[0]["filled_quantity"], "0.00200000");
+    app.stop().await;
+
+    // Set empty, there is no table: the order names no price to fill at.
+    let app = env
+        .spawn("no-reference", &[("PAPER_REFERENCE_PRICES", "")])
+        .await;
+    let order = r#"{"order_id":"market-2","symbol":"BTC/USDT","side":"BUY","order_type":"MARKET","quantity":0.002}"#;
+    env.publish(&[order.to_owned()]).await;
+    let results = env.wait_for_results(2).await;
+    let second = results
+        .iter()
+        .find(|r| r["order_id"] == "market-2")
+        .expect("a result");
+    assert_eq!(second["status"], "REJECTED");
+    assert!(second["error_message"].contains("no price"), "{second:?}");
+    app.stop().await;
+    env.cleanup().await;
+}
