@@ -325,12 +325,16 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
         .amount_in("MOCK_SUCCESS_RATE", "0.95", Decimal::ZERO..=Decimal::ONE)
         .to_f64()
         .unwrap_or_default();
+    let paper_price_source = mexc::paper_price_source(env);
+    // A default table would stand in for MEXC's prices, or for an
+    // operator's, as if it were either.
+    let defaults = mode != TradingMode::Live && paper_price_source == PaperPriceSource::Reference;
     TradingSettings {
         mode,
         dry_run: env.flag("DRY_RUN", true),
         paper_fee_rate,
-        reference_prices: reference_prices(env, mode),
-        paper_price_source: mexc::paper_price_source(env),
+        reference_prices: reference_prices(env, defaults),
+        paper_price_source,
         mock_success_rate,
         mock_seed: env.ranged("MOCK_SEED", 42, 0..=u64::MAX),
         // 10 000 bps would price a SELL at zero, and more below it.
@@ -348,13 +352,15 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
 pub const DEFAULT_REFERENCE_PRICES: &str = "BTCUSDT=50000,ETHUSDT=3000";
 
 /// `PAPER_REFERENCE_PRICES=BTCUSDT=50000,ETH/USDT=3000`; set empty, none.
-/// Unset, [`DEFAULT_REFERENCE_PRICES`] in paper and mock mode, and none
-/// for real orders, whose notional checks must never rest on them.
-fn reference_prices(env: &mut Env<'_>, mode: TradingMode) -> HashMap<String, Decimal> {
+/// Unset, [`DEFAULT_REFERENCE_PRICES`] when `defaults` (paper and mock
+/// mode with reference prices as the price source), else none: real
+/// orders' notional checks, and paper fills when MEXC's ticker cannot be
+/// read, must never rest on made-up prices.
+fn reference_prices(env: &mut Env<'_>, defaults: bool) -> HashMap<String, Decimal> {
     let text = match env.var("PAPER_REFERENCE_PRICES") {
         Some(text) => text,
-        None if mode == TradingMode::Live => String::new(),
-        None => DEFAULT_REFERENCE_PRICES.to_owned(),
+        None if defaults => DEFAULT_REFERENCE_PRICES.to_owned(),
+        None => String::new(),
     };
     let mut prices = HashMap::new();
     for pair in text

@@ -1,9 +1,10 @@
-//! What a batch tells Redis when it is done, in one round trip: each
-//! result on `RESULTS_CHANNEL` and `RESULTS_STREAM`, each dead letter on
-//! `DLQ_STREAM` (its failure notes dropped), and only then `XACK` of the
-//! entries they answer. It is one script: Redis runs it in order and stops
-//! at the first command that fails, so an entry is never acknowledged
-//! unless everything announced before it was written.
+//! What a batch tells Redis when it is done: each result on
+//! `RESULTS_CHANNEL`, `RESULTS_STREAM` (and `FILLS_STREAM`), the failure
+//! notes of dead letters dropped, and only then `XACK` of the entries they
+//! answer, in one script: Redis runs it in order and stops at the first
+//! command that fails, so an entry is never acknowledged unless everything
+//! announced before it was written. Dead letters, when a batch has any,
+//! are parked on `DLQ_STREAM` just before, in one more round trip.
 
 use std::sync::LazyLock;
 
@@ -13,12 +14,13 @@ use redis::Script;
 use super::{BusError, DeadLetter, Topology};
 use crate::domain::ExecutionResult;
 
-/// KEYS: results stream, dead-letter stream, orders stream, failure notes,
-/// and the fills stream when there is one. ARGV: results channel, MAXLEN,
+/// KEYS: results stream, orders stream, failure notes, and the fills
+/// stream when there is one. ARGV: results channel, MAXLEN,
 /// group, then three sections, each a count followed by its items:
 /// results (JSON, field count, fields, alias count, aliases: the fields
-/// only the fills stream gets), dead letters (entry id whose notes to drop
-/// or '', field count, fields), entry ids to acknowledge.
+/// only the fills stream gets), entries whose failure notes to drop (their
+/// dead letters are parked), entry ids to acknowledge (at most
+/// `BATCH_SIZE`, 2,000, well within what `unpack` takes).
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -46,25 +48,22 @@ for _ = 1, tonumber(take()) do
   local first, last = range()
   local alias_first, alias_last = range()
   add(KEYS[1], first, last)
-  if KEYS[5] then
-    add(KEYS[5], first, last, alias_first, alias_last)
+  if KEYS[4] then
+    add(KEYS[4], first, last, alias_first, alias_last)
   end
 end
 for _ = 1, tonumber(take()) do
   local noted = take()
-  add(KEYS[2], range())
-  if noted ~= '' then
-    redis.call('HDEL', KEYS[4], noted .. ':first', noted .. ':last')
-  end
+  redis.call('HDEL', KEYS[3], noted .. ':first', noted .. ':last')
 end
 local acks = tonumber(take())
 if acks == 0 then
   return 0
 end
-local acked = redis.call('XACK', KEYS[3], group, unpack(ARGV, at, at + acks - 1))
-if redis.call('EXISTS', KEYS[4]) == 1 then
+local acked = redis.call('XACK', KEYS[2], group, unpack(ARGV, at, at + acks - 1))
+if redis.call('EXISTS', KEYS[3]) == 1 then
   for i = at, at + acks - 1 do
-    redis.call('HDEL', KEYS[4], ARGV[i] .. ':first', ARGV[i] .. ':last')
+    redis.call('HDEL', KEYS[3], ARGV[i] .. ':first', ARGV[i] .. ':last')
   end
 end
 return acked
@@ -92,7 +91,6 @@ pub(super) async fn announce(
     }
     let mut call = ANNOUNCE.prepare_invoke();
     call.key(&topology.results_stream)
-        .key(&topology.dlq_stream)
         .key(&topology.orders_stream)
         .key(topology.failures_key());
     if let Some(fills) = &topology.fills_stream {
@@ -120,21 +118,33 @@ pub(super) async fn announce(
             call.arg(name).arg(value);
         }
     }
-    call.arg(dead.len());
-    let failed_at = chrono::Utc::now().timestamp();
-    for letter in dead {
-        let noted = match letter.failures.first_error {
-            Some(_) => letter.original_id.as_str(),
-            None => "",
-        };
-        let fields = letter.to_fields(topology, failed_at);
-        call.arg(noted).arg(fields.len() * 2);
-        for (name, value) in fields {
-            call.arg(name).arg(value);
-        }
-    }
-    call.arg(ack.len()).arg(ack);
+    let noted: Vec<&str> = dead
+        .iter()
+        .filter(|letter| letter.failures.first_error.is_some())
+        .map(|letter| letter.original_id.as_str())
+        .collect();
+    call.arg(noted.len()).arg(noted).arg(ack.len()).arg(ack);
     let mut conn = pool.get().await?;
+    if !dead.is_empty() {
+        // Plain commands: a dead letter keeps every field its producer
+        // wrote, more than a script could pass on to XADD.
+        let mut pipe = redis::pipe();
+        let failed_at = chrono::Utc::now().timestamp();
+        for letter in dead {
+            let xadd = pipe
+                .cmd("XADD")
+                .arg(&topology.dlq_stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(topology.stream_maxlen)
+                .arg("*");
+            for (name, value) in letter.to_fields(topology, failed_at) {
+                xadd.arg(name).arg(value);
+            }
+            xadd.ignore();
+        }
+        let () = pipe.query_async(&mut conn).await?;
+    }
     let _: u64 = call.invoke_async(&mut conn).await?;
     Ok(())
 }

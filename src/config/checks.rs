@@ -79,18 +79,20 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
         );
     }
     let topology = &settings.streams.topology;
+    let taken = [
+        topology.orders_stream.clone(),
+        topology.results_stream.clone(),
+        topology.dlq_stream.clone(),
+        settings.streams.shutdown_stream.clone(),
+        topology.failures_key(),
+    ];
     if let Some(fills) = &topology.fills_stream
-        && [
-            &topology.orders_stream,
-            &topology.results_stream,
-            &topology.dlq_stream,
-        ]
-        .contains(&fills)
+        && taken.contains(fills)
     {
         env.invalid(
             "FILLS_STREAM",
             fills,
-            "a stream of its own, not ORDERS_STREAM, RESULTS_STREAM or DLQ_STREAM (empty turns it off)",
+            "a stream of its own, not ORDERS_STREAM, RESULTS_STREAM, DLQ_STREAM, SHUTDOWN_STREAM or the failure notes (empty turns it off)",
         );
     }
     if env.all_valid(&["POSTGRES_MAX_CONNECTIONS", "WORKER_CONCURRENCY"])

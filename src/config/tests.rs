@@ -395,7 +395,13 @@ fn the_fills_stream_defaults_turns_off_when_empty_and_must_be_its_own() {
         fills(&[("FILLS_STREAM", "fills.v2")]).unwrap().as_deref(),
         Some("fills.v2")
     );
-    for taken in ["stream.orders", "stream.order_results", "stream.orders.dlq"] {
+    for taken in [
+        "stream.orders",
+        "stream.order_results",
+        "stream.orders.dlq",
+        "stream.bot_shutdown",
+        "stream.orders:failures",
+    ] {
         let err = fills(&[("FILLS_STREAM", taken)]).unwrap_err().to_string();
         assert!(err.contains("FILLS_STREAM"), "{err}");
     }
@@ -418,4 +424,6 @@ fn simulated_modes_have_default_reference_prices_and_real_orders_none() {
     );
     // Live, a dry run by default: its checks must not price with them.
     assert!(prices(&[("TRADING_MODE", "live")]).is_empty());
+    // Nor do paper fills fall back to them when MEXC's ticker is down.
+    assert!(prices(&[("PAPER_PRICE_SOURCE", "mexc")]).is_empty());
 }

@@ -611,3 +611,83 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
 
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
+    let env = TestEnv::new().await;
+    let worker = env.worker("unwritable-fills").await;
+    worker.consumer.ensure_group().await.expect("group");
+    let mut conn = env.redis.clone();
+    let fills = env.var("FILLS_STREAM");
+    let () = redis::cmd("SET")
+        .arg(&fills)
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    env.xadd_payload(&order_json("fills-wrongtype-1", "1", "10"))
+        .await;
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+
+    let err = worker
+        .process_batch(&entries)
+        .await
+        .expect_err("the fills stream could not be written");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    // Written before the failing command, the result stays; the entry is
+    // not acknowledged, so it is delivered again.
+    assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 1);
+    assert_eq!(env.pending().await, 1, "the entry was acknowledged");
+
+    let () = redis::cmd("DEL")
+        .arg(&fills)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    worker.process_batch(&entries).await.expect("retried");
+    assert_eq!(env.pending().await, 0);
+    assert_eq!(env.stream_len("FILLS_STREAM").await, 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_keeps_thousands_of_fields() {
+    let env = TestEnv::new().await;
+    let worker = env.worker("wide").await;
+    worker.consumer.ensure_group().await.expect("group");
+    // A field name that is not UTF-8 makes the entry unreadable; it has
+    // more fields than a script could pass on.
+    let mut conn = env.redis.clone();
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg(env.var("ORDERS_STREAM")).arg("*");
+    xadd.arg(&b"\xff"[..]).arg("x");
+    for n in 0..5_000 {
+        xadd.arg(format!("f{n}")).arg("");
+    }
+    let _: String = xadd.query_async(&mut conn).await.expect("XADD");
+    env.xadd_payload(&order_json("beside-wide-1", "1", "10"))
+        .await;
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 2);
+
+    let report = worker.process_batch(&entries).await.expect("batch");
+    assert_eq!(report.dead_lettered, 1);
+    assert_eq!(report.results.len(), 1);
+    assert_eq!(env.pending().await, 0);
+    let letters: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(env.var("DLQ_STREAM"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    assert_eq!(letters.len(), 1);
+    let redis::Value::Array(entry) = &letters[0] else {
+        panic!("an entry: {:?}", letters[0]);
+    };
+    let redis::Value::Array(fields) = &entry[1] else {
+        panic!("fields: {:?}", entry[1]);
+    };
+    assert!(fields.len() / 2 > 5_000, "only {} fields", fields.len() / 2);
+    env.cleanup().await;
+}
