@@ -439,10 +439,10 @@ async fn a_hung_postgres_never_hangs_the_api() {
 /// restores it.
 async fn lost_postgres(fault: fn(&Proxy)) {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
     let through_proxy = env
         .var("DATABASE_URL")
-        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+        .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string());
     let app = env
         .spawn(
             "pg-lost",
@@ -587,11 +587,11 @@ async fn the_committed_openapi_document_matches_the_code_and_is_valid_openapi_3(
 #[tokio::test]
 async fn start_up_waits_for_an_unreachable_postgres() {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
     proxy.cut();
     let through_proxy = env
         .var("DATABASE_URL")
-        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+        .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string());
     let settings = env.settings(&[("DATABASE_URL", &through_proxy), ("CONSUMER_NAME", "late")]);
     let mut build = tokio::spawn(execution_service::app::Application::build(settings));
 

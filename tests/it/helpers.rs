@@ -20,12 +20,16 @@ use tokio_util::sync::CancellationToken;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    crate::services::services().admin_url.clone()
 }
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+pub fn redis_url() -> String {
+    crate::services::services().redis_url.clone()
+}
+
+/// Postgres' `host:port`.
+pub fn postgres_addr() -> &'static str {
+    &crate::services::services().postgres_addr
 }
 
 pub struct TestEnv {

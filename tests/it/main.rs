@@ -4,6 +4,7 @@
 mod fake_mexc;
 mod helpers;
 mod proxy;
+mod services;
 
 mod api;
 mod bytes;

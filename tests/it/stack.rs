@@ -154,6 +154,11 @@ fn native_environment(redis_port: u16, database: &str, http_port: u16) -> HashMa
         }
     }
     vars.insert("REDIS_PORT".into(), redis_port.to_string());
+    let postgres_port = crate::helpers::postgres_addr()
+        .rsplit(':')
+        .next()
+        .expect("a port");
+    vars.insert("POSTGRES_PORT".into(), postgres_port.to_owned());
     vars.insert("POSTGRES_DB".into(), database.to_owned());
     vars.insert("HTTP_PORT".into(), http_port.to_string());
     // The collector is not running here: export must fail without harm.

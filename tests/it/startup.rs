@@ -238,7 +238,7 @@ async fn an_unknown_role_stops_start_up_at_once() {
     for args in [&["serve"][..], &["migrate", "status"][..]] {
         let vars = vars(&[
             ("DATABASE_URL", &url),
-            ("REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("REDIS_URL", &crate::helpers::redis_url()),
         ]);
         let mut command = service_command(&vars);
         command.args(args);
@@ -331,7 +331,7 @@ async fn a_missing_database_the_role_may_not_create_stops_start_up() {
     let missing = unique("exec_missing");
     let vars = vars(&[
         ("DATABASE_URL", &postgres_url(&role, &missing)),
-        ("REDIS_URL", "redis://127.0.0.1:6379/"),
+        ("REDIS_URL", &crate::helpers::redis_url()),
     ]);
     let mut command = service_command(&vars);
     command.arg("serve");
@@ -356,11 +356,11 @@ async fn a_missing_database_the_role_may_not_create_stops_start_up() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_waited_for() {
-    let url = postgres_url("postgres", "anything");
-    let url = url.replace(":5432/", &format!(":{}/", free_port()));
+    // Nothing listens on a port just found free.
+    let url = format!("postgres://postgres@127.0.0.1:{}/anything", free_port());
     let vars = vars(&[
         ("DATABASE_URL", &url),
-        ("REDIS_URL", "redis://127.0.0.1:6379/"),
+        ("REDIS_URL", &crate::helpers::redis_url()),
     ]);
     let mut child = service_command(&vars)
         .arg("serve")

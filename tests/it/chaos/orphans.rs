@@ -28,7 +28,7 @@ async fn cluster<'a>(env: &'a TestEnv, proxy: &Proxy) -> Cluster<'a> {
     let url = format!(
         "{}?application_name={}",
         env.var("DATABASE_URL")
-            .replace("127.0.0.1:5432", &proxy.addr.to_string()),
+            .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string()),
         env.prefix
     );
     let batch_timeout = BATCH_TIMEOUT_SECS.to_string();
@@ -195,7 +195,7 @@ async fn fault_until_caught(cluster: &Cluster<'_>, proxy: &Proxy, fault: Fault, 
 /// backend left behind, and the usual invariants.
 async fn orders_outlast(fault: Fault, lasting: Duration) {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
     let cluster = cluster(&env, &proxy).await;
     let (before, _, _) = backends(&env).await;
     println!("{fault:?}: backends before: {before}");

@@ -120,10 +120,10 @@ async fn soak_many_kills() {
 #[tokio::test]
 async fn a_cut_postgres_pauses_the_work_and_loses_nothing() {
     let env = TestEnv::new().await;
-    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
     let through_proxy = env
         .var("DATABASE_URL")
-        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+        .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string());
     let mut overrides = FAST_CLAIMS.to_vec();
     overrides.push(("DATABASE_URL", &through_proxy));
     overrides.push(("MAX_DELIVERIES", "2"));
