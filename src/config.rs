@@ -103,7 +103,8 @@ pub struct TradingSettings {
 pub struct TelemetrySettings {
     pub log_level: String,
     pub json_logs: bool,
-    pub otlp_endpoint: Option<String>,
+    /// Where spans go, and how; none when `OTEL_EXPORTER_OTLP_ENDPOINT` is unset.
+    pub otlp: Option<(String, OtlpProtocol)>,
     pub service_name: String,
 }
 
@@ -143,7 +144,7 @@ impl Settings {
             telemetry: TelemetrySettings {
                 log_level: log_filter(&mut env),
                 json_logs: env.choice("LOG_FORMAT", "text", &["text", "json"]) == "json",
-                otlp_endpoint: otlp_endpoint(&mut env),
+                otlp: otlp_endpoint(&mut env),
                 service_name: env.text("OTEL_SERVICE_NAME", "execution-service"),
             },
         };
@@ -385,21 +386,34 @@ fn reference_prices(env: &mut Env<'_>, defaults: bool) -> HashMap<String, Decima
     prices
 }
 
-/// The OTLP endpoint, when traces are to be exported; the protocol must be
-/// one this build speaks (OTLP over HTTP).
-fn otlp_endpoint(env: &mut Env<'_>) -> Option<String> {
+/// How spans travel to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf` or `http/json` (port 4318); the exporter reads which.
+    Http,
+    /// `grpc` (port 4317), on the service's Tokio runtime.
+    Grpc,
+}
+
+/// The OTLP endpoint and protocol, when traces are to be exported.
+fn otlp_endpoint(env: &mut Env<'_>) -> Option<(String, OtlpProtocol)> {
     let endpoint = env
         .var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .filter(|v| !v.trim().is_empty())?;
     let protocol = env.text("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
-    if !["http/protobuf", "http/json"].contains(&protocol.as_str()) {
-        env.invalid(
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            &protocol,
-            "http/protobuf or http/json (OTLP over HTTP, port 4318)",
-        );
-    }
-    Some(endpoint)
+    let protocol = match protocol.trim() {
+        "grpc" => OtlpProtocol::Grpc,
+        "http/protobuf" | "http/json" => OtlpProtocol::Http,
+        other => {
+            env.invalid(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                other,
+                "grpc (port 4317), http/protobuf or http/json (port 4318)",
+            );
+            OtlpProtocol::Http
+        }
+    };
+    Some((endpoint, protocol))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Logs and traces: a `tracing` subscriber filtered by `LOG_LEVEL` (or
 //! `RUST_LOG`), printing text or one JSON object per line, and, when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exporting spans over OTLP/HTTP.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, exporting spans over OTLP: HTTP
+//! (`http/protobuf`, `http/json`) or gRPC (`grpc`, through tonic on the
+//! service's Tokio runtime).
 //!
 //! The exporter honours the standard `OTEL_*` variables (protocol, headers,
 //! timeout, sampler, resource attributes); without an endpoint no exporter
@@ -15,7 +17,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::TelemetrySettings;
+use crate::config::{OtlpProtocol, TelemetrySettings};
 
 /// Holds the exporter until shutdown, when it flushes what is buffered.
 #[must_use = "call shutdown() to flush the last spans"]
@@ -26,8 +28,8 @@ pub struct Telemetry {
 /// Installs the global subscriber. `instance` becomes `service.instance.id`.
 pub fn init(settings: &TelemetrySettings, instance: &str) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let provider = match &settings.otlp_endpoint {
-        Some(_) => Some(tracer_provider(settings, instance)?),
+    let provider = match &settings.otlp {
+        Some((_, protocol)) => Some(tracer_provider(settings, *protocol, instance)?),
         None => None,
     };
     let traces = provider.as_ref().map(|provider| {
@@ -59,10 +61,15 @@ pub fn init(settings: &TelemetrySettings, instance: &str) -> anyhow::Result<Tele
 
 fn tracer_provider(
     settings: &TelemetrySettings,
+    protocol: OtlpProtocol,
     instance: &str,
 ) -> anyhow::Result<SdkTracerProvider> {
     // Endpoint, protocol, headers and timeout come from the OTEL_* variables.
-    let exporter = SpanExporter::builder().with_http().build()?;
+    let exporter = match protocol {
+        OtlpProtocol::Http => SpanExporter::builder().with_http().build()?,
+        // Built inside the runtime, whose handle the gRPC channel keeps.
+        OtlpProtocol::Grpc => SpanExporter::builder().with_tonic().build()?,
+    };
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes([

@@ -427,3 +427,20 @@ fn simulated_modes_have_default_reference_prices_and_real_orders_none() {
     // Nor do paper fills fall back to them when MEXC's ticker is down.
     assert!(prices(&[("PAPER_PRICE_SOURCE", "mexc")]).is_empty());
 }
+
+#[test]
+fn otlp_goes_over_grpc_or_http_and_nothing_else() {
+    let otlp = |protocol: &str| {
+        settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ])
+        .map(|s| s.telemetry.otlp.map(|(_, protocol)| protocol))
+    };
+    assert_eq!(otlp("grpc").unwrap(), Some(OtlpProtocol::Grpc));
+    assert_eq!(otlp("http/protobuf").unwrap(), Some(OtlpProtocol::Http));
+    assert_eq!(otlp("http/json").unwrap(), Some(OtlpProtocol::Http));
+    let err = otlp("http/xml").unwrap_err().to_string();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+    assert!(settings(&[]).unwrap().telemetry.otlp.is_none());
+}

@@ -1,12 +1,18 @@
 //! Traces: an order sent with a known `traceparent` is traced across the
-//! shim, the worker and the result, exported over OTLP/HTTP to a receiver
-//! the test runs (decoding the protobuf with the OpenTelemetry types).
+//! shim, the worker and the result, exported over OTLP/HTTP or OTLP/gRPC
+//! to a receiver the test runs (decoding the protobuf with the
+//! OpenTelemetry types).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
@@ -47,6 +53,14 @@ fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
 #[handler]
 fn receive(body: Vec<u8>, received: Data<&Received>) -> poem::Response {
     let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("an OTLP trace export");
+    record(request, &received);
+    poem::Response::builder()
+        .content_type("application/x-protobuf")
+        .body(Vec::<u8>::new())
+}
+
+/// Keeps the spans of one export.
+fn record(request: ExportTraceServiceRequest, received: &Received) {
     let mut spans = received.lock().expect("receiver lock");
     for resource_spans in request.resource_spans {
         let resource = attributes(
@@ -68,9 +82,44 @@ fn receive(body: Vec<u8>, received: Data<&Received>) -> poem::Response {
             }
         }
     }
-    poem::Response::builder()
-        .content_type("application/x-protobuf")
-        .body(Vec::<u8>::new())
+}
+
+/// An OTLP/gRPC trace receiver.
+struct GrpcReceiver(Received);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        record(request.into_inner(), &self.0);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC trace receiver on a free port, answering once it listens.
+async fn start_grpc_receiver() -> (String, Received) {
+    let port = free_port();
+    let received: Received = Arc::default();
+    let service = TraceServiceServer::new(GrpcReceiver(received.clone()));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gRPC receiver did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (format!("http://127.0.0.1:{port}"), received)
 }
 
 /// An OTLP/HTTP trace receiver on a free port.
@@ -209,5 +258,63 @@ async fn an_order_is_one_trace_from_the_producer_through_shim_worker_and_result(
             "no {name} span was exported"
         );
     }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn spans_go_out_over_grpc_and_continue_the_incoming_trace() {
+    let (endpoint, received) = start_grpc_receiver().await;
+    let env = TestEnv::new().await;
+    let settings = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mut cluster = Cluster::new(&env, &settings);
+    cluster.start().await;
+    let mut results = Box::pin(env.subscribe_results().await);
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let producer_span = "b7ad6b7169203331";
+    let order = serde_json::json!({
+        "order_id": "traced-grpc-1", "symbol": "BTCUSDT", "side": "BUY", "quantity": "1", "price": "10",
+        "traceparent": format!("00-{trace_id}-{producer_span}-01"),
+    });
+    env.publish(&[order.to_string()]).await;
+    let result = tokio::time::timeout(DEADLINE, results.next())
+        .await
+        .expect("a result")
+        .expect("open channel");
+    assert_eq!(result.order_id, "traced-grpc-1");
+
+    // The batch exporter sends every 100 ms: wait for the worker's span.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let process = loop {
+        let spans = received.lock().expect("receiver lock").clone();
+        if let Some(span) = spans
+            .into_iter()
+            .find(|s| s.name == "order.process" && s.trace_id == trace_id)
+        {
+            break span;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no order.process span in trace {trace_id} arrived over gRPC"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(process.attributes["order_id"], "traced-grpc-1");
+    assert_eq!(process.resource["service.name"], "execution-service");
+    let spans = received.lock().expect("receiver lock").clone();
+    let mirror = spans
+        .iter()
+        .find(|s| s.name == "shim.mirror" && s.trace_id == trace_id)
+        .expect("the shim's span");
+    assert_eq!(
+        mirror.parent_span_id, producer_span,
+        "continued from the producer"
+    );
+    assert_eq!(process.parent_span_id, mirror.span_id);
+    cluster.stop().await;
     env.cleanup().await;
 }
