@@ -19,6 +19,8 @@ use poem::web::Data;
 use poem::{EndpointExt, Route, Server, handler, post};
 use prost::Message;
 
+use execution_service::domain::ExecutionResult;
+
 use crate::chaos::harness::Cluster;
 use crate::helpers::{DEADLINE, TestEnv, free_port};
 
@@ -140,6 +142,32 @@ async fn start_receiver() -> (String, Received) {
     (format!("http://127.0.0.1:{port}"), received)
 }
 
+/// Starts a replica with `settings`, publishes one order carrying
+/// `traceparent` 00-`trace_id`-`producer_span`-01, and returns the replica
+/// and the order's result.
+async fn traced_order<'a>(
+    env: &'a TestEnv,
+    settings: &[(&str, &str)],
+    order_id: &str,
+    trace_id: &str,
+    producer_span: &str,
+) -> (Cluster<'a>, ExecutionResult) {
+    let mut cluster = Cluster::new(env, settings);
+    cluster.start().await;
+    let mut results = Box::pin(env.subscribe_results().await);
+    let order = serde_json::json!({
+        "order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.5", "price": "100",
+        "traceparent": format!("00-{trace_id}-{producer_span}-01"),
+    });
+    env.publish(&[order.to_string()]).await;
+    let result = tokio::time::timeout(DEADLINE, results.next())
+        .await
+        .expect("a result")
+        .expect("open channel");
+    assert_eq!(result.order_id, order_id);
+    (cluster, result)
+}
+
 #[tokio::test]
 async fn an_order_is_one_trace_from_the_producer_through_shim_worker_and_result() {
     let (endpoint, received) = start_receiver().await;
@@ -153,22 +181,10 @@ async fn an_order_is_one_trace_from_the_producer_through_shim_worker_and_result(
         ("LOG_FORMAT", "json"),
         ("LOG_LEVEL", "info,execution_service=debug"),
     ];
-    let mut cluster = Cluster::new(&env, &settings);
-    cluster.start().await;
-    let mut results = Box::pin(env.subscribe_results().await);
-
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let producer_span = "00f067aa0ba902b7";
-    let order = serde_json::json!({
-        "order_id": "traced-1", "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.5", "price": "100",
-        "traceparent": format!("00-{trace_id}-{producer_span}-01"),
-    });
-    env.publish(&[order.to_string()]).await;
-    let result = tokio::time::timeout(DEADLINE, results.next())
-        .await
-        .expect("a result")
-        .expect("open channel");
-    assert_eq!(result.order_id, "traced-1");
+    let (cluster, result) =
+        traced_order(&env, &settings, "traced-1", trace_id, producer_span).await;
     let forwarded = result
         .traceparent
         .clone()
@@ -270,22 +286,10 @@ async fn spans_go_out_over_grpc_and_continue_the_incoming_trace() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ];
-    let mut cluster = Cluster::new(&env, &settings);
-    cluster.start().await;
-    let mut results = Box::pin(env.subscribe_results().await);
-
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let producer_span = "b7ad6b7169203331";
-    let order = serde_json::json!({
-        "order_id": "traced-grpc-1", "symbol": "BTCUSDT", "side": "BUY", "quantity": "1", "price": "10",
-        "traceparent": format!("00-{trace_id}-{producer_span}-01"),
-    });
-    env.publish(&[order.to_string()]).await;
-    let result = tokio::time::timeout(DEADLINE, results.next())
-        .await
-        .expect("a result")
-        .expect("open channel");
-    assert_eq!(result.order_id, "traced-grpc-1");
+    let (cluster, _) =
+        traced_order(&env, &settings, "traced-grpc-1", trace_id, producer_span).await;
 
     // The batch exporter sends every 100 ms: wait for the worker's span.
     let deadline = tokio::time::Instant::now() + DEADLINE;
