@@ -275,14 +275,7 @@ impl Worker {
             .iter()
             .filter(|o| plan.is_halted(&o.order_id))
             .count();
-        Ok(self.report(
-            entries.iter(),
-            results,
-            &plan,
-            executed,
-            halted,
-            held_entries,
-        ))
+        Ok(self.report(entries, results, &plan, executed, halted, held_entries))
     }
 
     /// Takes real orders to the exchange: the rows they stand as now, and
@@ -349,9 +342,9 @@ impl Worker {
     }
 
     /// Counts what a batch did into the metrics, and reports it.
-    fn report<'e>(
+    fn report(
         &self,
-        entries: impl Iterator<Item = &'e Entry> + Clone,
+        entries: &[Entry],
         results: Vec<ExecutionResult>,
         plan: &BatchPlan,
         executed: usize,
@@ -359,12 +352,12 @@ impl Worker {
         held: Vec<String>,
     ) -> BatchReport {
         let stats = &self.stats;
-        let received = entries.clone().count();
+        let received = entries.len();
         stats.batch_size.observe(received as f64);
         stats.received.inc_by(received as u64);
         stats
             .redeliveries
-            .inc_by(entries.filter(|e| e.deliveries > 1).count() as u64);
+            .inc_by(entries.iter().filter(|e| e.deliveries > 1).count() as u64);
         stats.dead_lettered.inc_by(plan.dead_letters.len() as u64);
         stats.ignored.inc_by(plan.ignored as u64);
         stats.conflicts.inc_by(plan.conflict_count() as u64);

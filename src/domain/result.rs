@@ -147,21 +147,6 @@ pub struct ExecutionResult {
     pub traceparent: Option<String>,
 }
 
-/// A result's JSON object as stream fields: absent ones left out, strings
-/// as they are, anything else as its JSON text.
-fn fields_of(value: Value) -> Vec<(String, String)> {
-    let Value::Object(map) = value else {
-        return Vec::new();
-    };
-    map.into_iter()
-        .filter_map(|(name, value)| match value {
-            Value::Null => None,
-            Value::String(text) => Some((name, text)),
-            other => Some((name, other.to_string())),
-        })
-        .collect()
-}
-
 fn result_type() -> String {
     "order_result".to_owned()
 }
@@ -202,27 +187,30 @@ impl ExecutionResult {
         }
     }
 
-    /// The JSON document for the results channel and the same fields as
-    /// text for the results stream, from one serialisation.
+    /// The JSON document for the results channel, and the same fields as
+    /// text for the results streams (absent ones left out, strings as they
+    /// are, anything else as its JSON text), from one serialisation.
     pub fn rendered(&self) -> (String, Vec<(String, String)>) {
-        match serde_json::to_value(self) {
-            Ok(value) => {
-                let json = value.to_string();
-                (json, fields_of(value))
+        let value = match serde_json::to_value(self) {
+            Ok(value) => value,
+            Err(err) => {
+                let json = format!(r#"{{"type":"order_result","error":"{err}"}}"#);
+                return (json, Vec::new());
             }
-            Err(_) => (self.to_json(), Vec::new()),
-        }
-    }
-
-    /// The JSON document for the results channel.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self)
-            .unwrap_or_else(|err| format!(r#"{{"type":"order_result","error":"{err}"}}"#))
-    }
-
-    /// The same fields as text, absent ones left out, for the results stream.
-    pub fn to_fields(&self) -> Vec<(String, String)> {
-        serde_json::to_value(self).map_or_else(|_| Vec::new(), fields_of)
+        };
+        let json = value.to_string();
+        let Value::Object(map) = value else {
+            return (json, Vec::new());
+        };
+        let fields = map
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::Null => None,
+                Value::String(text) => Some((name, text)),
+                other => Some((name, other.to_string())),
+            })
+            .collect();
+        (json, fields)
     }
 
     /// Reads a result back from its JSON (for clients and tests).
@@ -252,7 +240,7 @@ mod tests {
 
     #[test]
     fn json_has_the_contract_fields_and_exact_amounts() {
-        let json: Value = serde_json::from_str(&filled().to_json()).unwrap();
+        let json: Value = serde_json::from_str(&filled().rendered().0).unwrap();
         assert_eq!(json["type"], "order_result");
         assert_eq!(json["status"], "FILLED");
         assert_eq!(json["quantity"], "0.00100000");
@@ -264,7 +252,7 @@ mod tests {
 
     #[test]
     fn fields_are_text_and_skip_absent_values() {
-        let fields = filled().to_fields();
+        let (_, fields) = filled().rendered();
         let get = |name: &str| {
             fields
                 .iter()
@@ -280,7 +268,7 @@ mod tests {
     fn json_round_trips() {
         let result = filled();
         assert_eq!(
-            ExecutionResult::from_json(result.to_json().as_bytes()).unwrap(),
+            ExecutionResult::from_json(result.rendered().0.as_bytes()).unwrap(),
             result
         );
     }

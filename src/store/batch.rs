@@ -120,12 +120,7 @@ impl BatchTx {
     /// A transaction, whose connection goes back to the pool when it
     /// commits (what follows, the live path, needs the pool).
     pub(super) async fn begin(writers: &Writers) -> Result<Self, DbErr> {
-        let mut batch = BatchTx {
-            writer: Some(writers.take().await?),
-            in_flight: false,
-            keep: false,
-            writers: writers.clone(),
-        };
+        let mut batch = Self::on_writer(writers, false).await?;
         batch.run(sqlx::raw_sql("BEGIN")).await?;
         Ok(batch)
     }
@@ -133,10 +128,14 @@ impl BatchTx {
     /// A batch whose statements each commit on their own, on a writer
     /// kept for the next batch.
     pub(super) async fn autocommit(writers: &Writers) -> Result<Self, DbErr> {
+        Self::on_writer(writers, true).await
+    }
+
+    async fn on_writer(writers: &Writers, keep: bool) -> Result<Self, DbErr> {
         Ok(BatchTx {
             writer: Some(writers.take().await?),
             in_flight: false,
-            keep: true,
+            keep,
             writers: writers.clone(),
         })
     }
@@ -179,10 +178,6 @@ impl BatchTx {
         rows: &[NewOrder],
         fills: &[NewTrade],
     ) -> Result<HashMap<String, Written>, DbErr> {
-        if rows.is_empty() {
-            self.finish();
-            return Ok(HashMap::new());
-        }
         let (orders, trades) = (batch_json(rows)?, batch_json(fills)?);
         let conn = self.start()?;
         let written = sqlx::query(WRITE_DECIDED)

@@ -260,6 +260,10 @@ impl Store {
         rows: &[NewOrder],
         fills: &[NewTrade],
     ) -> Result<HashMap<String, Written>, DbErr> {
+        // A batch of dead letters and ignored messages writes nothing.
+        if rows.is_empty() {
+            return Ok(HashMap::new());
+        }
         BatchTx::autocommit(&self.writers)
             .await?
             .write_decided(rows, fills)

@@ -124,7 +124,7 @@ pub fn completed_row(
 /// fill and reason (the same columns [`completed_row`] sets on a stored
 /// row), with the trade of its fill.
 pub fn decided_row(
-    pending: &NewOrder,
+    pending: NewOrder,
     status: OrderStatus,
     fill: Option<&Fill>,
     reason: Option<String>,
@@ -138,7 +138,7 @@ pub fn decided_row(
         reject_reason: reason,
         exchange_order_id: fill.and_then(|f| f.exchange_order_id.clone()),
         filled_at: fill.map(|_| at),
-        ..pending.clone()
+        ..pending
     };
     let trade = fill.map(|fill| {
         let party = TradeParty {

@@ -93,24 +93,14 @@ impl Writers {
                 }
             }
         }
-        let conn = self.pool.acquire().await.map_err(|err| match err {
+        let mut conn = self.pool.acquire().await.map_err(|err| match err {
             SqlxError::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
             other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
         })?;
-        self.out.fetch_add(1, Ordering::Relaxed);
-        let mut writer = Writer {
-            conn,
-            backend: Backend {
-                pid: 0,
-                started: chrono::DateTime::UNIX_EPOCH,
-            },
-            taken_at: Instant::now(),
-            idle_since: Instant::now(),
-        };
         let backend = sqlx::query(
             "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
         )
-        .fetch_one(&mut *writer.conn)
+        .fetch_one(&mut *conn)
         .await
         .and_then(|row| {
             Ok(Backend {
@@ -118,16 +108,20 @@ impl Writers {
                 started: row.try_get(1)?,
             })
         });
-        match backend {
-            Ok(backend) => {
-                writer.backend = backend;
-                Ok(writer)
-            }
+        let backend = match backend {
+            Ok(backend) => backend,
             Err(err) => {
-                self.close(writer);
-                Err(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))))
+                drop(conn.detach());
+                return Err(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))));
             }
-        }
+        };
+        self.out.fetch_add(1, Ordering::Relaxed);
+        Ok(Writer {
+            conn,
+            backend,
+            taken_at: Instant::now(),
+            idle_since: Instant::now(),
+        })
     }
 
     /// Keeps a writer whose session is clean (no transaction open, nothing

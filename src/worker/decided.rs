@@ -33,7 +33,9 @@ impl Worker {
         let mut plan = self.plan(entries, now).await?;
         clock.lap("parse");
 
-        // 2. Decide every distinct order's outcome.
+        // 2. Decide every distinct order's outcome. The plan's rows are not
+        // needed past this step: they become the rows as they end.
+        let planned = std::mem::take(&mut plan.rows);
         let spans = spans_of(&plan);
         let outcomes: HashMap<&str, Outcome> = join_all(plan.orders().map(|order| async {
             let outcome = self.execute(order, &plan, &spans).await;
@@ -43,9 +45,8 @@ impl Worker {
         .into_iter()
         .collect();
         let mut fills = Vec::new();
-        let rows: Vec<NewOrder> = plan
-            .rows
-            .iter()
+        let rows: Vec<NewOrder> = planned
+            .into_iter()
             .map(|row| match outcomes.get(row.order_id.as_str()) {
                 Some(outcome) if row.status == OrderStatus::Pending.as_str() => {
                     let (status, fill, reason) = settled(outcome);
@@ -53,7 +54,7 @@ impl Worker {
                     fills.extend(trade);
                     row
                 }
-                _ => row.clone(),
+                _ => row,
             })
             .collect();
         clock.lap("execute");
@@ -100,6 +101,6 @@ impl Worker {
             .publish_and_ack(&results, &plan.dead_letters, &plan.entry_ids)
             .await?;
         clock.lap("publish");
-        Ok(self.report(entries.iter(), results, &plan, fresh, halted, Vec::new()))
+        Ok(self.report(entries, results, &plan, fresh, halted, Vec::new()))
     }
 }

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use execution_service::bus::Entry;
+use execution_service::worker::Worker;
+
 use crate::helpers::{TestEnv, order_json};
 
 #[tokio::test]
@@ -569,25 +572,38 @@ async fn a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_lost_witho
     env.cleanup().await;
 }
 
+/// Makes the key `var` names hold a string, so that every XADD to it fails
+/// (WRONGTYPE), or, with `spoiled` false, deletes it again.
+async fn spoil_stream(env: &TestEnv, var: &str, spoiled: bool) {
+    let mut conn = env.redis.clone();
+    let mut command = match spoiled {
+        true => redis::cmd("SET"),
+        false => redis::cmd("DEL"),
+    };
+    command.arg(env.var(var));
+    if spoiled {
+        command.arg("not a stream");
+    }
+    let () = command.query_async(&mut conn).await.expect("SET or DEL");
+}
+
+/// A worker, and the entry of one order it has read.
+async fn one_order_read(env: &TestEnv, consumer: &str, order_id: &str) -> (Worker, Vec<Entry>) {
+    let worker = env.worker(consumer).await;
+    worker.consumer.ensure_group().await.expect("group");
+    env.xadd_payload(&order_json(order_id, "1", "10")).await;
+    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    assert_eq!(entries.len(), 1);
+    (worker, entries)
+}
+
 #[tokio::test]
 async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
     let env = TestEnv::new().await;
-    let worker = env.worker("unwritable").await;
-    worker.consumer.ensure_group().await.expect("group");
     // The results stream's key holds a string: its XADD fails (WRONGTYPE)
     // after the order is recorded.
-    let mut conn = env.redis.clone();
-    let results_stream = env.var("RESULTS_STREAM");
-    let () = redis::cmd("SET")
-        .arg(&results_stream)
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .expect("SET");
-    env.xadd_payload(&order_json("unwritable-1", "1", "10"))
-        .await;
-    let entries = worker.consumer.read_new(10, 100).await.expect("read");
-    assert_eq!(entries.len(), 1);
+    spoil_stream(&env, "RESULTS_STREAM", true).await;
+    let (worker, entries) = one_order_read(&env, "unwritable", "unwritable-1").await;
 
     let err = worker
         .process_batch(&entries)
@@ -598,11 +614,7 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
 
     // Once the stream can be written, the same delivery is answered from
     // the stored row and acknowledged.
-    let () = redis::cmd("DEL")
-        .arg(&results_stream)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    spoil_stream(&env, "RESULTS_STREAM", false).await;
     let report = worker.process_batch(&entries).await.expect("retried");
     assert_eq!(report.executed, 0, "executed twice");
     assert_eq!(report.results[0].status.as_str(), "FILLED");
@@ -615,19 +627,8 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
 #[tokio::test]
 async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
     let env = TestEnv::new().await;
-    let worker = env.worker("unwritable-fills").await;
-    worker.consumer.ensure_group().await.expect("group");
-    let mut conn = env.redis.clone();
-    let fills = env.var("FILLS_STREAM");
-    let () = redis::cmd("SET")
-        .arg(&fills)
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .expect("SET");
-    env.xadd_payload(&order_json("fills-wrongtype-1", "1", "10"))
-        .await;
-    let entries = worker.consumer.read_new(10, 100).await.expect("read");
+    spoil_stream(&env, "FILLS_STREAM", true).await;
+    let (worker, entries) = one_order_read(&env, "unwritable-fills", "fills-wrongtype-1").await;
 
     let err = worker
         .process_batch(&entries)
@@ -639,11 +640,7 @@ async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
     assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 1);
     assert_eq!(env.pending().await, 1, "the entry was acknowledged");
 
-    let () = redis::cmd("DEL")
-        .arg(&fills)
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
+    spoil_stream(&env, "FILLS_STREAM", false).await;
     worker.process_batch(&entries).await.expect("retried");
     assert_eq!(env.pending().await, 0);
     assert_eq!(env.stream_len("FILLS_STREAM").await, 1);
