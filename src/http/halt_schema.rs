@@ -11,7 +11,13 @@ use serde_json::Value;
 use crate::domain::{Halt, HaltScope};
 use crate::store::entity::halts;
 
-/// Ids: printable, not blank. Reasons: not blank, no NUL.
+/// What the document's patterns ask of a reason: no NUL (Postgres text
+/// cannot hold it) and at least one character that is neither white space
+/// nor a control character.
+pub fn is_reason(text: &str) -> bool {
+    !text.contains('\0') && text.chars().any(|c| !c.is_whitespace() && !c.is_control())
+}
+
 /// A halt to set: `scope` says what it stops, and names the id field it
 /// needs (`strategy_id`, `bot_id` or `symbol`), as on the kill-switch stream.
 #[derive(Debug, Union)]
@@ -109,7 +115,11 @@ impl NewHalt {
 #[derive(Debug, Object)]
 pub struct HaltAll {
     /// Why trading stops; repeated in every rejected order's reason.
-    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$"
+    ))]
     pub reason: String,
     /// Who sets it (logged and stored); `admin-api` when absent.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -125,7 +135,11 @@ pub struct HaltStrategy {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
     ))]
     pub strategy_id: String,
-    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$"
+    ))]
     pub reason: String,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub source: Option<String>,
@@ -140,7 +154,11 @@ pub struct HaltBot {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
     ))]
     pub bot_id: String,
-    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$"
+    ))]
     pub reason: String,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub source: Option<String>,
@@ -156,7 +174,11 @@ pub struct HaltSymbol {
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[A-Za-z0-9][^\x00-\x1f\x7f-\x9f]*$"
     ))]
     pub symbol: String,
-    #[oai(validator(min_length = 1, max_length = 1000, pattern = r"^[^\x00]*\S[^\x00]*$"))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$"
+    ))]
     pub reason: String,
     #[oai(validator(min_length = 1, max_length = 200))]
     pub source: Option<String>,
@@ -298,5 +320,72 @@ impl Example for ActiveHalt {
             scope: HaltScope::Strategy("momentum-v2".into()),
             reason: "daily loss limit reached".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use regex::Regex;
+    use serde_json::Value;
+
+    use super::is_reason;
+
+    /// The `reason` patterns of the committed document (kept equal to the
+    /// served one by the API tests).
+    fn reason_patterns() -> Vec<Regex> {
+        let document: Value =
+            serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+        let patterns: Vec<Regex> = document["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|schema| schema["properties"]["reason"]["pattern"].as_str())
+            .map(|pattern| Regex::new(pattern).unwrap())
+            .collect();
+        assert_eq!(patterns.len(), 4, "one per kind of halt");
+        patterns
+    }
+
+    fn agree(patterns: &[Regex], text: &str) {
+        for pattern in patterns {
+            assert_eq!(
+                pattern.is_match(text),
+                is_reason(text),
+                "{text:?} against {pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_handler_takes_exactly_the_reasons_the_document_allows() {
+        let patterns = reason_patterns();
+        for text in [
+            "daily loss limit",
+            " x ",
+            "",
+            " ",
+            "\0",
+            "a\0",
+            "a\0b",
+            "\0a\0",
+            "\u{1c}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{feff}",
+            "\t\n\r",
+            "\u{1f}x\u{1f}",
+        ] {
+            agree(&patterns, text);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_judged_alike(text in "[\\x00-\\x20\\x7f-\\xa0\\u{2000}-\\u{200b}\\u{3000}a]{0,6}") {
+            agree(&reason_patterns(), &text);
+        }
     }
 }

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::ApiContext;
-use super::halt_schema::{HaltChange, HaltList, HaltView, NewHalt};
+use super::halt_schema::{HaltChange, HaltList, HaltView, NewHalt, is_reason};
 use super::schema::ApiError;
 use crate::domain::{HaltAction, HaltCommand, HaltScope};
 
@@ -188,10 +188,10 @@ impl HaltsApi {
             Ok(scope) => scope,
             Err(reason) => return bad(reason),
         };
-        let reason = reason.trim();
-        if reason.is_empty() || reason.contains('\0') {
-            return bad("reason must be text that is not blank".into());
+        if !is_reason(reason) {
+            return bad("reason must have a visible character and no NUL".into());
         }
+        let reason = reason.trim();
         let command = HaltCommand {
             action: HaltAction::Halt,
             scope,
