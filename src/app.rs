@@ -254,11 +254,20 @@ impl Application {
         }
         let worker_cancel = cancel.clone();
         let halts = self.kill_switch.clone();
+        let keys = bus::expected_keys(
+            &self.settings.streams.topology,
+            &self.settings.streams.shutdown_stream,
+        );
+        let pool = self.pool.clone();
         tasks.push((
             "worker",
             Box::pin(async move {
-                // Every halt on the stream is applied before the first batch.
-                if halts.wait_until_caught_up(&worker_cancel).await {
+                // A key of the wrong kind would fail every batch: stop here.
+                // Then every halt on the stream is applied before the first
+                // batch.
+                if bus::check_kinds(&pool, &keys, &worker_cancel).await?
+                    && halts.wait_until_caught_up(&worker_cancel).await
+                {
                     worker.run_until_stopped(worker_cancel).await;
                 }
                 Ok(())

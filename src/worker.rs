@@ -228,11 +228,22 @@ impl Worker {
         batch.record(&finished, &fills).await?;
         batch.commit().await?;
         clock.lap("commit");
+        // Counted once committed: a retry finds these rows finished.
+        let executed = to_execute
+            .iter()
+            .filter(|o| plan.stale_reason(&o.order_id).is_none())
+            .count();
+        let halted = to_execute
+            .iter()
+            .filter(|o| plan.is_halted(&o.order_id))
+            .count();
+        self.count_executed(executed, halted);
 
         // 4b. Real orders, one by one, no transaction open while sending.
         let (sent, held) = self
             .send_live(&to_send, &plan, &stored, &order_spans)
             .await?;
+        self.count_executed(sent.len(), 0);
         if self.live.is_some() {
             clock.lap("live");
         }
@@ -266,16 +277,8 @@ impl Worker {
         self.consumer.ack(&entry_ids).await?;
         clock.lap("ack");
 
-        let executed = to_execute
-            .iter()
-            .filter(|o| plan.stale_reason(&o.order_id).is_none())
-            .count()
-            + sent.len();
-        let halted = to_execute
-            .iter()
-            .filter(|o| plan.is_halted(&o.order_id))
-            .count();
-        Ok(self.report(entries, results, &plan, executed, halted, held_entries))
+        let executed = executed + sent.len();
+        Ok(self.report(entries, results, &plan, executed, held_entries))
     }
 
     /// Takes real orders to the exchange: the rows they stand as now, and
@@ -341,14 +344,22 @@ impl Worker {
         Ok(())
     }
 
-    /// Counts what a batch did into the metrics, and reports it.
+    /// Counts executions as they are stored, not when their batch is
+    /// acknowledged: an attempt that stores them and then fails is followed
+    /// by one that finds them stored.
+    fn count_executed(&self, executed: usize, halted: usize) {
+        self.stats.executed.inc_by(executed as u64);
+        self.stats.halted.inc_by(halted as u64);
+    }
+
+    /// Counts what a batch did into the metrics (its executions were
+    /// counted when stored), and reports it.
     fn report(
         &self,
         entries: &[Entry],
         results: Vec<ExecutionResult>,
         plan: &BatchPlan,
         executed: usize,
-        halted: usize,
         held: Vec<String>,
     ) -> BatchReport {
         let stats = &self.stats;
@@ -361,8 +372,6 @@ impl Worker {
         stats.dead_lettered.inc_by(plan.dead_letters.len() as u64);
         stats.ignored.inc_by(plan.ignored as u64);
         stats.conflicts.inc_by(plan.conflict_count() as u64);
-        stats.executed.inc_by(executed as u64);
-        stats.halted.inc_by(halted as u64);
         for result in &results {
             stats.count_result(result.status);
         }

@@ -3,7 +3,9 @@
 //! notes of dead letters dropped, and only then `XACK` of the entries they
 //! answer, in one script: Redis runs it in order and stops at the first
 //! command that fails, so an entry is never acknowledged unless everything
-//! announced before it was written. Dead letters, when a batch has any,
+//! announced before it was written. A key of the wrong kind (see `keys`)
+//! fails the script before it writes anything, so the retries of such a
+//! batch publish nothing twice. Dead letters, when a batch has any,
 //! are parked on `DLQ_STREAM` just before, in one more round trip.
 
 use std::sync::LazyLock;
@@ -24,6 +26,13 @@ use crate::domain::ExecutionResult;
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local kinds = {'stream', 'stream', 'hash', 'stream'}
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= kinds[i] then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a ' .. kinds[i])
+  end
+end
 local channel, maxlen, group = ARGV[1], ARGV[2], ARGV[3]
 local at = 4
 local function take()

@@ -65,8 +65,8 @@ impl Worker {
         // A stored row left unfinished (a live-path row, or one from before
         // this path existed) needs the transaction path: the whole batch
         // takes it, before anything is announced. Its new rows are finished
-        // already and are answered from Postgres there, counted once more
-        // in their `attempts`.
+        // already (and counted) and are answered from Postgres there,
+        // counted once more in their `attempts`.
         let inserted = |id: &str| written.get(id).is_some_and(|w| w.inserted);
         let fresh = plan
             .orders()
@@ -76,6 +76,7 @@ impl Worker {
             .orders()
             .filter(|o| inserted(&o.order_id) && plan.is_halted(&o.order_id))
             .count();
+        self.count_executed(fresh, halted);
         if written
             .values()
             .any(|w| !w.inserted && !w.row.is_terminal())
@@ -84,8 +85,6 @@ impl Worker {
                 "a stored order of the batch is unfinished; the batch takes the transaction path"
             );
             let mut report = self.process_in_transaction(entries).await?;
-            self.stats.executed.inc_by(fresh as u64);
-            self.stats.halted.inc_by(halted as u64);
             report.executed += fresh;
             return Ok(report);
         }
@@ -101,6 +100,6 @@ impl Worker {
             .publish_and_ack(&results, &plan.dead_letters, &plan.entry_ids)
             .await?;
         clock.lap("publish");
-        Ok(self.report(entries, results, &plan, fresh, halted, Vec::new()))
+        Ok(self.report(entries, results, &plan, fresh, Vec::new()))
     }
 }

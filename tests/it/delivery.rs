@@ -572,21 +572,6 @@ async fn a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_lost_witho
     env.cleanup().await;
 }
 
-/// Makes the key `var` names hold a string, so that every XADD to it fails
-/// (WRONGTYPE), or, with `spoiled` false, deletes it again.
-async fn spoil_stream(env: &TestEnv, var: &str, spoiled: bool) {
-    let mut conn = env.redis.clone();
-    let mut command = match spoiled {
-        true => redis::cmd("SET"),
-        false => redis::cmd("DEL"),
-    };
-    command.arg(env.var(var));
-    if spoiled {
-        command.arg("not a stream");
-    }
-    let () = command.query_async(&mut conn).await.expect("SET or DEL");
-}
-
 /// A worker, and the entry of one order it has read.
 async fn one_order_read(env: &TestEnv, consumer: &str, order_id: &str) -> (Worker, Vec<Entry>) {
     let worker = env.worker(consumer).await;
@@ -602,7 +587,7 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
     let env = TestEnv::new().await;
     // The results stream's key holds a string: its XADD fails (WRONGTYPE)
     // after the order is recorded.
-    spoil_stream(&env, "RESULTS_STREAM", true).await;
+    env.spoil_key("RESULTS_STREAM", true).await;
     let (worker, entries) = one_order_read(&env, "unwritable", "unwritable-1").await;
 
     let err = worker
@@ -614,7 +599,7 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
 
     // Once the stream can be written, the same delivery is answered from
     // the stored row and acknowledged.
-    spoil_stream(&env, "RESULTS_STREAM", false).await;
+    env.spoil_key("RESULTS_STREAM", false).await;
     let report = worker.process_batch(&entries).await.expect("retried");
     assert_eq!(report.executed, 0, "executed twice");
     assert_eq!(report.results[0].status.as_str(), "FILLED");
@@ -627,7 +612,7 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
 #[tokio::test]
 async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
     let env = TestEnv::new().await;
-    spoil_stream(&env, "FILLS_STREAM", true).await;
+    env.spoil_key("FILLS_STREAM", true).await;
     let (worker, entries) = one_order_read(&env, "unwritable-fills", "fills-wrongtype-1").await;
 
     let err = worker
@@ -635,14 +620,15 @@ async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
         .await
         .expect_err("the fills stream could not be written");
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    // Written before the failing command, the result stays; the entry is
-    // not acknowledged, so it is delivered again.
-    assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 1);
+    // The kinds are checked before anything is written: no result yet,
+    // and the entry is not acknowledged, so it is delivered again.
+    assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 0);
     assert_eq!(env.pending().await, 1, "the entry was acknowledged");
 
-    spoil_stream(&env, "FILLS_STREAM", false).await;
+    env.spoil_key("FILLS_STREAM", false).await;
     worker.process_batch(&entries).await.expect("retried");
     assert_eq!(env.pending().await, 0);
+    assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 1);
     assert_eq!(env.stream_len("FILLS_STREAM").await, 1);
     env.cleanup().await;
 }

@@ -269,6 +269,21 @@ impl TestEnv {
         cmd.query_async(&mut conn).await.expect("XADD")
     }
 
+    /// Makes the key a setting names hold a string (`spoiled`), so every
+    /// stream command on it fails with `WRONGTYPE`, or deletes it.
+    pub async fn spoil_key(&self, var: &str, spoiled: bool) {
+        let mut conn = self.redis.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(self.var(var)).ignore();
+        if spoiled {
+            pipe.cmd("SET")
+                .arg(self.var(var))
+                .arg("not a stream")
+                .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.expect("DEL (+ SET)");
+    }
+
     pub async fn xadd_payload(&self, payload: &str) -> String {
         self.xadd(&[("payload", payload)]).await
     }

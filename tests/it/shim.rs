@@ -18,15 +18,13 @@ fn field<'a>(fields: &'a RawFields, name: &str) -> Option<&'a [u8]> {
 #[tokio::test]
 async fn a_chunk_redis_refuses_is_retried_until_it_is_mirrored() {
     let env = TestEnv::new().await;
-    // The orders stream's key holds a string: every XADD fails (WRONGTYPE).
-    let mut conn = env.redis.clone();
-    let () = redis::cmd("SET")
-        .arg(env.var("ORDERS_STREAM"))
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .expect("SET");
     let app = env.spawn("replica-a", &[]).await;
+    // Running (start-up refuses a key of the wrong kind).
+    env.publish(&[order_json("accepted", "1", "10")]).await;
+    env.wait_for_results(1).await;
+    // The orders stream's key now holds a string: every XADD fails
+    // (WRONGTYPE).
+    env.spoil_key("ORDERS_STREAM", true).await;
     let orders: Vec<String> = (0..5)
         .map(|i| order_json(&format!("refused-{i}"), "1", "10"))
         .collect();
@@ -36,12 +34,8 @@ async fn a_chunk_redis_refuses_is_retried_until_it_is_mirrored() {
     })
     .await;
 
-    let () = redis::cmd("DEL")
-        .arg(env.var("ORDERS_STREAM"))
-        .query_async(&mut conn)
-        .await
-        .expect("DEL");
-    let results = env.wait_for_results(5).await;
+    env.spoil_key("ORDERS_STREAM", false).await;
+    let results = env.wait_for_results(6).await;
     assert!(results.iter().all(|r| r["status"] == "FILLED"));
     assert_eq!(env.stream_len("ORDERS_STREAM").await, 5);
 

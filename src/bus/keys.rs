@@ -1,0 +1,165 @@
+//! The kind of value the service expects under each Redis key it names.
+//! A key of another kind (a setting that names a key some other program
+//! uses, a key overwritten by hand) makes every command on it fail with
+//! `WRONGTYPE`: start-up refuses it, naming the setting, instead of
+//! retrying batches that cannot succeed; the announcing script checks
+//! again before it writes anything.
+
+use std::fmt;
+
+use deadpool_redis::Pool;
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, Topology};
+use crate::retry::Backoff;
+
+/// A key the service reads or writes, and the kind it must hold when it
+/// exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedKey {
+    /// The setting that names it.
+    pub setting: &'static str,
+    pub key: String,
+    /// As Redis `TYPE` names it: `stream`, `hash`.
+    pub kind: &'static str,
+}
+
+/// Every key the service names: the streams it reads and writes, and the
+/// hash of failure notes.
+pub fn expected_keys(topology: &Topology, shutdown_stream: &str) -> Vec<ExpectedKey> {
+    let stream = |setting, key: &str| ExpectedKey {
+        setting,
+        key: key.to_owned(),
+        kind: "stream",
+    };
+    let mut keys = vec![
+        stream("ORDERS_STREAM", &topology.orders_stream),
+        stream("RESULTS_STREAM", &topology.results_stream),
+        stream("DLQ_STREAM", &topology.dlq_stream),
+        stream("SHUTDOWN_STREAM", shutdown_stream),
+        ExpectedKey {
+            setting: "ORDERS_STREAM (its failure notes)",
+            key: topology.failures_key(),
+            kind: "hash",
+        },
+    ];
+    if let Some(fills) = &topology.fills_stream {
+        keys.push(stream("FILLS_STREAM", fills));
+    }
+    keys
+}
+
+/// A key that holds another kind of value than the service needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrongKind {
+    pub expected: ExpectedKey,
+    pub found: String,
+}
+
+impl fmt::Display for WrongKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} names the Redis key {:?}, which holds a {}, not a {}",
+            self.expected.setting, self.expected.key, self.found, self.expected.kind
+        )
+    }
+}
+
+/// The keys among `expected` that exist with another kind of value, asked
+/// in one round trip.
+pub async fn wrong_kinds(
+    pool: &Pool,
+    expected: &[ExpectedKey],
+) -> Result<Vec<WrongKind>, BusError> {
+    let mut pipe = redis::pipe();
+    for key in expected {
+        pipe.cmd("TYPE").arg(&key.key);
+    }
+    let mut conn = pool.get().await?;
+    let kinds: Vec<String> = pipe.query_async(&mut conn).await?;
+    Ok(expected
+        .iter()
+        .zip(kinds)
+        .filter(|(key, found)| found != "none" && found != key.kind)
+        .map(|(key, found)| WrongKind {
+            expected: key.clone(),
+            found,
+        })
+        .collect())
+}
+
+/// Asks until Redis answers, then refuses to go on when a key holds the
+/// wrong kind: an error naming every such key. False when cancelled first.
+pub async fn check_kinds(
+    pool: &Pool,
+    expected: &[ExpectedKey],
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut backoff = Backoff::default();
+    loop {
+        match wrong_kinds(pool, expected).await {
+            Ok(wrong) if wrong.is_empty() => return Ok(true),
+            Ok(wrong) => {
+                let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
+                anyhow::bail!("{}", named.join("; "));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot check the Redis keys yet; retrying");
+                if !backoff.wait(cancel).await {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_key_is_expected_and_the_fills_stream_only_when_set() {
+        let mut topology = Topology {
+            orders_stream: "o".into(),
+            results_stream: "r".into(),
+            dlq_stream: "d".into(),
+            ..Topology::default()
+        };
+        let names = |topology: &Topology| -> Vec<(String, &'static str)> {
+            expected_keys(topology, "s")
+                .into_iter()
+                .map(|key| (key.key, key.kind))
+                .collect()
+        };
+        let without = names(&topology);
+        assert_eq!(
+            without,
+            [
+                ("o".to_owned(), "stream"),
+                ("r".to_owned(), "stream"),
+                ("d".to_owned(), "stream"),
+                ("s".to_owned(), "stream"),
+                ("o:failures".to_owned(), "hash"),
+            ]
+        );
+        topology.fills_stream = Some("f".into());
+        assert_eq!(names(&topology).last(), Some(&("f".to_owned(), "stream")));
+    }
+
+    #[test]
+    fn a_wrong_kind_names_the_setting_the_key_and_both_kinds() {
+        let wrong = WrongKind {
+            expected: ExpectedKey {
+                setting: "RESULTS_STREAM",
+                key: "stream.order_results".into(),
+                kind: "stream",
+            },
+            found: "string".into(),
+        };
+        assert_eq!(
+            wrong.to_string(),
+            r#"RESULTS_STREAM names the Redis key "stream.order_results", which holds a string, not a stream"#
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Redis keys that hold the wrong kind of value: start-up refuses them by
+//! setting name, and a key overwritten while the service runs stops its
+//! batches without announcing anything twice (or counting anything less
+//! than once).
+
+use futures_util::StreamExt;
+
+use crate::helpers::{DEADLINE, TestEnv, order_json};
+
+#[tokio::test]
+async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
+    let env = TestEnv::new().await;
+    for var in ["RESULTS_STREAM", "FILLS_STREAM", "SHUTDOWN_STREAM"] {
+        env.spoil_key(var, true).await;
+    }
+    let app = env.build("wrong-kinds", &[("SHIM_ENABLED", "false")]).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let ended = tokio::time::timeout(DEADLINE, app.run_until_stopped(cancel))
+        .await
+        .expect("start-up gives up instead of retrying");
+    let message = format!("{:#}", ended.expect_err("start-up refuses the keys"));
+    for var in ["RESULTS_STREAM", "FILLS_STREAM", "SHUTDOWN_STREAM"] {
+        assert!(
+            message.contains(&format!(
+                "{var} names the Redis key {:?}, which holds a string, not a stream",
+                env.var(var)
+            )),
+            "{var}: {message}"
+        );
+    }
+    assert!(!message.contains("ORDERS_STREAM"), "{message}");
+    // Nothing was read, so nothing is lost.
+    assert_eq!(env.pending().await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_results_stream_overwritten_while_running_holds_its_batch_without_duplicates() {
+    let env = TestEnv::new().await;
+    let mut announced = env.subscribe_results().await;
+    let app = env.spawn("overwritten", &[("SHIM_ENABLED", "false")]).await;
+    env.xadd_payload(&order_json("kinds-before", "0.001", "50000"))
+        .await;
+    let first = tokio::time::timeout(DEADLINE, announced.next())
+        .await
+        .expect("the first result")
+        .unwrap();
+    assert_eq!(first.order_id, "kinds-before");
+
+    env.spoil_key("RESULTS_STREAM", true).await;
+    env.xadd_payload(&order_json("kinds-held", "0.001", "50000"))
+        .await;
+    // Several failed attempts: each used to publish the result again.
+    let failures = app.stats.batch_failures.get();
+    app.wait_for_stat("three failed attempts", |stats| {
+        stats.batch_failures.get() >= failures + 3
+    })
+    .await;
+    assert_eq!(env.pending().await, 1, "the entry stays unacknowledged");
+
+    env.spoil_key("RESULTS_STREAM", false).await;
+    env.wait_until("the held entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    // Announcements reach a subscriber in order: whatever the held order's
+    // attempts published came before the next order's result.
+    env.xadd_payload(&order_json("kinds-after", "0.001", "50000"))
+        .await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("kinds-after") {
+        let result = tokio::time::timeout(DEADLINE, announced.next())
+            .await
+            .expect("the results after the key is fixed")
+            .unwrap();
+        seen.push(result.order_id);
+    }
+    assert_eq!(seen, ["kinds-held", "kinds-after"]);
+    assert_eq!(env.results_for("kinds-held").await.len(), 1);
+    // Executed once each, counted when stored: the held order's first
+    // attempt stored it, the one that announced it found it stored.
+    assert_eq!(app.stats.executed.get(), 3);
+    app.stop().await;
+    env.cleanup().await;
+}
