@@ -89,6 +89,8 @@ pub struct Handled {
     /// Leave the entry unacknowledged: another replica holds the order, or
     /// nothing could be sent and a later delivery must try again.
     pub hold: bool,
+    /// Its first request went to the exchange now: an execution.
+    pub executed: bool,
 }
 
 impl Handled {
@@ -96,6 +98,7 @@ impl Handled {
         Handled {
             row: Some(row),
             hold: false,
+            executed: false,
         }
     }
 
@@ -103,6 +106,7 @@ impl Handled {
         Handled {
             row: None,
             hold: true,
+            executed: false,
         }
     }
 

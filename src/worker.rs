@@ -240,10 +240,9 @@ impl Worker {
         self.count_executed(executed, halted);
 
         // 4b. Real orders, one by one, no transaction open while sending.
-        let (sent, held) = self
+        let (sent, held, sent_now) = self
             .send_live(&to_send, &plan, &stored, &order_spans)
             .await?;
-        self.count_executed(sent.len(), 0);
         if self.live.is_some() {
             clock.lap("live");
         }
@@ -277,23 +276,24 @@ impl Worker {
         self.consumer.ack(&entry_ids).await?;
         clock.lap("ack");
 
-        let executed = executed + sent.len();
-        Ok(self.report(entries, results, &plan, executed, held_entries))
+        Ok(self.report(entries, results, &plan, executed + sent_now, held_entries))
     }
 
-    /// Takes real orders to the exchange: the rows they stand as now, and
-    /// the orders whose entries must stay unacknowledged.
+    /// Takes real orders to the exchange: the rows they stand as now, the
+    /// orders whose entries must stay unacknowledged, and how many were
+    /// sent for the first time (the desk counts them as they leave).
     async fn send_live(
         &self,
         orders: &[&Order],
         plan: &BatchPlan,
         stored: &HashMap<String, orders::Model>,
         spans: &HashMap<String, tracing::Span>,
-    ) -> Result<(HashMap<String, orders::Model>, HashSet<String>), BatchError> {
+    ) -> Result<(HashMap<String, orders::Model>, HashSet<String>, usize), BatchError> {
         let mut sent = HashMap::new();
         let mut held = HashSet::new();
+        let mut sent_now = 0;
         let Some(desk) = &self.live else {
-            return Ok((sent, held));
+            return Ok((sent, held, sent_now));
         };
         let known: Vec<(&Order, &store::NewOrder)> = orders
             .iter()
@@ -320,6 +320,7 @@ impl Worker {
             .await;
         for ((order, _), handled) in known.iter().zip(handled) {
             let handled = handled?;
+            sent_now += usize::from(handled.executed);
             if handled.hold {
                 held.insert(order.order_id.clone());
             }
@@ -327,7 +328,7 @@ impl Worker {
                 sent.insert(order.order_id.clone(), row);
             }
         }
-        Ok((sent, held))
+        Ok((sent, held, sent_now))
     }
 
     /// Lets go of the finished live orders whose results just went out.

@@ -4,21 +4,24 @@
 //! answer, in one script: Redis runs it in order and stops at the first
 //! command that fails, so an entry is never acknowledged unless everything
 //! announced before it was written. A key of the wrong kind (see `keys`)
-//! fails the script before it writes anything, so the retries of such a
-//! batch publish nothing twice. Dead letters, when a batch has any,
-//! are parked on `DLQ_STREAM` just before, in one more round trip.
+//! among those a call writes fails it before it writes anything, so the
+//! retries of such a batch publish nothing twice. Dead letters, when a
+//! batch has any, are parked on `DLQ_STREAM` just before, in one more
+//! round trip, after the same check.
 
 use std::sync::LazyLock;
 
 use deadpool_redis::Pool;
 use redis::Script;
 
+use super::keys::{ExpectedKey, WrongKind, wrong_kinds};
 use super::{BusError, DeadLetter, Topology};
 use crate::domain::ExecutionResult;
 
 /// KEYS: results stream, orders stream, failure notes, and the fills
-/// stream when there is one. ARGV: results channel, MAXLEN,
-/// group, then three sections, each a count followed by its items:
+/// stream when there is one. ARGV: results channel, MAXLEN, group, the
+/// KEYS this call writes (their indexes as digits: their kinds are checked
+/// first), then three sections, each a count followed by its items:
 /// results (JSON, field count, fields, alias count, aliases: the fields
 /// only the fills stream gets), entries whose failure notes to drop (their
 /// dead letters are parked), entry ids to acknowledge (at most
@@ -27,14 +30,15 @@ static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local kinds = {'stream', 'stream', 'hash', 'stream'}
-for i = 1, #KEYS do
+for i in string.gmatch(ARGV[4], '%d') do
+  i = tonumber(i)
   local kind = redis.call('TYPE', KEYS[i])['ok']
   if kind ~= 'none' and kind ~= kinds[i] then
     return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a ' .. kinds[i])
   end
 end
 local channel, maxlen, group = ARGV[1], ARGV[2], ARGV[3]
-local at = 4
+local at = 5
 local function take()
   local value = ARGV[at]
   at = at + 1
@@ -98,16 +102,38 @@ pub(super) async fn announce(
     if results.is_empty() && dead.is_empty() && ack.is_empty() {
         return Ok(());
     }
+    let noted: Vec<&str> = dead
+        .iter()
+        .filter(|letter| letter.failures.first_error.is_some())
+        .map(|letter| letter.original_id.as_str())
+        .collect();
+    // The keys this call writes, as KEYS indexes and as expected keys.
+    let mut writes = Vec::new();
+    if !results.is_empty() {
+        writes.push((1, "RESULTS_STREAM", &topology.results_stream, "stream"));
+        if let Some(fills) = &topology.fills_stream {
+            writes.push((4, "FILLS_STREAM", fills, "stream"));
+        }
+    }
+    let failures = topology.failures_key();
+    if !noted.is_empty() || !ack.is_empty() {
+        writes.push((3, "ORDERS_STREAM (its failure notes)", &failures, "hash"));
+    }
+    if !ack.is_empty() {
+        writes.push((2, "ORDERS_STREAM", &topology.orders_stream, "stream"));
+    }
     let mut call = ANNOUNCE.prepare_invoke();
     call.key(&topology.results_stream)
         .key(&topology.orders_stream)
-        .key(topology.failures_key());
+        .key(&failures);
     if let Some(fills) = &topology.fills_stream {
         call.key(fills);
     }
+    let checks: String = writes.iter().map(|(index, ..)| index.to_string()).collect();
     call.arg(&topology.results_channel)
         .arg(topology.stream_maxlen)
-        .arg(&topology.group);
+        .arg(&topology.group)
+        .arg(checks);
     call.arg(results.len());
     for result in results {
         let (json, fields) = result.rendered();
@@ -127,12 +153,29 @@ pub(super) async fn announce(
             call.arg(name).arg(value);
         }
     }
-    let noted: Vec<&str> = dead
-        .iter()
-        .filter(|letter| letter.failures.first_error.is_some())
-        .map(|letter| letter.original_id.as_str())
-        .collect();
     call.arg(noted.len()).arg(noted).arg(ack.len()).arg(ack);
+    if !dead.is_empty() {
+        // Parked before the script runs: a key the script would refuse
+        // must stop the letters too, or each retry parks them again.
+        let mut expected: Vec<ExpectedKey> = writes
+            .iter()
+            .map(|(_, setting, key, kind)| ExpectedKey {
+                setting,
+                key: (*key).clone(),
+                kind,
+            })
+            .collect();
+        expected.push(ExpectedKey {
+            setting: "DLQ_STREAM",
+            key: topology.dlq_stream.clone(),
+            kind: "stream",
+        });
+        let wrong = wrong_kinds(pool, &expected).await?;
+        if !wrong.is_empty() {
+            let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
+            return Err(BusError::WrongKind(named.join("; ")));
+        }
+    }
     let mut conn = pool.get().await?;
     if !dead.is_empty() {
         // Plain commands: a dead letter keeps every field its producer

@@ -84,20 +84,29 @@ impl DeadLetters {
         if letters.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        // Back into the orders stream first, in one transaction: the entries
+        // all go to one key, so they all go in or, when Redis refuses them
+        // (`WRONGTYPE`), none does. Only then do the letters leave. A
+        // failure in between leaves a letter in both places: requeued
+        // again, it is answered from its stored row. Never lost.
+        let mut add = redis::pipe();
+        add.atomic();
         for letter in letters {
-            let xadd = pipe.cmd("XADD").arg(&self.topology.orders_stream).arg("*");
+            let xadd = add.cmd("XADD").arg(&self.topology.orders_stream).arg("*");
             for (name, value) in letter.original_fields() {
                 xadd.arg(name.as_slice()).arg(value.as_slice());
             }
-            pipe.cmd("XDEL")
-                .arg(&self.topology.dlq_stream)
-                .arg(&letter.id)
-                .ignore();
         }
         let mut conn = self.pool.get().await.map_err(BusError::from)?;
-        Ok(pipe.query_async(&mut conn).await.map_err(BusError::from)?)
+        let ids: Vec<String> = add.query_async(&mut conn).await.map_err(BusError::from)?;
+        let ids_of_letters: Vec<&str> = letters.iter().map(|letter| letter.id.as_str()).collect();
+        let _: u64 = redis::cmd("XDEL")
+            .arg(&self.topology.dlq_stream)
+            .arg(&ids_of_letters)
+            .query_async(&mut conn)
+            .await
+            .map_err(BusError::from)?;
+        Ok(ids)
     }
 
     /// Deletes the whole dead-letter stream; returns how many letters it held.

@@ -104,6 +104,9 @@ pub async fn check_kinds(
                 let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
                 anyhow::bail!("{}", named.join("; "));
             }
+            Err(BusError::Redis(err)) if refuses_for_good(&err) => {
+                anyhow::bail!("Redis refuses to tell the kinds of the service's keys: {err}");
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot check the Redis keys yet; retrying");
                 if !backoff.wait(cancel).await {
@@ -112,6 +115,13 @@ pub async fn check_kinds(
             }
         }
     }
+}
+
+/// An answer no retry changes (`NOPERM` for a user without `TYPE`, ...),
+/// unlike a lost connection or a Redis still loading its data.
+fn refuses_for_good(err: &redis::RedisError) -> bool {
+    const PASSING: [&str; 4] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"];
+    err.code().is_some_and(|code| !PASSING.contains(&code))
 }
 
 #[cfg(test)]

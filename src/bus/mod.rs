@@ -107,4 +107,7 @@ pub enum BusError {
     Pool(#[from] deadpool_redis::PoolError),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
+    /// Keys that hold another kind of value than the command needs.
+    #[error("WRONGTYPE {0}")]
+    WrongKind(String),
 }

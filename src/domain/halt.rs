@@ -43,7 +43,7 @@ impl HaltScope {
 
     /// The scope a kind and its id make, or why they make none.
     pub fn new(kind: &str, target: Option<&str>) -> Result<Self, String> {
-        let target = target.map(str::trim).filter(|t| !t.is_empty());
+        let target = target.map(str::trim).filter(|t| t.chars().any(is_visible));
         let kind = kind.trim().to_ascii_lowercase();
         let named = |field: &str, limit: usize| match target {
             None => Err(format!("scope {kind} needs {field}")),
@@ -128,6 +128,23 @@ impl HaltAction {
             HaltAction::Resume => "resume",
         }
     }
+}
+
+/// A character that shows: not white space (Unicode's, which `str::trim`
+/// removes), not a control character, not U+FEFF (a byte-order mark, white
+/// space to ECMAScript's regular expressions).
+pub fn is_visible(c: char) -> bool {
+    !matches!(c,
+        '\0'..=' '
+        | '\u{7f}'..='\u{a0}'
+        | '\u{1680}'
+        | '\u{2000}'..='\u{200a}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{202f}'
+        | '\u{205f}'
+        | '\u{3000}'
+        | '\u{feff}')
 }
 
 /// One kill-switch entry, understood.

@@ -12,7 +12,7 @@ mod timestamp;
 
 pub use amount::{AmountError, FillAmounts, SCALE, fill_amounts, format_amount, parse_amount};
 pub use content::Content;
-pub use halt::{Halt, HaltAction, HaltCommand, HaltScope, halted_reason};
+pub use halt::{Halt, HaltAction, HaltCommand, HaltScope, halted_reason, is_visible};
 pub use message::{Fields, Incoming, Parsed, Rejection, fits_column};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};

@@ -9,12 +9,32 @@ use crate::store::{Lease, LiveUpdate};
 
 impl LiveDesk {
     /// Sends an order the lease holds (a first send, or a re-send after it
-    /// was verified absent) and learns what became of it.
+    /// was verified absent) and learns what became of it. A first send from
+    /// an entry is counted as an execution when its request leaves.
     pub(super) async fn send(
         &self,
         row: orders::Model,
         lease: &Lease,
         origin: Origin,
+    ) -> Result<Handled, LiveError> {
+        let mut left = false;
+        let handled = self.send_and_learn(row, lease, origin, &mut left).await;
+        let executed = left && origin == Origin::Entry;
+        if executed {
+            self.stats.executed.inc();
+        }
+        handled.map(|handled| Handled {
+            executed,
+            ..handled
+        })
+    }
+
+    async fn send_and_learn(
+        &self,
+        row: orders::Model,
+        lease: &Lease,
+        origin: Origin,
+        left: &mut bool,
     ) -> Result<Handled, LiveError> {
         let Some(order) = exchange_order(&row) else {
             let reason = "the stored order cannot be sent (its columns are incomplete)";
@@ -27,6 +47,7 @@ impl LiveDesk {
                 Slot::Wait => return Ok(Handled::hold()),
             };
             self.stats.live.sent.inc();
+            *left = true;
             let answer = self.client.new_order_stamped(&order, stamped).await;
             match answer {
                 Ok(ack) => {

@@ -1,7 +1,7 @@
 //! Redis keys that hold the wrong kind of value: start-up refuses them by
-//! setting name, and a key overwritten while the service runs stops its
-//! batches without announcing anything twice (or counting anything less
-//! than once).
+//! setting name, and a key overwritten while the service runs stops the
+//! batches that write it without announcing or parking anything twice (or
+//! counting anything less than once), and nothing else.
 
 use futures_util::StreamExt;
 
@@ -29,8 +29,6 @@ async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
         );
     }
     assert!(!message.contains("ORDERS_STREAM"), "{message}");
-    // Nothing was read, so nothing is lost.
-    assert_eq!(env.pending().await, 0);
     env.cleanup().await;
 }
 
@@ -48,15 +46,48 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     assert_eq!(first.order_id, "kinds-before");
 
     env.spoil_key("RESULTS_STREAM", true).await;
-    env.xadd_payload(&order_json("kinds-held", "0.001", "50000"))
-        .await;
-    // Several failed attempts: each used to publish the result again.
+    // An order and a message to dead-letter, in one batch (one transaction
+    // wakes the reader once).
+    let mut conn = env.redis.clone();
+    let held = order_json("kinds-held", "0.001", "50000");
+    let () = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg("*")
+        .arg("payload")
+        .arg(&held)
+        .ignore()
+        .cmd("XADD")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg("*")
+        .arg("payload")
+        .arg("{")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .expect("MULTI XADD XADD");
+    // Several failed attempts: each used to publish the result again, and
+    // to park the dead letter again.
     let failures = app.stats.batch_failures.get();
     app.wait_for_stat("three failed attempts", |stats| {
         stats.batch_failures.get() >= failures + 3
     })
     .await;
-    assert_eq!(env.pending().await, 1, "the entry stays unacknowledged");
+    assert_eq!(env.pending().await, 2, "the entries stay unacknowledged");
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
+    // The kill switch writes no results: an entry it cannot read is
+    // dead-lettered and the halt after it applies.
+    env.kill_switch(&[("action", "explode")]).await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "symbol"),
+        ("symbol", "ETHUSDT"),
+        ("reason", "test"),
+    ])
+    .await;
+    app.wait_for_stat("the halt is applied", |stats| stats.halts_active.get() == 1)
+        .await;
 
     env.spoil_key("RESULTS_STREAM", false).await;
     env.wait_until("the held entry is acknowledged", || async {
@@ -77,6 +108,8 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     }
     assert_eq!(seen, ["kinds-held", "kinds-after"]);
     assert_eq!(env.results_for("kinds-held").await.len(), 1);
+    // The kill switch's letter and the batch's, each parked once.
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 2);
     // Executed once each, counted when stored: the held order's first
     // attempt stored it, the one that announced it found it stored.
     assert_eq!(app.stats.executed.get(), 3);

@@ -180,6 +180,8 @@ async fn messages_larger_than_the_limit_are_dead_lettered_unparsed_and_cut() {
     let expected = format!("{}:dedup:", env.var("ORDERS_STREAM")).len() + 64;
     assert!(keys.iter().all(|k| k.len() == expected), "{keys:?}");
 
+    app.stop().await;
+
     // A letter holding only part of its message cannot be requeued.
     let app_settings = env.settings(&[]);
     let pool = execution_service::bus::pool(&env.var("REDIS_URL"), 2).expect("pool");
@@ -191,8 +193,30 @@ async fn messages_larger_than_the_limit_are_dead_lettered_unparsed_and_cut() {
         dlq.requeue(&truncated).await,
         Err(RequeueError::Truncated(_))
     ));
-
-    app.stop().await;
+    // A letter Redis refuses to take back stays a letter.
+    let whole: Vec<Letter> = dlq
+        .list(10)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|letter| !letter.is_truncated())
+        .collect();
+    assert!(!whole.is_empty());
+    env.spoil_key("ORDERS_STREAM", true).await;
+    let refused = dlq.requeue(&whole).await;
+    assert!(
+        matches!(&refused, Err(RequeueError::Bus(err)) if err.to_string().contains("WRONGTYPE")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        dlq.list(10).await.expect("list").len(),
+        truncated.len() + whole.len()
+    );
+    env.spoil_key("ORDERS_STREAM", false).await;
+    let requeued = dlq.requeue(&whole).await.expect("requeued");
+    assert_eq!(requeued.len(), whole.len());
+    assert_eq!(dlq.list(10).await.expect("list").len(), truncated.len());
+    assert_eq!(env.stream_len("ORDERS_STREAM").await, whole.len());
     env.cleanup().await;
 }
 

@@ -209,3 +209,15 @@ fn entries_that_are_not_text_or_repeat_a_field_are_refused() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn visible_means_not_white_space_not_control_not_a_byte_order_mark() {
+    for c in (0..=0x10ffff).filter_map(char::from_u32) {
+        assert_eq!(
+            is_visible(c),
+            !c.is_whitespace() && !c.is_control() && c != '\u{feff}',
+            "U+{:04X}",
+            c as u32
+        );
+    }
+}
