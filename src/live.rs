@@ -89,7 +89,8 @@ pub struct Handled {
     /// Leave the entry unacknowledged: another replica holds the order, or
     /// nothing could be sent and a later delivery must try again.
     pub hold: bool,
-    /// Its first request went to the exchange now: an execution.
+    /// Its first request went to the exchange now: an execution (counted
+    /// when it left).
     pub executed: bool,
 }
 

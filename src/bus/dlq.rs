@@ -2,7 +2,7 @@
 //!
 //! A requeued letter goes back into the orders stream with its original
 //! fields (its `order_id` included, so idempotency still holds), and leaves
-//! the dead-letter stream in the same transaction. A letter that holds
+//! the dead-letter stream once Redis took it back. A letter that holds
 //! only the first bytes of a message too large to keep cannot be requeued.
 
 use deadpool_redis::Pool;
@@ -87,8 +87,8 @@ impl DeadLetters {
         // Back into the orders stream first, in one transaction: the entries
         // all go to one key, so they all go in or, when Redis refuses them
         // (`WRONGTYPE`), none does. Only then do the letters leave. A
-        // failure in between leaves a letter in both places: requeued
-        // again, it is answered from its stored row. Never lost.
+        // failure in between leaves a letter in both places (requeued
+        // again, it would be answered from its stored row). Never lost.
         let mut add = redis::pipe();
         add.atomic();
         for letter in letters {
@@ -99,13 +99,18 @@ impl DeadLetters {
         }
         let mut conn = self.pool.get().await.map_err(BusError::from)?;
         let ids: Vec<String> = add.query_async(&mut conn).await.map_err(BusError::from)?;
+        // Requeued whatever happens next: reporting a failure now would
+        // invite a second requeue.
         let ids_of_letters: Vec<&str> = letters.iter().map(|letter| letter.id.as_str()).collect();
-        let _: u64 = redis::cmd("XDEL")
+        let deleted: Result<u64, _> = redis::cmd("XDEL")
             .arg(&self.topology.dlq_stream)
             .arg(&ids_of_letters)
             .query_async(&mut conn)
-            .await
-            .map_err(BusError::from)?;
+            .await;
+        if let Err(err) = deleted {
+            tracing::warn!(error = %err, letters = ?ids_of_letters,
+                "requeued, but the letters could not be deleted: delete them by hand (XDEL) rather than requeue them again");
+        }
         Ok(ids)
     }
 

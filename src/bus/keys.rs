@@ -118,10 +118,14 @@ pub async fn check_kinds(
 }
 
 /// An answer no retry changes (`NOPERM` for a user without `TYPE`, ...),
-/// unlike a lost connection or a Redis still loading its data.
+/// unlike a lost connection or a Redis still loading its data. The errors
+/// of a pipeline are looked at one by one (its own code names only the
+/// first, and only when the client knows it).
 fn refuses_for_good(err: &redis::RedisError) -> bool {
     const PASSING: [&str; 4] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"];
-    err.code().is_some_and(|code| !PASSING.contains(&code))
+    err.clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, e)| !PASSING.contains(&e.code())))
 }
 
 #[cfg(test)]

@@ -9,20 +9,16 @@ use crate::store::{Lease, LiveUpdate};
 
 impl LiveDesk {
     /// Sends an order the lease holds (a first send, or a re-send after it
-    /// was verified absent) and learns what became of it. A first send from
-    /// an entry is counted as an execution when its request leaves.
+    /// was verified absent) and learns what became of it. A first send is
+    /// an execution, counted the moment its request leaves.
     pub(super) async fn send(
         &self,
         row: orders::Model,
         lease: &Lease,
         origin: Origin,
     ) -> Result<Handled, LiveError> {
-        let mut left = false;
-        let handled = self.send_and_learn(row, lease, origin, &mut left).await;
-        let executed = left && origin == Origin::Entry;
-        if executed {
-            self.stats.executed.inc();
-        }
+        let mut executed = false;
+        let handled = self.send_and_learn(row, lease, origin, &mut executed).await;
         handled.map(|handled| Handled {
             executed,
             ..handled
@@ -34,8 +30,9 @@ impl LiveDesk {
         row: orders::Model,
         lease: &Lease,
         origin: Origin,
-        left: &mut bool,
+        executed: &mut bool,
     ) -> Result<Handled, LiveError> {
+        let first = row.sent_at.is_none();
         let Some(order) = exchange_order(&row) else {
             let reason = "the stored order cannot be sent (its columns are incomplete)";
             return self.finish(&row, lease, OrderStatus::Error, reason).await;
@@ -47,7 +44,10 @@ impl LiveDesk {
                 Slot::Wait => return Ok(Handled::hold()),
             };
             self.stats.live.sent.inc();
-            *left = true;
+            if first && attempt == 0 {
+                self.stats.executed.inc();
+                *executed = true;
+            }
             let answer = self.client.new_order_stamped(&order, stamped).await;
             match answer {
                 Ok(ack) => {

@@ -205,6 +205,11 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_after_verified_absen
         env.count("SELECT send_attempts::bigint FROM orders").await,
         2
     );
+    assert_eq!(
+        app.stats.executed.get(),
+        1,
+        "a re-send is not another execution"
+    );
     app.stop().await;
     env.cleanup().await;
 }
@@ -259,6 +264,7 @@ async fn the_same_order_published_five_times_is_one_post() {
             1,
             "rejecting duplicates: {reject_duplicates}"
         );
+        assert_eq!(app.stats.executed.get(), 1, "counted once, as it left");
         assert!(
             env.results_for("five-times")
                 .await
