@@ -90,7 +90,9 @@ pub async fn wrong_kinds(
 }
 
 /// Asks until Redis answers, then refuses to go on when a key holds the
-/// wrong kind: an error naming every such key. False when cancelled first.
+/// wrong kind: an error naming every such key. Credentials or permissions
+/// Redis refuses stop it too, as no retry changes them. False when
+/// cancelled first.
 pub async fn check_kinds(
     pool: &Pool,
     expected: &[ExpectedKey],
@@ -104,8 +106,18 @@ pub async fn check_kinds(
                 let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
                 anyhow::bail!("{}", named.join("; "));
             }
-            Err(BusError::Redis(err)) if refuses_for_good(&err) => {
-                anyhow::bail!("Redis refuses to tell the kinds of the service's keys: {err}");
+            Err(BusError::Pool(deadpool_redis::PoolError::Backend(err)))
+                if err.kind() == redis::ErrorKind::AuthenticationFailed =>
+            {
+                anyhow::bail!(
+                    "Redis refuses the credentials ({err}): check REDIS_URL, or REDIS_PASSWORD"
+                );
+            }
+            Err(BusError::Redis(err)) if let Some(refusal) = refusal(&err) => {
+                anyhow::bail!(
+                    "Redis refuses to tell the kinds of the service's keys ({refusal}): check the \
+                     credentials in REDIS_URL, or REDIS_PASSWORD, and the user's permissions"
+                );
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot check the Redis keys yet; retrying");
@@ -117,15 +129,19 @@ pub async fn check_kinds(
     }
 }
 
-/// An answer no retry changes (`NOPERM` for a user without `TYPE`, ...),
-/// unlike a lost connection or a Redis still loading its data. The errors
-/// of a pipeline are looked at one by one (its own code names only the
-/// first, and only when the client knows it).
-fn refuses_for_good(err: &redis::RedisError) -> bool {
+/// The first answer no retry changes (`NOPERM` for a user without
+/// `TYPE`, ...), unlike a lost connection or a Redis still loading its
+/// data. The errors of a pipeline are looked at one by one (its own code
+/// names only the first, and only when the client knows it).
+fn refusal(err: &redis::RedisError) -> Option<String> {
     const PASSING: [&str; 4] = ["LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"];
-    err.clone()
-        .into_server_errors()
-        .is_some_and(|errors| errors.iter().any(|(_, e)| !PASSING.contains(&e.code())))
+    let errors = err.clone().into_server_errors()?;
+    let (_, refused) = errors.iter().find(|(_, e)| !PASSING.contains(&e.code()))?;
+    Some(format!(
+        "{} {}",
+        refused.code(),
+        refused.details().unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]

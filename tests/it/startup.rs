@@ -1,6 +1,7 @@
 //! Start-up: settings out of range stop it, no secret is ever printed, a
-//! refusing Postgres stops it at once while an absent one is waited for, a
-//! missing database is created, and schema changes take turns.
+//! refusing Postgres or Redis stops it at once while an absent Postgres is
+//! waited for, a missing database is created, and schema changes take
+//! turns.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -439,5 +440,63 @@ async fn schema_changes_wait_for_the_migration_lock() {
             "after migrate {action}"
         );
     }
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn credentials_or_permissions_redis_refuses_stop_start_up() {
+    let env = TestEnv::new().await;
+    // A user of its own, allowed everything but TYPE.
+    let user = format!("{}-user", env.prefix);
+    let mut conn = env.redis.clone();
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(format!(">{SECRET}"))
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-type")
+        .query_async(&mut conn)
+        .await
+        .expect("ACL SETUSER");
+    let wrong = "Zq7-wrong-Secret";
+    for (password, needles) in [
+        (
+            wrong,
+            &["Redis refuses the credentials", "check REDIS_URL"][..],
+        ),
+        (
+            SECRET,
+            &["Redis refuses to tell the kinds", "NOPERM", "permissions"][..],
+        ),
+    ] {
+        let mut url = url::Url::parse(&crate::helpers::redis_url()).expect("Redis URL");
+        url.set_username(&user).unwrap();
+        url.set_password(Some(password)).unwrap();
+        let mut vars = env.vars().clone();
+        vars.insert("REDIS_URL".into(), url.to_string());
+        let mut command = service_command(&vars);
+        command.arg("serve");
+        let finished = run(command, Duration::from_secs(20)).await;
+        assert_eq!(finished.code, Some(1), "{}", finished.output);
+        for needle in needles {
+            assert!(
+                finished.output.contains(needle),
+                "{needle} missing from: {}",
+                finished.output
+            );
+        }
+        for secret in [SECRET, wrong] {
+            assert!(!finished.output.contains(secret), "{}", finished.output);
+        }
+    }
+    let _: u64 = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut conn)
+        .await
+        .expect("ACL DELUSER");
     env.cleanup().await;
 }
