@@ -7,7 +7,10 @@
 //! among those a call writes fails it before it writes anything, so the
 //! retries of such a batch publish nothing twice. Dead letters, when a
 //! batch has any, are parked on `DLQ_STREAM` just before, in one more
-//! round trip, after the same check.
+//! round trip, after the same check. The `#!lua` line makes Redis (7.0
+//! and later) refuse the whole script while it is out of memory, instead
+//! of running its `PUBLISH` and failing at the first `XADD`, which each
+//! retry would repeat.
 
 use std::sync::LazyLock;
 
@@ -28,7 +31,7 @@ use crate::domain::ExecutionResult;
 /// `BATCH_SIZE`, 2,000, well within what `unpack` takes).
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"
+        r"#!lua
 local kinds = {'stream', 'stream', 'hash', 'stream'}
 for i in string.gmatch(ARGV[4], '%d') do
   i = tonumber(i)

@@ -21,6 +21,7 @@ mod live_store;
 mod malformed;
 mod mexc;
 mod rate_limit;
+mod redis_memory;
 mod replicas;
 mod schemathesis;
 mod shim;

@@ -126,6 +126,23 @@ fn wait_until_answering(addr: &str, what: &str) {
 }
 
 fn private_redis() -> String {
+    let addr = start_redis();
+    say(&format!(
+        "integration tests: started a private redis-server at {addr}"
+    ));
+    addr
+}
+
+/// A Redis of one test's own, for what would disturb the others (its
+/// memory limit, its shutdown): its URL. It stops with the test process,
+/// or earlier by `SHUTDOWN NOSAVE`.
+pub fn own_redis() -> String {
+    format!("redis://{}/", start_redis())
+}
+
+/// Starts a `redis-server` on a free port that keeps nothing on disk and
+/// stops when the test process exits; its address.
+fn start_redis() -> String {
     let server = program("redis-server", &[]).unwrap_or_else(|| missing("redis-server"));
     let port = crate::helpers::free_port();
     supervise(&format!(
@@ -135,9 +152,6 @@ fn private_redis() -> String {
     ));
     let addr = format!("127.0.0.1:{port}");
     wait_until_answering(&addr, "redis-server");
-    say(&format!(
-        "integration tests: started a private redis-server at {addr}"
-    ));
     addr
 }
 
