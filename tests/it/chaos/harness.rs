@@ -9,6 +9,9 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::{DEADLINE, TestEnv, order_json};
 
+/// What a replica logs (at `info`) once its shim listens.
+const SUBSCRIBED: &str = "order shim subscribed";
+
 /// How long a scenario may take to settle after its load.
 pub const SETTLE: Duration = Duration::from_secs(600);
 
@@ -46,7 +49,6 @@ impl<'a> Cluster<'a> {
         self.started += 1;
         let name = format!("replica-{}", self.started);
         let log = std::fs::File::create(self.log_path(&name)).expect("replica log file");
-        let before = self.env.subscribers().await;
         // A port of its own, unless the scenario chose one.
         let port = self
             .overrides
@@ -68,9 +70,12 @@ impl<'a> Cluster<'a> {
             .kill_on_drop(true)
             .spawn()
             .expect("start a replica");
+        // Its own log says so: a count of subscribers can stand still when
+        // a replica killed just before drops out of Redis meanwhile.
+        let log = self.log_path(&name);
         self.env
             .wait_until(&format!("{name} subscribes"), || async {
-                self.env.subscribers().await > before
+                std::fs::read_to_string(&log).is_ok_and(|text| text.contains(SUBSCRIBED))
             })
             .await;
         let url = format!("http://127.0.0.1:{port}");
