@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use sea_orm::DbErr;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, BusError, Entry, KillSwitchReader, Publisher, Topology};
@@ -71,6 +71,9 @@ pub struct Submitted {
     /// The halts set or lifted.
     pub halts: Vec<i64>,
 }
+
+/// Refused entries on their way to the dead-letter stream, with why.
+type Letters = mpsc::UnboundedSender<(Entry, String)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -165,9 +168,10 @@ impl KillSwitch {
     }
 
     /// Applies one entry read from the stream (once across the fleet); a
-    /// refused one is dead-lettered by whoever recorded it, before the
-    /// follower moves on. Err only while Postgres does not answer.
-    async fn handle(&self, entry: &Entry, cancel: &CancellationToken) -> Result<(), DbErr> {
+    /// refused one is handed to `letters` to be dead-lettered by whoever
+    /// recorded it, while the follower moves on. Err only while Postgres
+    /// does not answer.
+    async fn handle(&self, entry: &Entry, letters: &Letters) -> Result<(), DbErr> {
         let command = HaltCommand::from_entry(&entry.fields);
         let outcome = self
             .store
@@ -178,20 +182,34 @@ impl KillSwitch {
             (Err(reason), EntryOutcome::Refused) => {
                 tracing::warn!(entry = %entry.id, reason = %reason, "a kill-switch entry cannot be understood; it changes nothing and is dead-lettered");
                 let reason = format!("kill-switch entry not understood: {reason}");
-                let publisher = Publisher::new(self.pool.clone(), self.topology.clone());
-                let mut backoff = Backoff::default();
-                while let Err(err) =
-                    bus::dead_letter_entry(&publisher, &self.stream, entry, reason.clone()).await
-                {
-                    tracing::warn!(entry = %entry.id, error = %err, "cannot dead-letter a kill-switch entry; retrying");
-                    if !backoff.wait(cancel).await {
-                        break;
-                    }
-                }
+                // Closed only once the follower stops.
+                let _ = letters.send((entry.clone(), reason));
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Parks refused entries on the dead-letter stream, in order, each
+    /// retried until Redis takes it: a dead-letter stream that cannot be
+    /// written never holds up the halts behind it.
+    async fn park(
+        &self,
+        mut refused: mpsc::UnboundedReceiver<(Entry, String)>,
+        cancel: &CancellationToken,
+    ) {
+        let publisher = Publisher::new(self.pool.clone(), self.topology.clone());
+        while let Some((entry, reason)) = refused.recv().await {
+            let mut backoff = Backoff::default();
+            while let Err(err) =
+                bus::dead_letter_entry(&publisher, &self.stream, &entry, reason.clone()).await
+            {
+                tracing::error!(entry = %entry.id, error = %err, "cannot dead-letter a kill-switch entry; retrying");
+                if !backoff.wait(cancel).await {
+                    return;
+                }
+            }
+        }
     }
 
     /// Follows the stream, and reloads the board every second, until
@@ -207,14 +225,16 @@ impl KillSwitch {
                 }
             }
         };
+        let (letters, refused) = mpsc::unbounded_channel();
         tokio::select! {
             () = cancel.cancelled() => {}
             () = reloading => {}
-            () = self.follow(&cancel) => {}
+            () = self.follow(&cancel, &letters) => {}
+            () = self.park(refused, &cancel) => {}
         }
     }
 
-    async fn follow(&self, cancel: &CancellationToken) {
+    async fn follow(&self, cancel: &CancellationToken, letters: &Letters) {
         let mut backoff = Backoff::default();
         // The fleet's applied entries are a prefix of the stream: go on
         // from its end.
@@ -255,7 +275,7 @@ impl KillSwitch {
             for entry in &entries {
                 // An entry is passed only once it is applied: Postgres being
                 // away holds the stream here, it never skips a halt.
-                while let Err(err) = self.handle(entry, cancel).await {
+                while let Err(err) = self.handle(entry, letters).await {
                     tracing::warn!(entry = %entry.id, error = %err, "cannot apply a kill-switch entry; retrying");
                     if !backoff.wait(cancel).await {
                         return;

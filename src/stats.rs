@@ -19,10 +19,10 @@ pub use live::LiveStats;
 
 /// Stages of a batch, as the `stage` label of the latency histogram: a
 /// paper or mock batch goes parse, execute, write (one statement),
-/// publish (results and acknowledgement in one round trip); a live batch
-/// parse, upsert, execute, commit, live, publish, ack.
-pub const STAGES: [&str; 8] = [
-    "parse", "upsert", "execute", "commit", "write", "live", "publish", "ack",
+/// publish (results and acknowledgement in one round trip); a batch in a
+/// transaction parse, upsert, execute, commit, live, publish.
+pub const STAGES: [&str; 7] = [
+    "parse", "upsert", "execute", "commit", "write", "live", "publish",
 ];
 
 #[derive(Debug, Clone)]

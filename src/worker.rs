@@ -266,15 +266,19 @@ impl Worker {
         // gets its result from that holder (this snapshot may be older).
         results.retain(|result| result.status.is_announced() && !held.contains(&result.order_id));
         trace_results(&mut results, &order_spans);
-        self.publisher.publish(&results, &plan.dead_letters).await?;
+        // Finished live orders are let go of first: until their entries
+        // are acknowledged, a redelivery answers for them from their rows.
         self.release_announced(&sent).await?;
-        clock.lap("publish");
 
-        // 6. Only now acknowledge (not the entries of orders another
-        // replica holds, or that could not be sent yet).
+        // 6. Announce and acknowledge (not the entries of orders another
+        // replica holds, or that could not be sent yet) in one call: an
+        // attempt that fails has published nothing its retry publishes
+        // again.
         let (entry_ids, held_entries) = plan.entry_ids_split(&held);
-        self.consumer.ack(&entry_ids).await?;
-        clock.lap("ack");
+        self.publisher
+            .publish_and_ack(&results, &plan.dead_letters, &entry_ids)
+            .await?;
+        clock.lap("publish");
 
         Ok(self.report(entries, results, &plan, executed + sent_now, held_entries))
     }

@@ -5,12 +5,12 @@
 //! command that fails, so an entry is never acknowledged unless everything
 //! announced before it was written. A key of the wrong kind (see `keys`)
 //! among those a call writes fails it before it writes anything, so the
-//! retries of such a batch publish nothing twice. Dead letters, when a
-//! batch has any, are parked on `DLQ_STREAM` just before, in one more
-//! round trip, after the same check. The `#!lua` line makes Redis (7.0
-//! and later) refuse the whole script while it is out of memory, instead
-//! of running its `PUBLISH` and failing at the first `XADD`, which each
-//! retry would repeat.
+//! retries of such a batch publish nothing twice. The `#!lua` line makes
+//! Redis (7.0 and later) refuse the whole script while it is out of
+//! memory, instead of running its `PUBLISH` and failing at the first
+//! `XADD`, which each retry would repeat. Dead letters, when a batch has
+//! any, are parked on `DLQ_STREAM` after the same check of kinds, in one
+//! transaction with the script.
 
 use std::sync::LazyLock;
 
@@ -180,27 +180,34 @@ pub(super) async fn announce(
         }
     }
     let mut conn = pool.get().await?;
-    if !dead.is_empty() {
-        // Plain commands: a dead letter keeps every field its producer
-        // wrote, more than a script could pass on to XADD.
-        let mut pipe = redis::pipe();
-        let failed_at = chrono::Utc::now().timestamp();
-        for letter in dead {
-            let xadd = pipe
-                .cmd("XADD")
-                .arg(&topology.dlq_stream)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(topology.stream_maxlen)
-                .arg("*");
-            for (name, value) in letter.to_fields(topology, failed_at) {
-                xadd.arg(name).arg(value);
-            }
-            xadd.ignore();
-        }
-        let () = pipe.query_async(&mut conn).await?;
+    if dead.is_empty() {
+        let _: u64 = call.invoke_async(&mut conn).await?;
+        return Ok(());
     }
-    let _: u64 = call.invoke_async(&mut conn).await?;
+    // The letters as plain commands (a dead letter keeps every field its
+    // producer wrote, more than a script could pass on to XADD), then the
+    // script, in one transaction: refused for memory, nothing of it runs,
+    // so a retry parks nothing twice. The script is loaded first, so
+    // EVALSHA cannot meet NOSCRIPT after the letters went in.
+    call.load_async(&mut conn).await?;
+    let mut transaction = redis::pipe();
+    transaction.atomic();
+    let failed_at = chrono::Utc::now().timestamp();
+    for letter in dead {
+        let xadd = transaction
+            .cmd("XADD")
+            .arg(&topology.dlq_stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(topology.stream_maxlen)
+            .arg("*");
+        for (name, value) in letter.to_fields(topology, failed_at) {
+            xadd.arg(name).arg(value);
+        }
+        xadd.ignore();
+    }
+    transaction.invoke_script(&call).ignore();
+    let () = transaction.query_async(&mut conn).await?;
     Ok(())
 }
 

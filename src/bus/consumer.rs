@@ -35,9 +35,6 @@ return touched
     )
 });
 
-/// KEYS: stream, failures hash. ARGV: group, entry ids. Acknowledges the
-/// ids and, only when the hash exists, removes their notes (the fields
-/// [`FailureNote::fields`] names). Returns how many were acknowledged.
 /// How long a failure note outlives its last write: notes of entries that
 /// were resolved without being acknowledged here (a race with another
 /// replica) expire instead of piling up.
@@ -290,16 +287,6 @@ impl Consumer {
             .invoke_async(&mut conn)
             .await?;
         Ok(())
-    }
-
-    /// Acknowledges entries, and drops their failure notes when any
-    /// notes exist: an entry that failed once and then went through, here
-    /// or on another replica, leaves nothing behind.
-    pub async fn ack(&self, ids: &[String]) -> Result<(), BusError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        super::announce::announce(&self.pool, &self.topology, &[], &[], ids).await
     }
 
     async fn read_group(

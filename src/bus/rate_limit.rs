@@ -89,8 +89,11 @@ impl RateLimiter {
     pub async fn pause(&self, length: Duration) -> Result<(), BusError> {
         let mut conn = self.pool.get().await?;
         let millis = length.as_millis().max(1) as u64;
+        // Allowed while Redis is out of memory: one small key, and the
+        // exchange asked for quiet whatever Redis' state.
         let _: () = redis::Script::new(
-            "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then \
+            "#!lua flags=allow-oom\n\
+             if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then \
                redis.call('SET', KEYS[1], 1, 'PX', ARGV[1]) end",
         )
         .key(self.pause_key())

@@ -116,3 +116,97 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_duplicates() {
+    // A live dry run takes the transaction path.
+    let fake = crate::fake_mexc::FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let mut announced = env.subscribe_results().await;
+    let url = fake.url();
+    let app = env
+        .spawn(
+            "dry-overwritten",
+            &[
+                ("SHIM_ENABLED", "false"),
+                ("TRADING_MODE", "live"),
+                ("MEXC_BASE_URL", url.as_str()),
+                ("MEXC_API_KEY", crate::fake_mexc::API_KEY),
+                ("MEXC_API_SECRET", crate::fake_mexc::API_SECRET),
+            ],
+        )
+        .await;
+    // Running (start-up refuses a key of the wrong kind).
+    env.xadd_payload(&order_json("dry-before", "0.01", "50000"))
+        .await;
+    env.wait_for_results(1).await;
+    let notes = format!("{}:failures", env.var("ORDERS_STREAM"));
+    let mut conn = env.redis.clone();
+    let () = redis::cmd("SET")
+        .arg(&notes)
+        .arg("not a hash")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    env.xadd_payload(&order_json("dry-held", "0.01", "50000"))
+        .await;
+    let failures = app.stats.batch_failures.get();
+    app.wait_for_stat("three failed attempts", |stats| {
+        stats.batch_failures.get() >= failures + 3
+    })
+    .await;
+    let () = redis::cmd("DEL")
+        .arg(&notes)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+    env.wait_until("the held entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    env.xadd_payload(&order_json("dry-after", "0.01", "50000"))
+        .await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("dry-after") {
+        let result = tokio::time::timeout(DEADLINE, announced.next())
+            .await
+            .expect("the results after the key is fixed")
+            .unwrap();
+        seen.push(result.order_id);
+    }
+    assert_eq!(seen, ["dry-before", "dry-held", "dry-after"]);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_stream_that_cannot_be_written_holds_up_no_halt() {
+    let env = TestEnv::new().await;
+    let app = env
+        .spawn("letters-held", &[("SHIM_ENABLED", "false")])
+        .await;
+    // Running (start-up refuses a key of the wrong kind).
+    env.xadd_payload(&order_json("letters-before", "0.001", "50000"))
+        .await;
+    env.wait_for_results(1).await;
+    env.spoil_key("DLQ_STREAM", true).await;
+    env.kill_switch(&[("action", "explode")]).await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "symbol"),
+        ("symbol", "ETHUSDT"),
+        ("reason", "test"),
+    ])
+    .await;
+    app.wait_for_stat("the halt behind the refused entry is applied", |stats| {
+        stats.halts_active.get() == 1
+    })
+    .await;
+    env.spoil_key("DLQ_STREAM", false).await;
+    env.wait_until("the refused entry is dead-lettered", || async {
+        env.stream_len("DLQ_STREAM").await == 1
+    })
+    .await;
+    app.stop().await;
+    env.cleanup().await;
+}

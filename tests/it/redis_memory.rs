@@ -1,7 +1,7 @@
 //! A Redis out of memory (`maxmemory` reached, nothing evicted): orders are
 //! still read and recorded, but their results cannot be written, so their
-//! entries stay pending with nothing published; once memory is back, each
-//! result goes out once.
+//! entries stay pending with nothing published or parked; once memory is
+//! back, each result goes out once and each dead letter is parked once.
 
 use execution_service::domain::ExecutionResult;
 use futures_util::StreamExt;
@@ -55,8 +55,9 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         .expect("the first result");
     assert_eq!(first.as_deref(), Some("memory-before"));
 
-    // The order, then a memory limit every write is over, in one
-    // transaction: the worker reads the order only once both are in.
+    // An order and a message to dead-letter, then a memory limit every
+    // write is over, in one transaction: the worker reads the entries only
+    // once all is in.
     let () = redis::pipe()
         .atomic()
         .cmd("XADD")
@@ -64,6 +65,12 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         .arg("*")
         .arg("payload")
         .arg(order_json("memory-held", "0.001", "50000"))
+        .ignore()
+        .cmd("XADD")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg("*")
+        .arg("payload")
+        .arg("{")
         .ignore()
         .cmd("CONFIG")
         .arg("SET")
@@ -78,7 +85,7 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         stats.batch_failures.get() >= failures + 3
     })
     .await;
-    assert_eq!(pending(&env, &mut conn).await, 1);
+    assert_eq!(pending(&env, &mut conn).await, 2);
 
     let () = redis::cmd("CONFIG")
         .arg("SET")
@@ -108,6 +115,8 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         seen.push(order_id);
     }
     assert_eq!(seen, ["memory-held", "memory-after"]);
+    let letters: u64 = conn.xlen(env.var("DLQ_STREAM")).await.expect("XLEN");
+    assert_eq!(letters, 1, "the malformed entry, parked once");
     assert_eq!(app.stats.executed.get(), 3);
 
     app.stop().await;
