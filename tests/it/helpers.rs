@@ -543,6 +543,23 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
+/// The order ids a results subscription carries, up to and including
+/// `last`, each arriving within the deadline.
+pub async fn announced_until(
+    announced: &mut (impl futures_util::Stream<Item = String> + Unpin),
+    last: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some(last) {
+        let order_id = tokio::time::timeout(DEADLINE, announced.next())
+            .await
+            .unwrap_or_else(|_| panic!("{last} not announced in time; seen {seen:?}"))
+            .expect("the subscription ended");
+        seen.push(order_id);
+    }
+    seen
+}
+
 /// A valid order as JSON.
 pub fn order_json(order_id: &str, quantity: &str, price: &str) -> String {
     serde_json::json!({"order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "quantity": quantity, "price": price})

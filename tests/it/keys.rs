@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 
-use crate::helpers::{DEADLINE, TestEnv, order_json};
+use crate::helpers::{DEADLINE, TestEnv, announced_until, order_json};
 
 #[tokio::test]
 async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
@@ -35,15 +35,14 @@ async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
 #[tokio::test]
 async fn a_results_stream_overwritten_while_running_holds_its_batch_without_duplicates() {
     let env = TestEnv::new().await;
-    let mut announced = env.subscribe_results().await;
+    let mut announced = env.subscribe_results().await.map(|r| r.order_id);
     let app = env.spawn("overwritten", &[("SHIM_ENABLED", "false")]).await;
     env.xadd_payload(&order_json("kinds-before", "0.001", "50000"))
         .await;
-    let first = tokio::time::timeout(DEADLINE, announced.next())
-        .await
-        .expect("the first result")
-        .unwrap();
-    assert_eq!(first.order_id, "kinds-before");
+    assert_eq!(
+        announced_until(&mut announced, "kinds-before").await,
+        ["kinds-before"]
+    );
 
     env.spoil_key("RESULTS_STREAM", true).await;
     // An order and a message to dead-letter, in one batch (one transaction
@@ -98,15 +97,10 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     // attempts published came before the next order's result.
     env.xadd_payload(&order_json("kinds-after", "0.001", "50000"))
         .await;
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("kinds-after") {
-        let result = tokio::time::timeout(DEADLINE, announced.next())
-            .await
-            .expect("the results after the key is fixed")
-            .unwrap();
-        seen.push(result.order_id);
-    }
-    assert_eq!(seen, ["kinds-held", "kinds-after"]);
+    assert_eq!(
+        announced_until(&mut announced, "kinds-after").await,
+        ["kinds-held", "kinds-after"]
+    );
     assert_eq!(env.results_for("kinds-held").await.len(), 1);
     // The kill switch's letter and the batch's, each parked once.
     assert_eq!(env.stream_len("DLQ_STREAM").await, 2);
@@ -122,7 +116,7 @@ async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_dupli
     // A live dry run takes the transaction path.
     let fake = crate::fake_mexc::FakeMexc::start().await;
     let env = TestEnv::new().await;
-    let mut announced = env.subscribe_results().await;
+    let mut announced = env.subscribe_results().await.map(|r| r.order_id);
     let url = fake.url();
     let app = env
         .spawn(
@@ -166,15 +160,10 @@ async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_dupli
     .await;
     env.xadd_payload(&order_json("dry-after", "0.01", "50000"))
         .await;
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("dry-after") {
-        let result = tokio::time::timeout(DEADLINE, announced.next())
-            .await
-            .expect("the results after the key is fixed")
-            .unwrap();
-        seen.push(result.order_id);
-    }
-    assert_eq!(seen, ["dry-before", "dry-held", "dry-after"]);
+    assert_eq!(
+        announced_until(&mut announced, "dry-after").await,
+        ["dry-before", "dry-held", "dry-after"]
+    );
     app.stop().await;
     env.cleanup().await;
 }

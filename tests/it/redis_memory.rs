@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use crate::helpers::{DEADLINE, TestEnv, order_json};
+use crate::helpers::{DEADLINE, TestEnv, announced_until, order_json};
 use crate::services::own_redis;
 
 async fn pending(env: &TestEnv, conn: &mut MultiplexedConnection) -> usize {
@@ -50,10 +50,10 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         .arg("payload")
         .arg(order_json("memory-before", "0.001", "50000"));
     let _: String = xadd.query_async(&mut conn).await.expect("XADD");
-    let first = tokio::time::timeout(DEADLINE, announced.next())
-        .await
-        .expect("the first result");
-    assert_eq!(first.as_deref(), Some("memory-before"));
+    assert_eq!(
+        announced_until(&mut announced, "memory-before").await,
+        ["memory-before"]
+    );
 
     // An order and a message to dead-letter, then a memory limit every
     // write is over, in one transaction: the worker reads the entries only
@@ -106,15 +106,10 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         .arg("payload")
         .arg(order_json("memory-after", "0.001", "50000"));
     let _: String = xadd.query_async(&mut conn).await.expect("XADD");
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("memory-after") {
-        let order_id = tokio::time::timeout(DEADLINE, announced.next())
-            .await
-            .expect("the results once memory is back")
-            .expect("a message");
-        seen.push(order_id);
-    }
-    assert_eq!(seen, ["memory-held", "memory-after"]);
+    assert_eq!(
+        announced_until(&mut announced, "memory-after").await,
+        ["memory-held", "memory-after"]
+    );
     let letters: u64 = conn.xlen(env.var("DLQ_STREAM")).await.expect("XLEN");
     assert_eq!(letters, 1, "the malformed entry, parked once");
     assert_eq!(app.stats.executed.get(), 3);
