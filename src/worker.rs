@@ -266,9 +266,6 @@ impl Worker {
         // gets its result from that holder (this snapshot may be older).
         results.retain(|result| result.status.is_announced() && !held.contains(&result.order_id));
         trace_results(&mut results, &order_spans);
-        // Finished live orders are let go of first: until their entries
-        // are acknowledged, a redelivery answers for them from their rows.
-        self.release_announced(&sent).await?;
 
         // 6. Announce and acknowledge (not the entries of orders another
         // replica holds, or that could not be sent yet) in one call: an
@@ -279,6 +276,13 @@ impl Worker {
             .publish_and_ack(&results, &plan.dead_letters, &entry_ids)
             .await?;
         clock.lap("publish");
+        // Only then are finished live orders let go of (until then their
+        // leases let the reconciler announce them, should this batch never
+        // do it). Past the acknowledgement nothing is retried: a release
+        // that fails costs one more announcement, when the lease expires.
+        if let Err(err) = self.release_announced(&sent).await {
+            tracing::warn!(error = %err, "cannot let go of announced live orders; the reconciler announces them again when their leases expire");
+        }
 
         Ok(self.report(entries, results, &plan, executed + sent_now, held_entries))
     }

@@ -89,10 +89,14 @@ pub async fn wrong_kinds(
         .collect())
 }
 
-/// Asks until Redis answers, then refuses to go on when a key holds the
-/// wrong kind: an error naming every such key. Credentials or permissions
-/// Redis refuses stop it too, as no retry changes them. False when
-/// cancelled first.
+/// The oldest Redis the service works with: `XAUTOCLAIM`'s three-part
+/// reply and scripts with flags (`#!lua`) came with 7.0.
+const MIN_REDIS_MAJOR: u32 = 7;
+
+/// Asks until Redis answers, then refuses to go on when Redis is older
+/// than 7.0 or a key holds the wrong kind: an error naming every such key.
+/// Credentials or permissions Redis refuses stop it too, as no retry
+/// changes them. False when cancelled first.
 pub async fn check_kinds(
     pool: &Pool,
     expected: &[ExpectedKey],
@@ -100,9 +104,12 @@ pub async fn check_kinds(
 ) -> anyhow::Result<bool> {
     let mut backoff = Backoff::default();
     loop {
-        match wrong_kinds(pool, expected).await {
-            Ok(wrong) if wrong.is_empty() => return Ok(true),
-            Ok(wrong) => {
+        match check_once(pool, expected).await {
+            Ok((Some(version), _)) if major(&version).is_some_and(|m| m < MIN_REDIS_MAJOR) => {
+                anyhow::bail!("Redis {version} is too old: the service needs Redis 7.0 or later");
+            }
+            Ok((_, wrong)) if wrong.is_empty() => return Ok(true),
+            Ok((_, wrong)) => {
                 let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
                 anyhow::bail!("{}", named.join("; "));
             }
@@ -127,6 +134,30 @@ pub async fn check_kinds(
             }
         }
     }
+}
+
+/// Redis' version (`INFO server`) and the keys of the wrong kind.
+async fn check_once(
+    pool: &Pool,
+    expected: &[ExpectedKey],
+) -> Result<(Option<String>, Vec<WrongKind>), BusError> {
+    let info: String = {
+        let mut conn = pool.get().await?;
+        redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?
+    };
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .map(|version| version.trim().to_owned());
+    Ok((version, wrong_kinds(pool, expected).await?))
+}
+
+/// The major number of a version such as `7.0.15`.
+fn major(version: &str) -> Option<u32> {
+    version.split('.').next()?.parse().ok()
 }
 
 /// The first answer no retry changes (`NOPERM` for a user without
@@ -175,6 +206,15 @@ mod tests {
         );
         topology.fills_stream = Some("f".into());
         assert_eq!(names(&topology).last(), Some(&("f".to_owned(), "stream")));
+    }
+
+    #[test]
+    fn major_versions_are_read_and_odd_ones_are_not_guessed() {
+        assert_eq!(major("7.0.15"), Some(7));
+        assert_eq!(major("6.2.14"), Some(6));
+        assert_eq!(major("255.255.255"), Some(255));
+        assert_eq!(major(""), None);
+        assert_eq!(major("seven"), None);
     }
 
     #[test]

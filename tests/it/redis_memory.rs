@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
-use crate::helpers::{DEADLINE, TestEnv, announced_until, order_json};
+use crate::helpers::{DEADLINE, Running, TestEnv, announced_until, order_json};
 use crate::services::own_redis;
 
 async fn pending(env: &TestEnv, conn: &mut MultiplexedConnection) -> usize {
@@ -17,6 +17,72 @@ async fn pending(env: &TestEnv, conn: &mut MultiplexedConnection) -> usize {
         .await
         .expect("XPENDING");
     reply.count()
+}
+
+fn held(order_id: &str) -> String {
+    order_json(order_id, "0.001", "50000")
+}
+
+async fn add(env: &TestEnv, conn: &mut MultiplexedConnection, payload: &str) {
+    let _: String = redis::cmd("XADD")
+        .arg(env.var("ORDERS_STREAM"))
+        .arg("*")
+        .arg("payload")
+        .arg(payload)
+        .query_async(conn)
+        .await
+        .expect("XADD");
+}
+
+/// Adds `payloads` and sets a memory limit every write is over, in one
+/// transaction (the worker reads the entries only once all is in); waits
+/// for three failed attempts at their batch, with the entries pending,
+/// then lifts the limit and waits until they are acknowledged.
+async fn out_of_memory_for_a_while(
+    env: &TestEnv,
+    app: &Running,
+    conn: &mut MultiplexedConnection,
+    payloads: &[&str],
+) {
+    let mut transaction = redis::pipe();
+    transaction.atomic();
+    for payload in payloads {
+        transaction
+            .cmd("XADD")
+            .arg(env.var("ORDERS_STREAM"))
+            .arg("*")
+            .arg("payload")
+            .arg(*payload)
+            .ignore();
+    }
+    transaction
+        .cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .ignore();
+    let () = transaction
+        .query_async(conn)
+        .await
+        .expect("MULTI XADD… CONFIG SET");
+    let failures = app.stats.batch_failures.get();
+    app.wait_for_stat("three failed attempts", |stats| {
+        stats.batch_failures.get() >= failures + 3
+    })
+    .await;
+    assert_eq!(pending(env, conn).await, payloads.len());
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(conn)
+        .await
+        .expect("CONFIG SET");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while pending(env, conn).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -44,75 +110,30 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
             &[("REDIS_URL", &url), ("SHIM_ENABLED", "false")],
         )
         .await;
-    let mut xadd = redis::cmd("XADD");
-    xadd.arg(env.var("ORDERS_STREAM"))
-        .arg("*")
-        .arg("payload")
-        .arg(order_json("memory-before", "0.001", "50000"));
-    let _: String = xadd.query_async(&mut conn).await.expect("XADD");
+    add(&env, &mut conn, &held("memory-before")).await;
     assert_eq!(
         announced_until(&mut announced, "memory-before").await,
         ["memory-before"]
     );
 
-    // An order and a message to dead-letter, then a memory limit every
-    // write is over, in one transaction: the worker reads the entries only
-    // once all is in.
-    let () = redis::pipe()
-        .atomic()
-        .cmd("XADD")
-        .arg(env.var("ORDERS_STREAM"))
-        .arg("*")
-        .arg("payload")
-        .arg(order_json("memory-held", "0.001", "50000"))
-        .ignore()
-        .cmd("XADD")
-        .arg(env.var("ORDERS_STREAM"))
-        .arg("*")
-        .arg("payload")
-        .arg("{")
-        .ignore()
-        .cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .ignore()
-        .query_async(&mut conn)
-        .await
-        .expect("MULTI XADD CONFIG SET");
-    let failures = app.stats.batch_failures.get();
-    app.wait_for_stat("three failed attempts", |stats| {
-        stats.batch_failures.get() >= failures + 3
-    })
-    .await;
-    assert_eq!(pending(&env, &mut conn).await, 2);
-
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .expect("CONFIG SET");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while pending(&env, &mut conn).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "still pending");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // Whatever the held order's attempts published came before this.
-    let mut xadd = redis::cmd("XADD");
-    xadd.arg(env.var("ORDERS_STREAM"))
-        .arg("*")
-        .arg("payload")
-        .arg(order_json("memory-after", "0.001", "50000"));
-    let _: String = xadd.query_async(&mut conn).await.expect("XADD");
+    // An order alone: the announcing script alone is refused (its flags).
+    out_of_memory_for_a_while(&env, &app, &mut conn, &[&held("memory-held")]).await;
+    add(&env, &mut conn, &held("memory-after")).await;
     assert_eq!(
         announced_until(&mut announced, "memory-after").await,
         ["memory-held", "memory-after"]
     );
+    // With a message to dead-letter: the letters and the script go in one
+    // transaction, refused as a whole.
+    out_of_memory_for_a_while(&env, &app, &mut conn, &[&held("memory-held-2"), "{"]).await;
+    add(&env, &mut conn, &held("memory-after-2")).await;
+    assert_eq!(
+        announced_until(&mut announced, "memory-after-2").await,
+        ["memory-held-2", "memory-after-2"]
+    );
     let letters: u64 = conn.xlen(env.var("DLQ_STREAM")).await.expect("XLEN");
     assert_eq!(letters, 1, "the malformed entry, parked once");
-    assert_eq!(app.stats.executed.get(), 3);
+    assert_eq!(app.stats.executed.get(), 5);
 
     app.stop().await;
     let _: Result<(), _> = redis::cmd("SHUTDOWN")
