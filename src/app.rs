@@ -262,10 +262,11 @@ impl Application {
         tasks.push((
             "worker",
             Box::pin(async move {
-                // A key of the wrong kind would fail every batch: stop here.
+                // A Redis too old or a key of the wrong kind would fail
+                // every batch: stop here.
                 // Then every halt on the stream is applied before the first
                 // batch.
-                if bus::check_kinds(&pool, &keys, &worker_cancel).await?
+                if bus::check_redis(&pool, &keys, &worker_cancel).await?
                     && halts.wait_until_caught_up(&worker_cancel).await
                 {
                     worker.run_until_stopped(worker_cancel).await;

@@ -158,8 +158,9 @@ pub(super) async fn announce(
     }
     call.arg(noted.len()).arg(noted).arg(ack.len()).arg(ack);
     if !dead.is_empty() {
-        // Parked before the script runs: a key the script would refuse
-        // must stop the letters too, or each retry parks them again.
+        // Checked before the transaction: the script refusing a key there
+        // would not undo the letters queued before it, and each retry
+        // would park them again.
         let mut expected: Vec<ExpectedKey> = writes
             .iter()
             .map(|(_, setting, key, kind)| ExpectedKey {

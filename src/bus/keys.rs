@@ -97,7 +97,7 @@ const MIN_REDIS_MAJOR: u32 = 7;
 /// than 7.0 or a key holds the wrong kind: an error naming every such key.
 /// Credentials or permissions Redis refuses stop it too, as no retry
 /// changes them. False when cancelled first.
-pub async fn check_kinds(
+pub async fn check_redis(
     pool: &Pool,
     expected: &[ExpectedKey],
     cancel: &CancellationToken,

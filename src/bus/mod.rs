@@ -25,7 +25,7 @@ use redis::AsyncConnectionConfig;
 pub use consumer::{CLAIM_START, Consumer, RECOVER_START};
 pub use dlq::{DeadLetters, Letter, RequeueError};
 pub use entry::{Entry, RawFields, Truncated, fields_size};
-pub use keys::{ExpectedKey, WrongKind, check_kinds, expected_keys, wrong_kinds};
+pub use keys::{ExpectedKey, WrongKind, check_redis, expected_keys, wrong_kinds};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{DeadLetter, Publisher, Source, Truncation};
