@@ -7,6 +7,35 @@ use futures_util::StreamExt;
 
 use crate::helpers::{DEADLINE, TestEnv, announced_until, order_json};
 
+/// A kill-switch entry nobody can understand, then a halt of ETHUSDT
+/// (orders here are BTCUSDT).
+async fn junk_then_a_halt(env: &TestEnv) {
+    env.kill_switch(&[("action", "explode")]).await;
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "symbol"),
+        ("symbol", "ETHUSDT"),
+        ("reason", "test"),
+    ])
+    .await;
+}
+
+/// Once the held entries are acknowledged, one order more: whatever their
+/// attempts published came before its result (announcements reach a
+/// subscriber in order). The order ids announced up to it.
+async fn announced_through_next(
+    env: &TestEnv,
+    announced: &mut (impl futures_util::Stream<Item = String> + Unpin),
+    next: &str,
+) -> Vec<String> {
+    env.wait_until("the held entries are acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    env.xadd_payload(&order_json(next, "0.01", "50000")).await;
+    announced_until(announced, next).await
+}
+
 #[tokio::test]
 async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
     let env = TestEnv::new().await;
@@ -77,28 +106,13 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
     // The kill switch writes no results: an entry it cannot read is
     // dead-lettered and the halt after it applies.
-    env.kill_switch(&[("action", "explode")]).await;
-    env.kill_switch(&[
-        ("action", "halt"),
-        ("scope", "symbol"),
-        ("symbol", "ETHUSDT"),
-        ("reason", "test"),
-    ])
-    .await;
+    junk_then_a_halt(&env).await;
     app.wait_for_stat("the halt is applied", |stats| stats.halts_active.get() == 1)
         .await;
 
     env.spoil_key("RESULTS_STREAM", false).await;
-    env.wait_until("the held entry is acknowledged", || async {
-        env.pending().await == 0
-    })
-    .await;
-    // Announcements reach a subscriber in order: whatever the held order's
-    // attempts published came before the next order's result.
-    env.xadd_payload(&order_json("kinds-after", "0.001", "50000"))
-        .await;
     assert_eq!(
-        announced_until(&mut announced, "kinds-after").await,
+        announced_through_next(&env, &mut announced, "kinds-after").await,
         ["kinds-held", "kinds-after"]
     );
     assert_eq!(env.results_for("kinds-held").await.len(), 1);
@@ -154,14 +168,8 @@ async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_dupli
         .query_async(&mut conn)
         .await
         .expect("DEL");
-    env.wait_until("the held entry is acknowledged", || async {
-        env.pending().await == 0
-    })
-    .await;
-    env.xadd_payload(&order_json("dry-after", "0.01", "50000"))
-        .await;
     assert_eq!(
-        announced_until(&mut announced, "dry-after").await,
+        announced_through_next(&env, &mut announced, "dry-after").await,
         ["dry-before", "dry-held", "dry-after"]
     );
     app.stop().await;
@@ -179,14 +187,7 @@ async fn a_dead_letter_stream_that_cannot_be_written_holds_up_no_halt() {
         .await;
     env.wait_for_results(1).await;
     env.spoil_key("DLQ_STREAM", true).await;
-    env.kill_switch(&[("action", "explode")]).await;
-    env.kill_switch(&[
-        ("action", "halt"),
-        ("scope", "symbol"),
-        ("symbol", "ETHUSDT"),
-        ("reason", "test"),
-    ])
-    .await;
+    junk_then_a_halt(&env).await;
     app.wait_for_stat("the halt behind the refused entry is applied", |stats| {
         stats.halts_active.get() == 1
     })
