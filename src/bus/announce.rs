@@ -110,29 +110,34 @@ pub(super) async fn announce(
         .filter(|letter| letter.failures.first_error.is_some())
         .map(|letter| letter.original_id.as_str())
         .collect();
-    // The keys this call writes, as KEYS indexes and as expected keys.
-    let mut writes = Vec::new();
+    // The keys this call writes, with their KEYS indexes.
+    let mut writes: Vec<(char, ExpectedKey)> = Vec::new();
     if !results.is_empty() {
-        writes.push((1, "RESULTS_STREAM", &topology.results_stream, "stream"));
+        writes.push((
+            '1',
+            ExpectedKey::stream("RESULTS_STREAM", &topology.results_stream),
+        ));
         if let Some(fills) = &topology.fills_stream {
-            writes.push((4, "FILLS_STREAM", fills, "stream"));
+            writes.push(('4', ExpectedKey::stream("FILLS_STREAM", fills)));
         }
     }
-    let failures = topology.failures_key();
     if !noted.is_empty() || !ack.is_empty() {
-        writes.push((3, "ORDERS_STREAM (its failure notes)", &failures, "hash"));
+        writes.push(('3', ExpectedKey::failure_notes(topology)));
     }
     if !ack.is_empty() {
-        writes.push((2, "ORDERS_STREAM", &topology.orders_stream, "stream"));
+        writes.push((
+            '2',
+            ExpectedKey::stream("ORDERS_STREAM", &topology.orders_stream),
+        ));
     }
     let mut call = ANNOUNCE.prepare_invoke();
     call.key(&topology.results_stream)
         .key(&topology.orders_stream)
-        .key(&failures);
+        .key(topology.failures_key());
     if let Some(fills) = &topology.fills_stream {
         call.key(fills);
     }
-    let checks: String = writes.iter().map(|(index, ..)| index.to_string()).collect();
+    let checks: String = writes.iter().map(|(index, _)| index).collect();
     call.arg(&topology.results_channel)
         .arg(topology.stream_maxlen)
         .arg(&topology.group)
@@ -161,19 +166,8 @@ pub(super) async fn announce(
         // Checked before the transaction: the script refusing a key there
         // would not undo the letters queued before it, and each retry
         // would park them again.
-        let mut expected: Vec<ExpectedKey> = writes
-            .iter()
-            .map(|(_, setting, key, kind)| ExpectedKey {
-                setting,
-                key: (*key).clone(),
-                kind,
-            })
-            .collect();
-        expected.push(ExpectedKey {
-            setting: "DLQ_STREAM",
-            key: topology.dlq_stream.clone(),
-            kind: "stream",
-        });
+        let mut expected: Vec<ExpectedKey> = writes.into_iter().map(|(_, key)| key).collect();
+        expected.push(ExpectedKey::stream("DLQ_STREAM", &topology.dlq_stream));
         let wrong = wrong_kinds(pool, &expected).await?;
         if !wrong.is_empty() {
             let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();

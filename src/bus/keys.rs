@@ -24,27 +24,38 @@ pub struct ExpectedKey {
     pub kind: &'static str,
 }
 
-/// Every key the service names: the streams it reads and writes, and the
-/// hash of failure notes.
-pub fn expected_keys(topology: &Topology, shutdown_stream: &str) -> Vec<ExpectedKey> {
-    let stream = |setting, key: &str| ExpectedKey {
-        setting,
-        key: key.to_owned(),
-        kind: "stream",
-    };
-    let mut keys = vec![
-        stream("ORDERS_STREAM", &topology.orders_stream),
-        stream("RESULTS_STREAM", &topology.results_stream),
-        stream("DLQ_STREAM", &topology.dlq_stream),
-        stream("SHUTDOWN_STREAM", shutdown_stream),
+impl ExpectedKey {
+    /// The stream a setting names.
+    pub fn stream(setting: &'static str, key: &str) -> Self {
+        ExpectedKey {
+            setting,
+            key: key.to_owned(),
+            kind: "stream",
+        }
+    }
+
+    /// The hash of failure notes beside the orders stream.
+    pub fn failure_notes(topology: &Topology) -> Self {
         ExpectedKey {
             setting: "ORDERS_STREAM (its failure notes)",
             key: topology.failures_key(),
             kind: "hash",
-        },
+        }
+    }
+}
+
+/// Every key the service names: the streams it reads and writes, and the
+/// hash of failure notes.
+pub fn expected_keys(topology: &Topology, shutdown_stream: &str) -> Vec<ExpectedKey> {
+    let mut keys = vec![
+        ExpectedKey::stream("ORDERS_STREAM", &topology.orders_stream),
+        ExpectedKey::stream("RESULTS_STREAM", &topology.results_stream),
+        ExpectedKey::stream("DLQ_STREAM", &topology.dlq_stream),
+        ExpectedKey::stream("SHUTDOWN_STREAM", shutdown_stream),
+        ExpectedKey::failure_notes(topology),
     ];
     if let Some(fills) = &topology.fills_stream {
-        keys.push(stream("FILLS_STREAM", fills));
+        keys.push(ExpectedKey::stream("FILLS_STREAM", fills));
     }
     keys
 }
