@@ -466,7 +466,7 @@ fn live_desk(
     )?;
     let limiter = bus::RateLimiter::new(
         pool.clone(),
-        format!("mexc-orders:{}", mexc.client_id_namespace),
+        format!("mexc-orders:{}", budget_name(mexc, key)),
         mexc.max_orders_per_sec,
     );
     let options = LiveOptions {
@@ -474,8 +474,9 @@ fn live_desk(
         order_ttl: mexc.order_ttl,
         resolve_deadline: mexc.resolve_deadline,
         max_order_age: settings.streams.worker.max_order_age,
-        absence_grace: mexc.absence_grace,
-        lookups_for_absence: 3,
+        absence_window: mexc.absence_window,
+        resend_not_placed: mexc.resend_not_placed,
+        watch_not_placed: mexc.watch_not_placed,
         max_send_attempts: mexc.max_send_attempts as i32,
         max_poll_interval: Duration::from_secs(5),
         namespace: mexc.client_id_namespace.clone(),
@@ -497,6 +498,22 @@ fn live_desk(
     };
     let replica = settings.streams.topology.consumer.clone();
     Ok(Some(Arc::new(LiveDesk::new(parts, replica, options))))
+}
+
+/// The name of the request budget: MEXC limits an account (and an
+/// address), not a deployment, so every deployment trading with one key
+/// shares it. `MEXC_RATE_LIMIT_KEY` when set (several keys of one
+/// account), else a digest of the API key (never the key itself in Redis).
+fn budget_name(mexc: &MexcSettings, api_key: &secrecy::SecretString) -> String {
+    use secrecy::ExposeSecret;
+    use sha2::Digest;
+    match &mexc.rate_limit_key {
+        Some(name) => name.clone(),
+        None => {
+            let digest = sha2::Sha256::digest(api_key.expose_secret().as_bytes());
+            format!("key-{}", hex::encode(&digest[..8]))
+        }
+    }
 }
 
 /// `SYMBOL_ALLOWLIST` and `MAX_ORDER_NOTIONAL` as the pre-trade checks take them.

@@ -207,6 +207,9 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             // Below 1 KiB real orders would be refused; above 16 MiB one
             // message could take hundreds of megabytes to parse.
             max_message_bytes: env.ranged("MAX_MESSAGE_BYTES", 65_536, 1024..=16 * 1024 * 1024),
+            // Two days: past the one day an order reported not placed is
+            // watched, so its result is never announced twice.
+            announced_ttl_secs: env.ranged("RESULT_DEDUP_SECS", 172_800, 60..=31_536_000),
         },
         worker: WorkerOptions {
             batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),

@@ -29,9 +29,10 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, RateLimiter};
+use crate::domain::lifecycle::{self, Observation};
 use crate::domain::{Order, OrderStatus, OrderType, Side, normalise_symbol};
 use crate::execution::mexc::{
-    Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices,
+    Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices, Window,
     check_order, client_order_id,
 };
 use crate::kill_switch::HaltBoard;
@@ -63,13 +64,19 @@ pub struct LiveOptions {
     pub resolve_deadline: Duration,
     /// `ORDER_MAX_AGE_SECS`: an order older than this is never re-sent.
     pub max_order_age: Option<Duration>,
-    /// Beyond `timestamp + recvWindow`, how long "no such order" must keep
-    /// being the answer before the order counts as absent (MEXC may say so
-    /// for a few seconds after accepting one).
-    pub absence_grace: Duration,
-    /// "No such order" answers (spaced apart) that make an order absent.
-    pub lookups_for_absence: i32,
-    /// Sends of one order at most (the first included).
+    /// `LIVE_ABSENCE_WINDOW_SECS`: beyond `timestamp + recvWindow`, how
+    /// long an order MEXC denies stays in flight before independent
+    /// searches (`allOrders`, `myTrades`) may report it not placed (MEXC
+    /// has been seen to deny accepted orders for tens of seconds).
+    pub absence_window: Duration,
+    /// `LIVE_RESEND_NOT_PLACED`: send an order reported not placed again
+    /// (off by default: no search proves absence beyond doubt).
+    pub resend_not_placed: bool,
+    /// `LIVE_WATCH_NOT_PLACED_SECS`: how long an order reported not placed
+    /// is still looked for.
+    pub watch_not_placed: Duration,
+    /// `LIVE_MAX_SEND_ATTEMPTS`: requests for one order at most (the
+    /// first, a retry after a refused timestamp, re-sends).
     pub max_send_attempts: i32,
     /// The longest pause between two lookups of an open order.
     pub max_poll_interval: Duration,
@@ -137,6 +144,8 @@ enum Slot {
     Unsent(MexcError),
     /// Lease lost, or stopping: send nothing.
     Wait,
+    /// A halt covers it now, or it grew too old: send nothing, ever.
+    Blocked(Box<orders::Model>, String),
 }
 
 /// What a lookup found.
@@ -269,18 +278,18 @@ impl LiveDesk {
     ) -> Result<Handled, LiveError> {
         if let Some(reason) = self.blocked_reason(&row) {
             return self
-                .finish(&row, lease, OrderStatus::Rejected, &reason)
+                .finish(&row, lease, Observation::Refused, &reason)
                 .await;
         }
         let Some(order) = order_from_row(&row) else {
             let reason = "the stored order cannot be sent (its columns are incomplete)";
-            return self.finish(&row, lease, OrderStatus::Error, reason).await;
+            return self.finish(&row, lease, Observation::Failed, reason).await;
         };
         match self.pre_trade(&order).await {
             Ok(None) => self.send(row, lease, origin).await,
             Ok(Some(reason)) => {
                 tracing::info!(order_id = %row.order_id, reason = %reason, "live order refused before sending");
-                self.finish(&row, lease, OrderStatus::Rejected, &reason)
+                self.finish(&row, lease, Observation::Refused, &reason)
                     .await
             }
             Err(err) => {
@@ -337,19 +346,21 @@ impl LiveDesk {
         )
     }
 
-    /// Records a terminal outcome decided here (nothing at the exchange).
+    /// Records a terminal outcome decided here (nothing at the exchange,
+    /// as far as the service can tell): `observation` is a refusal, a
+    /// failure or a report of not placed.
     async fn finish(
         &self,
         row: &orders::Model,
         lease: &Lease,
-        status: OrderStatus,
+        observation: Observation,
         reason: &str,
     ) -> Result<Handled, LiveError> {
-        let update = LiveUpdate {
-            status: Some(status),
-            reject_reason: Some(reason.to_owned()),
-            ..LiveUpdate::default()
-        };
+        let mut update = LiveUpdate::on(observation);
+        update.reject_reason = Some(reason.to_owned());
+        if observation == Observation::NotPlaced {
+            update.watch_for = Some(self.options.watch_not_placed);
+        }
         self.record(row, lease, update, &[])
             .await
             .map(Handled::recorded)
@@ -358,7 +369,8 @@ impl LiveDesk {
     /// Records an update under the lease. A finished order keeps its lease
     /// until its result is announced (then [`Store::release_announced`]):
     /// should the announcement never happen, the lease expires and the
-    /// reconciler announces it.
+    /// reconciler announces it. An order reported not placed is looked at
+    /// again soon (it is watched).
     async fn record(
         &self,
         row: &orders::Model,
@@ -366,9 +378,17 @@ impl LiveDesk {
         mut update: LiveUpdate,
         fills: &[crate::store::NewTrade],
     ) -> Result<Option<orders::Model>, LiveError> {
-        if update.status.is_some_and(OrderStatus::is_terminal) {
+        let current = OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Error);
+        let ends = update
+            .observation
+            .and_then(|observation| lifecycle::next(current, observation).ok())
+            .is_some_and(OrderStatus::is_terminal);
+        if ends {
             update.keep_lease = true;
-            update.poll_in = Some(self.options.lease);
+            update.poll_in = Some(match update.watch_for {
+                Some(_) => self.poll_in(row).min(self.options.lease),
+                None => self.options.lease,
+            });
         }
         Ok(self
             .store
@@ -469,12 +489,21 @@ impl LiveDesk {
         self.describe(row, &state).await
     }
 
-    /// The update (and fills) for an order MEXC describes as `state`.
+    /// The update (and fills) for an order MEXC describes as `state`: its
+    /// trades read in full, however many pages they take.
     async fn describe(&self, row: &orders::Model, state: &OrderState) -> Lookup {
         let trades = if state.executed_qty.is_zero() {
             Vec::new()
         } else {
-            match self.client.my_trades(&state.symbol, &state.order_id).await {
+            match self
+                .client
+                .trades_of_order(
+                    &state.symbol,
+                    &state.order_id,
+                    self.trade_window(row, state),
+                )
+                .await
+            {
                 Ok(trades) => trades,
                 Err(err) => return Lookup::Failed(err),
             }
@@ -483,6 +512,17 @@ impl LiveDesk {
             Ok(found) => Lookup::Found(Box::new(found)),
             Err(reason) => Lookup::Failed(MexcError::Unknown { reason }),
         }
+    }
+
+    /// Where an order's trades can be, in exchange time: from a minute
+    /// before it was created (or sent) to a minute from now.
+    fn trade_window(&self, row: &orders::Model, state: &OrderState) -> Window {
+        const SLACK_MS: i64 = 60_000;
+        let created = state
+            .time
+            .or(row.sent_at.map(|at| at.timestamp_millis()))
+            .unwrap_or(row.created_at.timestamp_millis());
+        Window::new(created - SLACK_MS, self.client.clock().now_ms() + SLACK_MS)
     }
 
     /// Exchange time since the order's request was stamped (zero before).
@@ -497,13 +537,23 @@ impl LiveDesk {
         poll_delay(self.since_sent(row), self.options.max_poll_interval)
     }
 
-    /// Whether MEXC can no longer accept the order's last request: its
-    /// `timestamp + recvWindow`, plus the grace, lies in the past of the
-    /// exchange's clock.
+    /// Whether the order's last request is past MEXC's `timestamp +
+    /// recvWindow` and the absence window after it (exchange time): only
+    /// then may searches that find nothing report it not placed.
     fn past_window(&self, row: &orders::Model) -> bool {
         let window =
-            Duration::from_millis(self.client.recv_window_ms()) + self.options.absence_grace;
+            Duration::from_millis(self.client.recv_window_ms()) + self.options.absence_window;
         row.sent_at.is_some() && self.since_sent(row) > window
+    }
+
+    /// How long the order has gone without an answer from the exchange:
+    /// since it was sent or last described, whichever is later.
+    fn unanswered_for(&self, row: &orders::Model) -> Duration {
+        let since_resolved = row
+            .resolved_at
+            .map(|at| (Utc::now() - at.to_utc()).to_std().unwrap_or_default());
+        let since_sent = self.since_sent(row);
+        since_resolved.map_or(since_sent, |resolved| resolved.min(since_sent))
     }
 }
 

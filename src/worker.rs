@@ -21,7 +21,7 @@ use futures_util::future::join_all;
 use futures_util::{StreamExt, stream};
 use tracing::Instrument;
 
-use crate::bus::{BusError, Consumer, Entry, Publisher};
+use crate::bus::{Announcement, BusError, Consumer, Entry, Publisher};
 use crate::domain::{ExecutionResult, Fill, Order, OrderStatus, halted_reason};
 use crate::execution::{Executor, Outcome};
 use crate::kill_switch::HaltBoard;
@@ -264,7 +264,7 @@ impl Worker {
         // An order still in flight has no result yet: the reconciler
         // announces it when it is decided. An order another holder has
         // gets its result from that holder (this snapshot may be older).
-        results.retain(|result| result.status.is_announced() && !held.contains(&result.order_id));
+        results.retain(|a| a.result.status.is_announced() && !held.contains(&a.result.order_id));
         trace_results(&mut results, &order_spans);
 
         // 6. Announce and acknowledge (not the entries of orders another
@@ -366,11 +366,12 @@ impl Worker {
     fn report(
         &self,
         entries: &[Entry],
-        results: Vec<ExecutionResult>,
+        announcements: Vec<Announcement>,
         plan: &BatchPlan,
         executed: usize,
         held: Vec<String>,
     ) -> BatchReport {
+        let results: Vec<ExecutionResult> = announcements.into_iter().map(|a| a.result).collect();
         let stats = &self.stats;
         let received = entries.len();
         stats.batch_size.observe(received as f64);
@@ -402,8 +403,8 @@ impl Worker {
 
 /// Gives each result the trace of its order's span (downstream continues
 /// from this service's span) and records its status there.
-fn trace_results(results: &mut [ExecutionResult], spans: &HashMap<String, tracing::Span>) {
-    for result in results {
+fn trace_results(results: &mut [Announcement], spans: &HashMap<String, tracing::Span>) {
+    for Announcement { result, .. } in results {
         if let Some(span) = spans.get(result.order_id.as_str()) {
             span.record("status", result.status.as_str());
             result.traceparent = propagation::traceparent(span).or(result.traceparent.take());

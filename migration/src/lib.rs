@@ -10,6 +10,7 @@ mod m20261126_000002_create_trades;
 mod m20261126_000003_record_every_rejection;
 mod m20261126_000004_create_halts;
 mod m20261126_000005_add_live_order_state;
+mod m20261207_000006_add_order_lifecycle;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_record_every_rejection::Migration),
             Box::new(m20261126_000004_create_halts::Migration),
             Box::new(m20261126_000005_add_live_order_state::Migration),
+            Box::new(m20261207_000006_add_order_lifecycle::Migration),
         ]
     }
 }

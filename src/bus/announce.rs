@@ -18,17 +18,26 @@ use deadpool_redis::Pool;
 use redis::Script;
 
 use super::keys::{ExpectedKey, WrongKind, wrong_kinds};
-use super::{BusError, DeadLetter, Topology};
+use super::{Announce, Announcement, BusError, DeadLetter, Topology};
 use crate::domain::ExecutionResult;
 
-/// KEYS: results stream, orders stream, failure notes, and the fills
-/// stream when there is one. ARGV: results channel, MAXLEN, group, the
-/// KEYS this call writes (their indexes as digits: their kinds are checked
-/// first), then three sections, each a count followed by its items:
-/// results (JSON, field count, fields, alias count, aliases: the fields
-/// only the fills stream gets), entries whose failure notes to drop (their
-/// dead letters are parked), entry ids to acknowledge (at most
+/// KEYS: results stream, orders stream, failure notes, fills stream (the
+/// results stream again when there is none; not written then), then the
+/// announced-state key of each result that has one. ARGV: results
+/// channel, MAXLEN, group, the KEYS this call writes (their indexes as
+/// digits: their kinds are checked first), whether there is a fills
+/// stream, how long an announced-state key lasts (s), then three sections,
+/// each a count followed by its items: results (how: `c` a change, `r` an
+/// answer to a fresh message, `a` always; the KEYS index of its announced-
+/// state key, 0 for none; its state sequence number; its JSON; for `r`
+/// its JSON as a replay; field count, fields, alias count, aliases: the
+/// fields only the fills stream gets), entries whose failure notes to drop
+/// (their dead letters are parked), entry ids to acknowledge (at most
 /// `BATCH_SIZE`, 2,000, well within what `unpack` takes).
+///
+/// A result whose state an earlier call announced (its key holds that
+/// sequence number or a later one) is not written again: a change is
+/// dropped, an answer goes out on the channel only, as a replay.
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"#!lua
@@ -41,7 +50,8 @@ for i in string.gmatch(ARGV[4], '%d') do
   end
 end
 local channel, maxlen, group = ARGV[1], ARGV[2], ARGV[3]
-local at = 5
+local fills, ttl = ARGV[5] == '1', ARGV[6]
+local at = 7
 local function take()
   local value = ARGV[at]
   at = at + 1
@@ -60,12 +70,28 @@ local function add(stream, first, last, extra_first, extra_last)
   redis.call('XADD', stream, unpack(args))
 end
 for _ = 1, tonumber(take()) do
-  redis.call('PUBLISH', channel, take())
+  local how, key, seq = take(), tonumber(take()), tonumber(take())
+  local json = take()
+  local replay = nil
+  if how == 'r' then replay = take() end
   local first, last = range()
   local alias_first, alias_last = range()
-  add(KEYS[1], first, last)
-  if KEYS[4] then
-    add(KEYS[4], first, last, alias_first, alias_last)
+  local news = true
+  if key > 0 then
+    local known = tonumber(redis.call('GET', KEYS[key]) or '0') or 0
+    news = seq > known
+  end
+  if news then
+    redis.call('PUBLISH', channel, json)
+    add(KEYS[1], first, last)
+    if fills then
+      add(KEYS[4], first, last, alias_first, alias_last)
+    end
+    if key > 0 then
+      redis.call('SET', KEYS[key], seq, 'EX', ttl)
+    end
+  elseif replay then
+    redis.call('PUBLISH', channel, replay)
   end
 end
 for _ = 1, tonumber(take()) do
@@ -94,15 +120,15 @@ const FILL_ALIASES: [(&str, &str); 2] = [
     ("price", "avg_fill_price"),
 ];
 
-/// Announces `results` and `dead` letters, then acknowledges `ack`.
+/// Announces results and `dead` letters, then acknowledges `ack`.
 pub(super) async fn announce(
     pool: &Pool,
     topology: &Topology,
-    results: &[ExecutionResult],
+    announcements: &[Announcement],
     dead: &[DeadLetter],
     ack: &[String],
 ) -> Result<(), BusError> {
-    if results.is_empty() && dead.is_empty() && ack.is_empty() {
+    if announcements.is_empty() && dead.is_empty() && ack.is_empty() {
         return Ok(());
     }
     let noted: Vec<&str> = dead
@@ -112,7 +138,7 @@ pub(super) async fn announce(
         .collect();
     // The keys this call writes, with their KEYS indexes.
     let mut writes: Vec<(char, ExpectedKey)> = Vec::new();
-    if !results.is_empty() {
+    if !announcements.is_empty() {
         writes.push((
             '1',
             ExpectedKey::stream("RESULTS_STREAM", &topology.results_stream),
@@ -133,17 +159,40 @@ pub(super) async fn announce(
     let mut call = ANNOUNCE.prepare_invoke();
     call.key(&topology.results_stream)
         .key(&topology.orders_stream)
-        .key(topology.failures_key());
-    if let Some(fills) = &topology.fills_stream {
-        call.key(fills);
+        .key(topology.failures_key())
+        .key(
+            topology
+                .fills_stream
+                .as_ref()
+                .unwrap_or(&topology.results_stream),
+        );
+    // The announced-state keys, from KEYS[5] on.
+    let mut next_key = 5;
+    let mut key_of = Vec::with_capacity(announcements.len());
+    for announcement in announcements {
+        match announcement.result.seq {
+            Some(_) => {
+                call.key(topology.announced_key(&announcement.result.order_id));
+                key_of.push(next_key);
+                next_key += 1;
+            }
+            None => key_of.push(0),
+        }
     }
     let checks: String = writes.iter().map(|(index, _)| index).collect();
     call.arg(&topology.results_channel)
         .arg(topology.stream_maxlen)
         .arg(&topology.group)
-        .arg(checks);
-    call.arg(results.len());
-    for result in results {
+        .arg(checks)
+        .arg(if topology.fills_stream.is_some() {
+            "1"
+        } else {
+            "0"
+        })
+        .arg(topology.announced_ttl_secs);
+    call.arg(announcements.len());
+    for (announcement, key) in announcements.iter().zip(key_of) {
+        let result = &announcement.result;
         let (json, fields) = result.rendered();
         let aliases: Vec<(&str, &str)> = FILL_ALIASES
             .iter()
@@ -152,7 +201,23 @@ pub(super) async fn announce(
                 Some((*theirs, value.as_str()))
             })
             .collect();
-        call.arg(json).arg(fields.len() * 2);
+        let how = match (key, announcement.kind) {
+            (0, _) => "a",
+            (_, Announce::Change) => "c",
+            (_, Announce::Answer) => "r",
+        };
+        call.arg(how)
+            .arg(key)
+            .arg(result.seq.unwrap_or(0))
+            .arg(json);
+        if how == "r" {
+            let replay = ExecutionResult {
+                replay: Some(true),
+                ..result.clone()
+            };
+            call.arg(replay.rendered().0);
+        }
+        call.arg(fields.len() * 2);
         for (name, value) in &fields {
             call.arg(name).arg(value);
         }

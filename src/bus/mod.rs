@@ -28,7 +28,7 @@ pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use keys::{ExpectedKey, WrongKind, check_redis, expected_keys, wrong_kinds};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use probe::{Probe, StreamStats};
-pub use publisher::{DeadLetter, Publisher, Source, Truncation};
+pub use publisher::{Announce, Announcement, DeadLetter, Publisher, Source, Truncation};
 pub use rate_limit::{RateLimiter, WINDOW as RATE_WINDOW};
 pub use shim::{Shim, mirror_messages};
 pub use trim::{Trimmer, trim_acknowledged};
@@ -56,6 +56,9 @@ pub struct Topology {
     pub dedup_window_ms: u64,
     /// Larger messages and entries are dead-lettered, never parsed.
     pub max_message_bytes: usize,
+    /// How long the last announced state of an order is remembered
+    /// (`RESULT_DEDUP_SECS`): within it, no state is announced twice.
+    pub announced_ttl_secs: u64,
 }
 
 /// The longest any single command may take; above the worker's read block.
@@ -66,6 +69,12 @@ impl Topology {
     /// The hash that records message-level failures of pending entries.
     pub fn failures_key(&self) -> String {
         format!("{}:failures", self.orders_stream)
+    }
+
+    /// The key holding the last state sequence number announced for an
+    /// order.
+    pub fn announced_key(&self, order_id: &str) -> String {
+        format!("{}:announced:{order_id}", self.results_stream)
     }
 }
 

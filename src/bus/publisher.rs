@@ -147,6 +147,36 @@ fn too_large(size: usize, limit: usize) -> String {
     format!("message of {size} bytes is larger than MAX_MESSAGE_BYTES={limit}")
 }
 
+/// How a result is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// A change of its order's state: announced once (channel, results
+    /// stream, fills stream); a copy whose state was announced already is
+    /// dropped (a redelivered entry, the reconciler after a crash).
+    Change,
+    /// The answer to a fresh message: the change when nobody announced it
+    /// yet, else the stored result again on the results channel only,
+    /// marked as a replay (a producer's re-sent message).
+    Answer,
+}
+
+/// A result and how to announce it. A result without a state sequence
+/// number (a conflict, a rejection without a row) is always announced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announcement {
+    pub result: ExecutionResult,
+    pub kind: Announce,
+}
+
+impl Announcement {
+    pub fn change(result: ExecutionResult) -> Self {
+        Announcement {
+            result,
+            kind: Announce::Change,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Publisher {
     pool: Pool,
@@ -161,7 +191,7 @@ impl Publisher {
     /// Announces results and dead letters.
     pub async fn publish(
         &self,
-        results: &[ExecutionResult],
+        results: &[Announcement],
         dead: &[DeadLetter],
     ) -> Result<(), BusError> {
         self.publish_and_ack(results, dead, &[]).await
@@ -172,7 +202,7 @@ impl Publisher {
     #[tracing::instrument(name = "redis.publish_results", skip_all, fields(results = results.len(), dead_letters = dead.len(), acks = ack.len()), err)]
     pub async fn publish_and_ack(
         &self,
-        results: &[ExecutionResult],
+        results: &[Announcement],
         dead: &[DeadLetter],
         ack: &[String],
     ) -> Result<(), BusError> {

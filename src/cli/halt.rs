@@ -131,7 +131,8 @@ pub async fn list(settings: &Settings, limit: u64) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+/// A store of one connection, for a command.
+pub(super) async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     let pool = PoolSettings {
         max_connections: 1,
         ..pool_settings(&settings.postgres)

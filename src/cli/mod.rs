@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `publish`, `bench`,
-//! `dlq`, `halt`, `resume`, `halts`, `healthcheck` and `openapi`.
+//! `dlq`, `halt`, `resume`, `halts`, `order`, `healthcheck` and `openapi`.
 
 mod bench;
 mod client;
@@ -7,6 +7,7 @@ mod dlq;
 mod halt;
 mod healthcheck;
 mod migrate;
+mod order;
 mod publish;
 
 use std::process::ExitCode;
@@ -57,6 +58,11 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
+    /// Show one order as stored and every recorded change of its state (from Postgres).
+    Order {
+        /// The order's `order_id`.
+        order_id: String,
+    },
     /// Exit 0 when this host's HTTP API answers /health (container health checks).
     Healthcheck,
     /// Print the OpenAPI document of the HTTP API (committed as openapi/openapi.json).
@@ -73,6 +79,7 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Halt(args) => halt::run(HaltAction::Halt, args, &settings).await,
         Command::Resume(args) => halt::run(HaltAction::Resume, args, &settings).await,
         Command::Halts { limit } => halt::list(&settings, limit).await,
+        Command::Order { order_id } => order::run(&settings, &order_id).await,
         Command::Healthcheck => healthcheck::run(&settings).await,
         Command::Openapi => {
             println!("{}", crate::http::spec().await?);

@@ -65,6 +65,20 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
             ),
         );
     }
+    let dedup = settings.streams.topology.announced_ttl_secs;
+    if real_orders
+        && env.all_valid(&["RESULT_DEDUP_SECS", "LIVE_WATCH_NOT_PLACED_SECS"])
+        && dedup <= mexc.watch_not_placed.as_secs()
+    {
+        env.invalid(
+            "RESULT_DEDUP_SECS",
+            dedup,
+            &format!(
+                "more than LIVE_WATCH_NOT_PLACED_SECS = {} (an order watched is announced again; only a remembered state keeps that from reaching the streams twice)",
+                mexc.watch_not_placed.as_secs()
+            ),
+        );
+    }
     let worker = &settings.streams.worker;
     if env.all_valid(&["CLAIM_IDLE_MS", "READ_BLOCK_MS"])
         && worker.claim_idle_ms < 3 * worker.block_ms

@@ -44,12 +44,20 @@ pub struct MexcSettings {
     /// `LIVE_LEASE_SECS`: how long a replica's claim on an order in flight
     /// lasts unrenewed; after it another replica takes over (lookup first).
     pub lease: Duration,
-    /// `LIVE_ABSENCE_GRACE_SECS`: beyond `timestamp + recvWindow`, how long
-    /// MEXC must keep answering "no such order" before an order counts as
-    /// absent (and may be sent again).
-    pub absence_grace: Duration,
-    /// `LIVE_MAX_SEND_ATTEMPTS`: sends of one order at most.
+    /// `LIVE_ABSENCE_WINDOW_SECS`: beyond `timestamp + recvWindow`, how
+    /// long an order MEXC denies stays in flight before searches of the
+    /// account's orders and trades may report it not placed.
+    pub absence_window: Duration,
+    /// `LIVE_RESEND_NOT_PLACED`: send an order reported not placed again.
+    pub resend_not_placed: bool,
+    /// `LIVE_WATCH_NOT_PLACED_SECS`: how long an order reported not placed
+    /// is still looked for.
+    pub watch_not_placed: Duration,
+    /// `LIVE_MAX_SEND_ATTEMPTS`: requests for one order at most.
     pub max_send_attempts: u32,
+    /// `MEXC_RATE_LIMIT_KEY`: names the request budget shared by every
+    /// deployment of one MEXC account; unset, a digest of the API key.
+    pub rate_limit_key: Option<String>,
     /// `LIVE_RECONCILE_INTERVAL_MS`: how often each replica looks for
     /// orders in flight that are due for a lookup.
     pub reconcile_interval: Duration,
@@ -86,8 +94,18 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         max_order_notional: max_order_notional(env),
         client_id_namespace: env.text("LIVE_CLIENT_ID_NAMESPACE", "execution-service"),
         lease: Duration::from_secs(env.ranged("LIVE_LEASE_SECS", 30, 5..=3_600)),
-        absence_grace: Duration::from_secs(env.ranged("LIVE_ABSENCE_GRACE_SECS", 10, 1..=3_600)),
+        absence_window: absence_window(env),
+        resend_not_placed: env.flag("LIVE_RESEND_NOT_PLACED", false),
+        watch_not_placed: Duration::from_secs(env.ranged(
+            "LIVE_WATCH_NOT_PLACED_SECS",
+            86_400,
+            0..=7 * 86_400,
+        )),
         max_send_attempts: env.ranged("LIVE_MAX_SEND_ATTEMPTS", 2, 1..=5),
+        rate_limit_key: env
+            .var("MEXC_RATE_LIMIT_KEY")
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty()),
         reconcile_interval: Duration::from_millis(env.ranged(
             "LIVE_RECONCILE_INTERVAL_MS",
             250,
@@ -95,6 +113,20 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
         )),
         cancel_open_orders_on_halt: env.flag("CANCEL_OPEN_ORDERS_ON_HALT", true),
     }
+}
+
+/// `LIVE_ABSENCE_WINDOW_SECS`. `LIVE_ABSENCE_GRACE_SECS`, its
+/// predecessor, counted denials toward proving absence, which no number of
+/// them does: a deployment still setting it is stopped, not reinterpreted.
+fn absence_window(env: &mut Env<'_>) -> Duration {
+    if let Some(old) = env.var("LIVE_ABSENCE_GRACE_SECS") {
+        env.invalid(
+            "LIVE_ABSENCE_GRACE_SECS",
+            old,
+            "unset: it is replaced by LIVE_ABSENCE_WINDOW_SECS (searches of the order list and trades past that window, not counted denials, report an order not placed)",
+        );
+    }
+    Duration::from_secs(env.ranged("LIVE_ABSENCE_WINDOW_SECS", 90, 1..=3_600))
 }
 
 /// What real orders need beyond `TRADING_MODE=live`: `DRY_RUN=false`,

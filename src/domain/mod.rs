@@ -5,6 +5,7 @@
 mod amount;
 mod content;
 mod halt;
+pub mod lifecycle;
 mod message;
 pub(crate) mod order;
 mod result;

@@ -4,6 +4,8 @@
 //! One type serves both outputs: JSON on the results channel and flat text
 //! fields on the results stream, with the same names and values.
 
+use std::collections::BTreeMap;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -132,8 +134,15 @@ pub struct ExecutionResult {
     /// The fill price; absent when nothing was filled.
     #[serde(serialize_with = "amount_opt")]
     pub price: Option<Decimal>,
-    #[serde(serialize_with = "amount")]
-    pub fee: Decimal,
+    /// The fee, when it was paid in one asset (or none was paid).
+    #[serde(default, serialize_with = "amount_opt")]
+    pub fee: Option<Decimal>,
+    /// The asset `fee` was paid in, when the venue said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_asset: Option<String>,
+    /// Live: the fees per asset, `{"USDT": "0.05000000", "MX": "0.00100000"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fees: Option<BTreeMap<String, String>>,
     /// Unix seconds of the outcome.
     pub timestamp: i64,
     pub client_id: Option<String>,
@@ -145,6 +154,21 @@ pub struct ExecutionResult {
     pub client_order_id: Option<String>,
     pub mode: TradingMode,
     pub traceparent: Option<String>,
+    /// The order's state sequence number this result announces: each
+    /// change of an order takes the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i32>,
+    /// `<order_id>:<seq>`: one id per change, to de-duplicate on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_id: Option<String>,
+    /// The stored result again, answering a message re-sent for an order
+    /// already announced (on the results channel only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<bool>,
+    /// The `result_id` of an earlier result this one corrects: an order
+    /// reported not placed that turned up at the exchange after all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<String>,
 }
 
 fn result_type() -> String {
@@ -174,7 +198,9 @@ impl ExecutionResult {
             quantity: None,
             filled_quantity: Decimal::ZERO,
             price: None,
-            fee: Decimal::ZERO,
+            fee: Some(Decimal::ZERO),
+            fee_asset: None,
+            fees: None,
             timestamp,
             client_id: None,
             strategy_id: None,
@@ -184,7 +210,18 @@ impl ExecutionResult {
             client_order_id: None,
             mode,
             traceparent: None,
+            seq: None,
+            result_id: None,
+            replay: None,
+            corrects: None,
         }
+    }
+
+    /// Marks the result as announcing state `seq` of its order.
+    pub fn with_seq(mut self, seq: i32) -> Self {
+        self.result_id = Some(format!("{}:{seq}", self.order_id));
+        self.seq = Some(seq);
+        self
     }
 
     /// The JSON document for the results channel, and the same fields as
@@ -234,7 +271,7 @@ mod tests {
         result.quantity = Some(Decimal::from_str("0.001").unwrap());
         result.filled_quantity = Decimal::from_str("0.001").unwrap();
         result.price = Some(Decimal::from(50_000));
-        result.fee = Decimal::from_str("0.05").unwrap();
+        result.fee = Some(Decimal::from_str("0.05").unwrap());
         result
     }
 

@@ -9,8 +9,8 @@ use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
 use super::schema::{
-    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail, OrderPage,
-    OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail,
+    OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
 };
 use crate::store::OrderQuery;
 
@@ -95,6 +95,26 @@ enum OrderResponse {
 
 fn order_bad_request(err: poem::Error) -> OrderResponse {
     OrderResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "history_bad_request")]
+enum HistoryResponse {
+    #[oai(status = 200)]
+    Ok(Json<Box<OrderHistory>>),
+    /// The order id is invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ApiError>),
+    /// No order has this id.
+    #[oai(status = 404)]
+    NotFound(Json<ApiError>),
+    /// Postgres does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<ApiError>),
+}
+
+fn history_bad_request(err: poem::Error) -> HistoryResponse {
+    HistoryResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
 }
 
 /// Runs a check, counting a timeout as a failure.
@@ -311,27 +331,59 @@ impl Api {
         #[oai(validator(min_length = 1, max_length = 255))]
         order_id: Path<String>,
     ) -> OrderResponse {
-        let not_found = || {
-            OrderResponse::NotFound(Json(ApiError::new(
-                "not_found",
-                format!("no order with order_id {:?}", order_id.0),
-            )))
-        };
         if !storable(&order_id.0) {
-            return not_found();
+            return OrderResponse::NotFound(no_such_order(&order_id.0));
         }
         match within(self.0.store.order_with_trades(&order_id.0)).await {
             Some(Some((order, fills))) => OrderResponse::Ok(Json(Box::new(OrderDetail {
                 order: OrderView::from(&order),
                 trades: fills.iter().map(Into::into).collect(),
             }))),
-            Some(None) => not_found(),
+            Some(None) => OrderResponse::NotFound(no_such_order(&order_id.0)),
             None => OrderResponse::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),
         }
     }
+
+    /// One order's history
+    ///
+    /// Every recorded change of a live order's state, oldest first: what
+    /// caused it, its evidence, which replica recorded it and when. The
+    /// stored status is always the last event's.
+    #[oai(path = "/orders/:order_id/events", method = "get", tag = "Tag::Orders")]
+    async fn order_events(
+        &self,
+        /// The order's `order_id`.
+        #[oai(validator(min_length = 1, max_length = 255))]
+        order_id: Path<String>,
+    ) -> HistoryResponse {
+        if !storable(&order_id.0) {
+            return HistoryResponse::NotFound(no_such_order(&order_id.0));
+        }
+        match within(self.0.store.order_history(&order_id.0)).await {
+            Some(Some((order, events))) => HistoryResponse::Ok(Json(Box::new(OrderHistory {
+                order_id: order.order_id,
+                status: order.status,
+                seq: order.state_seq,
+                events: events.iter().map(Into::into).collect(),
+            }))),
+            Some(None) => HistoryResponse::NotFound(no_such_order(&order_id.0)),
+            None => HistoryResponse::Unavailable(Json(ApiError::new(
+                "unavailable",
+                "Postgres does not answer",
+            ))),
+        }
+    }
+}
+
+/// The 404 answer for an order id nobody stored.
+fn no_such_order(order_id: &str) -> Json<ApiError> {
+    Json(ApiError::new(
+        "not_found",
+        format!("no order with order_id {order_id:?}"),
+    ))
 }
 
 /// Whether a stored text column could hold `text`. Postgres text cannot

@@ -3,8 +3,8 @@
 use poem_openapi::types::Example;
 
 use super::schema::{
-    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderPage, OrderView,
-    Readiness, Statistics, Status, StreamInfo, TradeView,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderEventView,
+    OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StreamInfo, TradeView,
 };
 
 impl Example for Health {
@@ -148,6 +148,43 @@ impl Example for OrderDetail {
         OrderDetail {
             order: OrderView::example(),
             trades: vec![TradeView::example()],
+        }
+    }
+}
+
+impl Example for OrderEventView {
+    fn example() -> Self {
+        let evidence = serde_json::json!({
+            "exchange_status": "FILLED",
+            "exchange_order_id": "C02__443776336245616640095",
+            "executed_qty": "0.00100000",
+            "fees": {"USDT": "0.05000000"},
+            "trade_ids": ["mexc-505925219917373440X1"],
+        });
+        OrderEventView {
+            seq: 3,
+            from_status: Some("SUBMITTED".into()),
+            to_status: "FILLED".into(),
+            observation: "reported".into(),
+            evidence: evidence
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            replica: Some("execution-1-4242/3f9c0a1b#17".into()),
+            at: "2026-11-26T09:00:00.312+00:00".into(),
+        }
+    }
+}
+
+impl Example for OrderHistory {
+    fn example() -> Self {
+        OrderHistory {
+            order_id: "rm-7f3a9c".into(),
+            status: "FILLED".into(),
+            seq: 3,
+            events: vec![OrderEventView::example()],
         }
     }
 }

@@ -8,7 +8,7 @@ use poem_openapi::{Enum, Object};
 pub use super::halt_schema::ActiveHalt;
 
 use crate::domain::{OrderStatus, format_amount};
-use crate::store::entity::{orders, trades};
+use crate::store::entity::{order_events, orders, trades};
 
 /// Liveness: the process is up.
 #[derive(Debug, Object)]
@@ -318,6 +318,61 @@ impl From<&trades::Model> for TradeView {
 pub struct OrderDetail {
     pub order: OrderView,
     pub trades: Vec<TradeView>,
+}
+
+/// One change of a live order's state, as recorded.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct OrderEventView {
+    /// The order's state sequence number after this change (results
+    /// announce it as `seq`).
+    pub seq: i32,
+    /// The status before; `null` on the order's first event.
+    #[oai(nullable)]
+    pub from_status: Option<String>,
+    pub to_status: String,
+    /// What caused it: `received`, `claimed`, `not_sent`, `refused`,
+    /// `failed`, `reported`, `overdue`, `not_placed` or `late_appearance`.
+    pub observation: String,
+    /// Its evidence: MEXC's status and `executedQty`, the fees, the trade
+    /// ids, the reason or the error MEXC gave.
+    pub evidence: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The replica (and claim) that recorded it.
+    #[oai(nullable)]
+    pub replica: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+impl From<&order_events::Model> for OrderEventView {
+    fn from(row: &order_events::Model) -> Self {
+        OrderEventView {
+            seq: row.seq,
+            from_status: row.from_status.clone(),
+            to_status: row.to_status.clone(),
+            observation: row.observation.clone(),
+            evidence: match &row.evidence {
+                Some(serde_json::Value::Object(map)) => map.clone().into_iter().collect(),
+                _ => Default::default(),
+            },
+            replica: row.replica.clone(),
+            at: row.at.to_rfc3339(),
+        }
+    }
+}
+
+/// An order's history: where it stands and every change that led there
+/// (live orders; a simulated order ends in the change that stored it and
+/// has no events).
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct OrderHistory {
+    pub order_id: String,
+    /// The stored status: always the last event's.
+    pub status: String,
+    /// The stored state sequence number: always the last event's.
+    pub seq: i32,
+    pub events: Vec<OrderEventView>,
 }
 
 /// An error: a stable code and a human-readable message.

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::{LiveDesk, LiveError};
-use crate::bus::Publisher;
+use crate::bus::{Announcement, Publisher};
 use crate::store::result_from_row;
 
 /// Orders taken per round.
@@ -75,7 +75,7 @@ pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, Roun
         match outcome {
             Ok((row, news)) => {
                 if news {
-                    results.push(result_from_row(&row, None));
+                    results.push(Announcement::change(result_from_row(&row, None)));
                 }
                 if row.is_terminal()
                     && let Some(owner) = &row.lease_owner
@@ -95,7 +95,7 @@ pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, Roun
         .await
         .map_err(LiveError::from)?;
     for result in &results {
-        desk.stats.count_result(result.status);
+        desk.stats.count_result(result.result.status);
     }
     match failure {
         Some(err) => Err(err.into()),

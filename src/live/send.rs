@@ -1,8 +1,8 @@
 //! Sending one order: the stamp committed before the request, the
 //! fleet-wide budget, the request, and what MEXC's answer leads to.
 
-use super::{Handled, LiveDesk, LiveError, Lookup, Origin, Slot, exchange_order};
-use crate::domain::OrderStatus;
+use super::{Handled, LiveDesk, LiveError, Origin, Slot, exchange_order};
+use crate::domain::lifecycle::Observation;
 use crate::execution::mexc::MexcError;
 use crate::store::entity::orders;
 use crate::store::{Lease, LiveUpdate};
@@ -35,13 +35,27 @@ impl LiveDesk {
         let first = row.sent_at.is_none();
         let Some(order) = exchange_order(&row) else {
             let reason = "the stored order cannot be sent (its columns are incomplete)";
-            return self.finish(&row, lease, OrderStatus::Error, reason).await;
+            return self.finish(&row, lease, Observation::Failed, reason).await;
         };
         for attempt in 0..2 {
-            let (sending, stamped) = match self.slot(&row.order_id, lease, attempt == 0).await? {
+            let (sending, stamped) = match self.slot(&row.order_id, lease).await? {
                 Slot::Ready(sending, stamped) => (*sending, stamped),
                 Slot::Unsent(err) => return self.unsent(&row, lease, origin, &err).await,
                 Slot::Wait => return Ok(Handled::hold()),
+                Slot::Blocked(sending, reason) => {
+                    tracing::info!(order_id = %row.order_id, reason = %reason, "live order stopped before its request left");
+                    return match origin {
+                        Origin::Entry => {
+                            self.finish(&sending, lease, Observation::Refused, &reason)
+                                .await
+                        }
+                        Origin::Reconciler => {
+                            let reason = format!("not placed; not sent again: {reason}");
+                            self.finish(&sending, lease, Observation::NotPlaced, &reason)
+                                .await
+                        }
+                    };
+                }
             };
             self.stats.live.sent.inc();
             if first && attempt == 0 {
@@ -57,6 +71,7 @@ impl LiveDesk {
                     // kept before anything else may fail.
                     let acked = LiveUpdate {
                         exchange_order_id: Some(ack.order_id.0.clone()),
+                        resolved: true,
                         keep_lease: true,
                         ..LiveUpdate::default()
                     };
@@ -68,56 +83,49 @@ impl LiveDesk {
                 Err(MexcError::TimeOutsideWindow { .. }) if attempt == 0 => {
                     tracing::warn!(order_id = %row.order_id, "timestamp outside recvWindow; clock measured again, retrying once");
                 }
+                Err(err) if origin == Origin::Reconciler => {
+                    // A re-send refused, for whatever reason (a balance the
+                    // original used, a duplicate client id): the original
+                    // may exist after all. It stays in flight and is
+                    // looked up; nothing ends it on a refusal alone.
+                    tracing::warn!(order_id = %row.order_id, error = %err, "re-send refused or unanswered; the order stays in flight and is looked up");
+                    self.take_in_refusal(&err, &order.symbol).await?;
+                    let update = LiveUpdate {
+                        note: Some(format!("re-send: {err}")),
+                        keep_lease: true,
+                        poll_in: Some(self.poll_in(&sending)),
+                        ..LiveUpdate::default()
+                    };
+                    return self
+                        .record(&sending, lease, update, &[])
+                        .await
+                        .map(Handled::recorded);
+                }
                 Err(err @ MexcError::TimeOutsideWindow { .. }) => {
                     // Neither request could be accepted.
                     let reason = format!("not placed: {err} (after a clock resync and a retry)");
                     return self
-                        .finish(&sending, lease, OrderStatus::Error, &reason)
+                        .finish(&sending, lease, Observation::Failed, &reason)
                         .await;
                 }
                 Err(err @ MexcError::Rejected { .. }) => {
-                    let code = err.code().unwrap_or_default().to_string();
-                    self.stats.live.rejected.with_label_values(&[&code]).inc();
-                    self.breaker.close();
-                    self.rules.forget(&order.symbol).await;
-                    if origin == Origin::Reconciler {
-                        // A re-send refused (a balance the original used, a
-                        // duplicate id): the original may exist after all.
-                        // Only a lookup that finds nothing lets it end here.
-                        match self.look_up(&sending).await {
-                            Lookup::Found(found) => {
-                                return self.record_found(&sending, lease, *found).await;
-                            }
-                            Lookup::Failed(_) => {
-                                let poll_in = self.poll_in(&sending);
-                                return self
-                                    .poll_later(&sending, lease, poll_in, None, 0)
-                                    .await
-                                    .map(Handled::recorded);
-                            }
-                            Lookup::Absent => {}
-                        }
-                    }
+                    self.take_in_refusal(&err, &order.symbol).await?;
                     let reason = err.to_string();
                     return self
-                        .finish(&sending, lease, OrderStatus::Rejected, &reason)
+                        .finish(&sending, lease, Observation::Refused, &reason)
                         .await;
                 }
-                Err(err) if err.is_credentials_problem() => {
-                    self.breaker.trip(err.to_string());
+                // Refused instead of applied (a refused key, a rate limit:
+                // every replica waits out Retry-After), or never sent (no
+                // clock): it waits for a later try.
+                Err(
+                    err @ (MexcError::Signature { .. }
+                    | MexcError::NoCredentials
+                    | MexcError::RateLimited { .. }
+                    | MexcError::ClockUnavailable { .. }),
+                ) => {
+                    self.take_in_refusal(&err, &order.symbol).await?;
                     return self.unsent(&sending, lease, origin, &err).await;
-                }
-                Err(err @ MexcError::ClockUnavailable { .. }) => {
-                    return self.unsent(&sending, lease, origin, &err).await;
-                }
-                Err(MexcError::RateLimited { retry_after, .. }) => {
-                    // Not applied; after Retry-After a lookup says what next.
-                    self.limiter.pause(retry_after).await?;
-                    self.stats.live.rate_limit_waits.inc();
-                    return self
-                        .poll_later(&sending, lease, retry_after, None, 0)
-                        .await
-                        .map(Handled::recorded);
                 }
                 Err(err) => {
                     tracing::warn!(order_id = %row.order_id, error = %err, "outcome of the order request unknown; looking it up");
@@ -129,17 +137,37 @@ impl LiveDesk {
         unreachable!("the second attempt always returns")
     }
 
+    /// Takes in what MEXC's refusal of a request means beyond the order:
+    /// a rejection is counted by its code (and the cached rules may be out
+    /// of date: read again next time), a refused key stops sending on this
+    /// replica, a rate limit pauses every replica.
+    async fn take_in_refusal(&self, err: &MexcError, symbol: &str) -> Result<(), LiveError> {
+        match err {
+            MexcError::Rejected { .. } => {
+                let code = err.code().unwrap_or_default().to_string();
+                self.stats.live.rejected.with_label_values(&[&code]).inc();
+                self.breaker.close();
+                self.rules.forget(symbol).await;
+            }
+            MexcError::RateLimited { retry_after, .. } => {
+                self.limiter.pause(*retry_after).await?;
+                self.stats.live.rate_limit_waits.inc();
+            }
+            err if err.is_credentials_problem() => self.breaker.trip(err.to_string()),
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Stamps the request, commits the stamp, then takes a grant of the
     /// fleet-wide budget, so the request leaves right after its grant (the
     /// exchange sees the pace the budget keeps); while waiting the stamp is
     /// renewed (a request is never signed long before it leaves) and with
     /// it the lease.
-    async fn slot(
-        &self,
-        order_id: &str,
-        lease: &Lease,
-        mut new_attempt: bool,
-    ) -> Result<Slot, LiveError> {
+    async fn slot(&self, order_id: &str, lease: &Lease) -> Result<Slot, LiveError> {
+        // Every request that may leave is counted, a retry after a refused
+        // timestamp included; renewing a stamp while waiting is not.
+        let mut new_attempt = true;
         let mut waited = false;
         loop {
             let stamped = match self.client.stamp().await {
@@ -155,7 +183,13 @@ impl LiveDesk {
                 return Ok(Slot::Wait);
             };
             new_attempt = false;
-            let Some(wait) = self.limiter.try_take().await? else {
+            let grant = self.limiter.try_take().await?;
+            // A halt applied (or the order grown stale) while it waited
+            // stops it here, the last moment before it leaves.
+            if let Some(reason) = self.blocked_reason(&sending) {
+                return Ok(Slot::Blocked(Box::new(sending), reason));
+            }
+            let Some(wait) = grant else {
                 return Ok(Slot::Ready(Box::new(sending), stamped));
             };
             if !waited {

@@ -1,11 +1,13 @@
 //! What an exchange answer means for a stored live order: pure functions
 //! from MEXC's order state and fills to the update to record.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 
 use crate::domain::OrderStatus;
+use crate::domain::lifecycle::Observation;
 use crate::execution::mexc::{ExchangeStatus, OrderState, Trade};
 use crate::store::entity::orders;
 use crate::store::{LiveUpdate, NewTrade};
@@ -44,8 +46,11 @@ pub fn update_for(
     }
     let status = status_for(&state.status);
     let open = !status.is_some_and(OrderStatus::is_terminal);
-    let fee: Decimal = own.iter().map(|trade| trade.commission).sum();
-    let fee_asset = own.iter().find_map(|trade| trade.commission_asset.clone());
+    let mut fees: BTreeMap<String, Decimal> = BTreeMap::new();
+    for trade in &own {
+        let asset = trade.commission_asset.clone().unwrap_or_default();
+        *fees.entry(asset).or_default() += trade.commission;
+    }
     let exchange_order_id = state.order_id.0.clone();
     let fills = own
         .iter()
@@ -68,13 +73,13 @@ pub fn update_for(
         })
         .collect();
     let update = LiveUpdate {
-        status,
+        observation: status.map(Observation::Reported),
         exchange_status: Some(exchange_status_text(&state.status)),
         exchange_order_id: Some(exchange_order_id),
         filled_quantity: Some(state.executed_qty),
         fill_price: state.average_price(),
-        fee: Some(fee),
-        fee_asset,
+        fees: Some(fees),
+        resolved: true,
         keep_lease: open,
         poll_in: open.then_some(poll_in),
         ..LiveUpdate::default()

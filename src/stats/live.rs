@@ -19,8 +19,14 @@ pub struct LiveStats {
     pub unknown: IntCounter,
     /// Order states learnt by a lookup rather than from the send.
     pub reconciled: IntCounter,
-    /// Orders sent again after they were verified absent.
+    /// Orders sent again after searches did not find them (only with
+    /// `LIVE_RESEND_NOT_PLACED`).
     pub resends: IntCounter,
+    /// Orders reported not placed (REJECTED, then watched).
+    pub not_placed: IntCounter,
+    /// Orders reported not placed that turned up at MEXC after all
+    /// (operator alert: a result corrected).
+    pub late_appearances: IntCounter,
     /// Cancel requests sent (DELETE /api/v3/order).
     pub cancels: IntCounter,
     /// Waits for the fleet-wide request budget or a Retry-After.
@@ -80,7 +86,15 @@ impl LiveStats {
             ),
             resends: counter(
                 "orders_resent_total",
-                "Orders sent again after being verified absent",
+                "Orders sent again after searches did not find them (LIVE_RESEND_NOT_PLACED)",
+            ),
+            not_placed: counter(
+                "orders_not_placed_total",
+                "Orders reported not placed after MEXC's order list and trades did not show them",
+            ),
+            late_appearances: counter(
+                "late_appearances_total",
+                "Orders reported not placed that appeared at MEXC afterwards (operator alert)",
             ),
             cancels: counter("cancels_sent_total", "Cancel requests sent to MEXC"),
             rate_limit_waits: counter(

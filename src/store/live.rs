@@ -8,7 +8,10 @@
 //! on `lease_owner`); a fill is recorded once whoever records it (its
 //! `trade_id` comes from the exchange's trade id).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use rust_decimal::Decimal;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait};
 
@@ -16,7 +19,8 @@ use super::Store;
 use super::batch::{insert_trades_statement, upsert_statement};
 use super::entity::orders;
 use super::rows::{NewOrder, NewTrade};
-use crate::domain::OrderStatus;
+use crate::domain::lifecycle::{self, Observation};
+use crate::domain::{OrderStatus, format_amount};
 
 /// Who holds live orders, and for how long a claim lasts unrenewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,20 +43,32 @@ pub enum LiveClaim {
     Done(orders::Model),
 }
 
-/// What the exchange said about a live order, to record.
+/// What was learnt about a live order, to record: the observation that
+/// moves it (none when only bookkeeping changes), what the exchange said,
+/// and how long the lease lasts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveUpdate {
-    pub status: Option<OrderStatus>,
+    /// What moves the order through its state machine, if anything.
+    pub observation: Option<Observation>,
     pub exchange_status: Option<String>,
     pub exchange_order_id: Option<String>,
-    pub filled_quantity: Option<rust_decimal::Decimal>,
-    pub fill_price: Option<rust_decimal::Decimal>,
-    pub fee: Option<rust_decimal::Decimal>,
-    pub fee_asset: Option<String>,
+    pub filled_quantity: Option<Decimal>,
+    pub fill_price: Option<Decimal>,
+    /// The fees per asset. One asset: `fee` and `fee_asset` too; several:
+    /// those two are cleared (no one figure is the fee).
+    pub fees: Option<BTreeMap<String, Decimal>>,
     pub reject_reason: Option<String>,
-    /// Lookups MEXC answered "no such order" (counted toward verifying
-    /// that an order is absent; a send starts the count again).
+    /// What else explains the observation, for the audit trail (an error
+    /// MEXC gave, the searches that found nothing).
+    pub note: Option<String>,
+    /// Lookups MEXC answered "no such order" (a send starts the count
+    /// again).
     pub not_found: i32,
+    /// The exchange answered for the order now (its resolve deadline
+    /// starts again).
+    pub resolved: bool,
+    /// Reported not placed: keep looking for it this long.
+    pub watch_for: Option<Duration>,
     /// Keep the lease (the order is still open) or let it go (terminal).
     pub keep_lease: bool,
     /// With `keep_lease`: the lease ends after this long, when any
@@ -60,8 +76,84 @@ pub struct LiveUpdate {
     pub poll_in: Option<Duration>,
 }
 
+impl LiveUpdate {
+    /// An update that moves the order on `observation`.
+    pub fn on(observation: Observation) -> Self {
+        LiveUpdate {
+            observation: Some(observation),
+            ..LiveUpdate::default()
+        }
+    }
+
+    /// The evidence of the change, for `order_events`.
+    fn evidence(&self, fills: &[NewTrade]) -> serde_json::Value {
+        let mut evidence = serde_json::Map::new();
+        let mut put = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                evidence.insert(name.to_owned(), serde_json::Value::String(value));
+            }
+        };
+        put("exchange_status", self.exchange_status.clone());
+        put("exchange_order_id", self.exchange_order_id.clone());
+        put("executed_qty", self.filled_quantity.map(format_amount));
+        put("reason", self.reject_reason.clone());
+        put("note", self.note.clone());
+        if let Some(fees) = &self.fees {
+            evidence.insert("fees".into(), fees_json(fees));
+        }
+        if !fills.is_empty() {
+            let ids = fills.iter().map(|t| t.trade_id.clone().into()).collect();
+            evidence.insert("trade_ids".into(), serde_json::Value::Array(ids));
+        }
+        serde_json::Value::Object(evidence)
+    }
+}
+
+/// Fees per asset as the `fees` column holds them: exact decimal text.
+pub fn fees_json(fees: &BTreeMap<String, Decimal>) -> serde_json::Value {
+    serde_json::Value::Object(
+        fees.iter()
+            .map(|(asset, amount)| (asset.clone(), format_amount(*amount).into()))
+            .collect(),
+    )
+}
+
 /// Statuses of a live order that is not finished.
 const IN_FLIGHT: [&str; 3] = ["SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN"];
+
+/// One change of an order's state, as `order_events` keeps it.
+struct Event<'a> {
+    order_id: &'a str,
+    seq: i32,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    observation: &'a str,
+    evidence: serde_json::Value,
+    replica: &'a str,
+}
+
+impl Event<'_> {
+    /// Appends the event; one already there (same order and sequence
+    /// number) is left as it is.
+    async fn append(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO order_events (order_id, seq, from_status, to_status, observation, evidence, replica) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id, seq) DO NOTHING",
+            [
+                self.order_id.into(),
+                self.seq.into(),
+                self.from.map(|s| s.as_str().to_owned()).into(),
+                self.to.as_str().into(),
+                self.observation.into(),
+                self.evidence.into(),
+                self.replica.into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+}
 
 impl Store {
     /// Records the order (or counts one more attempt on it) and decides,
@@ -88,13 +180,34 @@ impl Store {
                 let row = take(
                 &txn,
                 "UPDATE orders SET status = 'SUBMITTED', client_order_id = $2, lease_owner = $3, \
-                 reject_reason = NULL, \
+                 reject_reason = NULL, state_seq = state_seq + 1, \
                  lease_until = now() + $4 * interval '1 millisecond', updated_at = now() \
-                 WHERE order_id = $1 RETURNING *",
+                 WHERE order_id = $1 AND status = 'PENDING' RETURNING *",
                 &stored.order_id,
                 [client_order_id.into(), lease.owner.clone().into(), lease_ms.into()],
             )
             .await?;
+                // Its first event, should no earlier claim have written it.
+                let received = Event {
+                    order_id: &row.order_id,
+                    seq: stored.state_seq,
+                    from: None,
+                    to: OrderStatus::Pending,
+                    observation: "received",
+                    evidence: serde_json::json!({}),
+                    replica: &lease.owner,
+                };
+                received.append(&txn).await?;
+                let claimed = Event {
+                    order_id: &row.order_id,
+                    seq: row.state_seq,
+                    from: Some(OrderStatus::Pending),
+                    to: OrderStatus::Submitted,
+                    observation: Observation::Claimed.name(),
+                    evidence: serde_json::json!({"client_order_id": client_order_id}),
+                    replica: &lease.owner,
+                };
+                claimed.append(&txn).await?;
                 LiveClaim::Send(row)
             } else if IN_FLIGHT.contains(&status) {
                 // Postgres' clock set the lease; Postgres' clock judges it.
@@ -130,9 +243,13 @@ impl Store {
         Ok(claim)
     }
 
-    /// Records what the exchange said, and its new fills, only while this
-    /// replica holds the lease; `None` when the lease was lost meanwhile
-    /// (nothing is written then).
+    /// Records what was learnt, and new fills, only while this replica
+    /// holds the lease; `None` when the lease was lost meanwhile (nothing
+    /// is written then). The state machine decides the new status
+    /// ([`lifecycle::next`]); a change it refuses (or a filled quantity
+    /// that shrinks) is logged and nothing is written. Each change of
+    /// status or filled quantity takes the next state sequence number and
+    /// appends its event, in the same transaction.
     #[tracing::instrument(skip_all, fields(order_id = %order_id), err(level = "debug"))]
     pub async fn record_live(
         &self,
@@ -142,39 +259,96 @@ impl Store {
         fills: &[NewTrade],
     ) -> Result<Option<orders::Model>, DbErr> {
         let txn = self.connection().begin().await?;
+        let Some(stored) = orders::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT * FROM orders WHERE order_id = $1 AND lease_owner = $2 FOR UPDATE",
+                [order_id.into(), lease.owner.clone().into()],
+            ))
+            .one(&txn)
+            .await?
+        else {
+            txn.rollback().await?;
+            return Ok(None);
+        };
+        let from = OrderStatus::parse(&stored.status).unwrap_or(OrderStatus::Error);
+        let to = match update.observation.map(|o| lifecycle::next(from, o)) {
+            None => from,
+            Some(Ok(to)) => to,
+            Some(Err(illegal)) => {
+                tracing::error!(order_id, error = %illegal, note = ?update.note, "a live order change the state machine refuses; nothing recorded");
+                txn.rollback().await?;
+                return Ok(Some(stored));
+            }
+        };
+        let filled_before = stored.filled_quantity.unwrap_or_default();
+        if update.filled_quantity.is_some_and(|q| q < filled_before) {
+            tracing::error!(order_id, before = %filled_before, reported = ?update.filled_quantity, "the exchange reports less filled than recorded; nothing recorded");
+            txn.rollback().await?;
+            return Ok(Some(stored));
+        }
+        let changed = to != from || update.filled_quantity.is_some_and(|q| q != filled_before);
+        let late = changed && from == OrderStatus::Rejected;
+        let (fee, fee_asset, fees) = match &update.fees {
+            None => (None, None, None),
+            Some(fees) => {
+                let single = (fees.len() == 1).then(|| fees.iter().next()).flatten();
+                (
+                    Some(single.map(|(_, amount)| *amount)),
+                    Some(single.map(|(asset, _)| asset.clone())),
+                    Some(fees_json(fees)),
+                )
+            }
+        };
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE orders SET \
-               status = COALESCE($3, status), \
+               status = $3, \
                exchange_status = COALESCE($4, exchange_status), \
                exchange_order_id = COALESCE($5, exchange_order_id), \
                filled_quantity = COALESCE($6, filled_quantity), \
                fill_price = COALESCE($7, fill_price), \
-               fee = COALESCE($8, fee), \
-               fee_asset = COALESCE($9, fee_asset), \
-               reject_reason = COALESCE($10, reject_reason), \
-               lookups = lookups + $11, \
-               lease_until = CASE WHEN NOT $12 THEN NULL \
-                 WHEN $13::bigint IS NULL THEN lease_until \
-                 ELSE now() + $13::bigint * interval '1 millisecond' END, \
-               lease_owner = CASE WHEN $12 THEN lease_owner ELSE NULL END, \
-               filled_at = CASE WHEN $3 = 'FILLED' THEN now() ELSE filled_at END, \
+               fee = CASE WHEN $8 THEN $9 ELSE fee END, \
+               fee_asset = CASE WHEN $8 THEN $10 ELSE fee_asset END, \
+               fees = CASE WHEN $8 THEN $11 ELSE fees END, \
+               reject_reason = COALESCE($12, reject_reason), \
+               lookups = lookups + $13, \
+               lease_until = CASE WHEN NOT $14 THEN NULL \
+                 WHEN $15::bigint IS NULL THEN lease_until \
+                 ELSE now() + $15::bigint * interval '1 millisecond' END, \
+               lease_owner = CASE WHEN $14 THEN lease_owner ELSE NULL END, \
+               filled_at = CASE WHEN $3 = 'FILLED' AND status <> 'FILLED' THEN now() ELSE filled_at END, \
+               state_seq = state_seq + $16, \
+               resolved_at = CASE WHEN $17 THEN now() ELSE resolved_at END, \
+               watch_until = CASE WHEN $18::bigint IS NOT NULL THEN now() + $18::bigint * interval '1 millisecond' \
+                 WHEN $19 THEN NULL ELSE watch_until END, \
+               corrects_seq = CASE WHEN $19 THEN state_seq ELSE corrects_seq END, \
                updated_at = now() \
-             WHERE order_id = $1 AND lease_owner = $2 RETURNING *",
+             WHERE order_id = $1 AND lease_owner = $2 AND status = $20 RETURNING *",
             [
                 order_id.into(),
                 lease.owner.clone().into(),
-                update.status.map(|s| s.as_str().to_owned()).into(),
+                to.as_str().into(),
                 update.exchange_status.clone().into(),
                 update.exchange_order_id.clone().into(),
                 update.filled_quantity.into(),
                 update.fill_price.into(),
-                update.fee.into(),
-                update.fee_asset.clone().into(),
+                fees.is_some().into(),
+                fee.flatten().into(),
+                fee_asset.flatten().into(),
+                fees.into(),
                 update.reject_reason.clone().into(),
                 update.not_found.into(),
                 update.keep_lease.into(),
                 update.poll_in.map(|poll| poll.as_millis() as i64).into(),
+                i32::from(changed).into(),
+                update.resolved.into(),
+                update
+                    .watch_for
+                    .map(|watch| watch.as_millis() as i64)
+                    .into(),
+                late.into(),
+                from.as_str().into(),
             ],
         );
         let Some(row) = orders::Entity::find()
@@ -185,6 +359,24 @@ impl Store {
             txn.rollback().await?;
             return Ok(None);
         };
+        if changed {
+            let observation = match update.observation {
+                Some(_) if late => "late_appearance",
+                Some(observation) => observation.name(),
+                None => "reported",
+            };
+            Event {
+                order_id,
+                seq: row.state_seq,
+                from: Some(from),
+                to,
+                observation,
+                evidence: update.evidence(fills),
+                replica: &lease.owner,
+            }
+            .append(&txn)
+            .await?;
+        }
         if !fills.is_empty() {
             txn.execute_raw(insert_trades_statement(fills)?).await?;
         }
@@ -234,15 +426,33 @@ impl Store {
         lease: &Lease,
         why: &str,
     ) -> Result<Option<orders::Model>, DbErr> {
-        self.update_leased(
-            "UPDATE orders SET status = 'PENDING', lease_owner = NULL, lease_until = NULL, \
-               exchange_status = NULL, reject_reason = $3, updated_at = now() \
-             WHERE order_id = $1 AND lease_owner = $2 AND status = 'SUBMITTED' RETURNING *",
-            order_id,
-            lease,
-            why.into(),
-        )
-        .await
+        let txn = self.connection().begin().await?;
+        let row = orders::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET status = 'PENDING', lease_owner = NULL, lease_until = NULL, \
+                   exchange_status = NULL, reject_reason = $3, state_seq = state_seq + 1, \
+                   updated_at = now() \
+                 WHERE order_id = $1 AND lease_owner = $2 AND status = 'SUBMITTED' RETURNING *",
+                [order_id.into(), lease.owner.clone().into(), why.into()],
+            ))
+            .one(&txn)
+            .await?;
+        if let Some(row) = &row {
+            Event {
+                order_id,
+                seq: row.state_seq,
+                from: Some(OrderStatus::Submitted),
+                to: OrderStatus::Pending,
+                observation: Observation::NotSent.name(),
+                evidence: serde_json::json!({ "reason": why }),
+                replica: &lease.owner,
+            }
+            .append(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(row)
     }
 
     /// Live orders not finished, by status (for `/status`).
@@ -260,26 +470,10 @@ impl Store {
             .collect()
     }
 
-    async fn update_leased(
-        &self,
-        sql: &str,
-        order_id: &str,
-        lease: &Lease,
-        value: sea_orm::Value,
-    ) -> Result<Option<orders::Model>, DbErr> {
-        orders::Entity::find()
-            .from_raw_sql(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                [order_id.into(), lease.owner.clone().into(), value],
-            ))
-            .one(self.connection())
-            .await
-    }
-
     /// Lets go of finished orders whose results are announced (`ids` with
     /// the lease owner each was recorded under); orders still in flight
-    /// keep their leases.
+    /// keep their leases. An order reported not placed and still watched
+    /// keeps the time of its next look.
     pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
         if ids.is_empty() {
             return Ok(0);
@@ -289,7 +483,8 @@ impl Store {
             .connection()
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE orders o SET lease_owner = NULL, lease_until = NULL \
+                "UPDATE orders o SET lease_owner = NULL, \
+                   lease_until = CASE WHEN o.watch_until > now() THEN o.lease_until END \
                  FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
                  WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
                    AND o.status NOT IN ('PENDING', 'SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN')",

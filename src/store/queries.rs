@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::Store;
-use super::entity::{orders, trades};
+use super::entity::{order_events, orders, trades};
 use crate::domain::OrderStatus;
 
 /// Which orders to list, newest first.
@@ -65,6 +65,27 @@ impl Store {
             .all(self.connection())
             .await?;
         Ok(Some((order, fills)))
+    }
+
+    /// An order and every recorded change of its state, oldest first.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn order_history(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<(orders::Model, Vec<order_events::Model>)>, DbErr> {
+        let Some(order) = orders::Entity::find()
+            .filter(orders::Column::OrderId.eq(order_id))
+            .one(self.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let events = order_events::Entity::find()
+            .filter(order_events::Column::OrderId.eq(order_id))
+            .order_by_asc(order_events::Column::Seq)
+            .all(self.connection())
+            .await?;
+        Ok(Some((order, events)))
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -226,7 +226,13 @@ pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> Exec
     result.quantity = row.quantity;
     result.filled_quantity = row.filled_quantity.unwrap_or_default();
     result.price = row.fill_price;
-    result.fee = row.fee.unwrap_or_default();
+    result.fee = match (&row.fees, row.fee) {
+        // Paid in several assets: no one figure is the fee.
+        (Some(_), None) => None,
+        (_, fee) => Some(fee.unwrap_or_default()),
+    };
+    result.fee_asset = row.fee_asset.clone();
+    result.fees = row.fees.as_ref().and_then(fees_from_json);
     result.client_id = row.client_id.clone();
     result.strategy_id = row.strategy_id.clone();
     result.bot_id = row.bot_id.clone();
@@ -234,7 +240,20 @@ pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> Exec
     result.exchange_order_id = row.exchange_order_id.clone();
     result.client_order_id = row.client_order_id.clone();
     result.traceparent = traceparent;
-    result
+    if let Some(corrected) = row.corrects_seq {
+        result.corrects = Some(format!("{}:{corrected}", row.order_id));
+    }
+    result.with_seq(row.state_seq)
+}
+
+/// The fees column as amounts per asset.
+fn fees_from_json(fees: &serde_json::Value) -> Option<std::collections::BTreeMap<String, String>> {
+    let map = fees.as_object()?;
+    Some(
+        map.iter()
+            .filter_map(|(asset, amount)| Some((asset.clone(), amount.as_str()?.to_owned())))
+            .collect(),
+    )
 }
 
 fn unix_seconds(at: DateTime<FixedOffset>) -> i64 {

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::bus::{DeadLetter, Entry, FailureNote};
+use crate::bus::{Announce, Announcement, DeadLetter, Entry, FailureNote};
 use crate::domain::{Content, MAX_ID_LEN, fits_column, issued_in_future, valid_traceparent};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
@@ -35,6 +35,8 @@ enum Disposition {
 #[derive(Debug, Default)]
 pub(super) struct BatchPlan {
     dispositions: Vec<Disposition>,
+    /// Whether each disposition's entry was delivered before.
+    redelivered: Vec<bool>,
     orders: Vec<Order>,
     /// Why an order must not be executed although it is valid: stamped
     /// too far from now, or covered by a trading halt.
@@ -140,6 +142,7 @@ impl BatchPlan {
                 }
             };
             plan.dispositions.push(disposition);
+            plan.redelivered.push(entry.deliveries > 1);
         }
         plan
     }
@@ -252,33 +255,44 @@ impl BatchPlan {
     /// A result for every entry that names an order, in entry order:
     /// from its row as it now stands, or from the rejection itself when the
     /// rejection has no row to speak for it.
+    /// The result each entry that names an order is answered with, and
+    /// how: a redelivered entry only announces a change nobody announced
+    /// yet; a fresh one is answered with the stored result again (a
+    /// replay) when it was.
     pub fn results<'a>(
         &self,
         current: impl Fn(&str) -> Option<&'a orders::Model>,
         mode: TradingMode,
         now: DateTime<Utc>,
-    ) -> Vec<ExecutionResult> {
+    ) -> Vec<Announcement> {
         self.dispositions
             .iter()
             .enumerate()
-            .filter_map(|(position, disposition)| match disposition {
-                Disposition::Order(order) if self.conflicts.contains_key(&position) => {
-                    Some(order_conflict(order, &self.conflicts[&position], mode, now))
-                }
-                Disposition::Rejected { rejection } if self.conflicts.contains_key(&position) => {
-                    let mut result = rejection_result(rejection, mode, now);
-                    result.error_message = Some(conflict_reason(&self.conflicts[&position]));
-                    Some(result)
-                }
-                Disposition::Order(order) => current(&order.order_id)
-                    .map(|row| store::result_from_row(row, order.traceparent.clone())),
-                Disposition::Rejected { rejection } => Some(
-                    current(&rejection.order_id)
+            .filter_map(|(position, disposition)| {
+                let result = match disposition {
+                    Disposition::Order(order) if self.conflicts.contains_key(&position) => {
+                        order_conflict(order, &self.conflicts[&position], mode, now)
+                    }
+                    Disposition::Rejected { rejection }
+                        if self.conflicts.contains_key(&position) =>
+                    {
+                        let mut result = rejection_result(rejection, mode, now);
+                        result.error_message = Some(conflict_reason(&self.conflicts[&position]));
+                        result
+                    }
+                    Disposition::Order(order) => current(&order.order_id)
+                        .map(|row| store::result_from_row(row, order.traceparent.clone()))?,
+                    Disposition::Rejected { rejection } => current(&rejection.order_id)
                         .filter(|row| row.is_terminal())
                         .map(|row| store::result_from_row(row, rejection.traceparent.clone()))
                         .unwrap_or_else(|| rejection_result(rejection, mode, now)),
-                ),
-                Disposition::DeadLetter | Disposition::Ignored => None,
+                    Disposition::DeadLetter | Disposition::Ignored => return None,
+                };
+                let kind = match self.redelivered[position] {
+                    true => Announce::Change,
+                    false => Announce::Answer,
+                };
+                Some(Announcement { result, kind })
             })
             .collect()
     }

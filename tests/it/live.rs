@@ -10,6 +10,8 @@ use execution_service::execution::mexc::client_order_id;
 use crate::fake_mexc::{API_KEY, API_SECRET, FakeClient, FakeMexc, Fault, Script};
 use crate::helpers::{Running, TestEnv};
 
+mod lies;
+
 /// Settings of a replica sending real orders to `fake`, quick to decide:
 /// a one-second recvWindow, the shortest absence grace, frequent reconciler
 /// rounds. The namespace (and so the request budget) is the test's own.
@@ -24,13 +26,16 @@ fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
         ("MEXC_API_SECRET", API_SECRET),
         ("MEXC_RECV_WINDOW_MS", "1000"),
         ("MEXC_TIMEOUT_MS", "1000"),
-        ("LIVE_ABSENCE_GRACE_SECS", "1"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "1"),
         ("LIVE_RECONCILE_INTERVAL_MS", "50"),
         ("LIVE_LEASE_SECS", "5"),
         (
             "LIVE_CLIENT_ID_NAMESPACE",
             env.var("CONSUMER_GROUP").as_str(),
         ),
+        // Every test trades with the fake's one key: each keeps a budget
+        // of its own, as if each were an account of its own.
+        ("MEXC_RATE_LIMIT_KEY", env.var("CONSUMER_GROUP").as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -177,11 +182,11 @@ async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup
 }
 
 #[tokio::test]
-async fn not_accepted_and_a_server_error_is_sent_again_only_after_verified_absence() {
+async fn not_accepted_and_a_server_error_is_sent_again_only_where_opted_in_after_the_searches() {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
     fake.script(Script::nth(1, Fault::ServerError).on("POST", "/api/v3/order"));
-    let app = spawn_live(&env, &fake, "live-c", &[]).await;
+    let app = spawn_live(&env, &fake, "live-c", &[("LIVE_RESEND_NOT_PLACED", "true")]).await;
     env.xadd_payload(&limit_order("absent-1", "0.002", "50000"))
         .await;
 
@@ -199,8 +204,10 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_after_verified_absen
         writes[1].at - writes[0].at
     );
     assert_eq!(fake.orders_for(&client_id).len(), 1);
-    let lookups = fake.count("GET", "/api/v3/order");
-    assert!(lookups >= 3, "absence verified by {lookups} lookups");
+    assert!(
+        fake.count("GET", "/api/v3/allOrders") >= 1 && fake.count("GET", "/api/v3/myTrades") >= 1,
+        "re-sent without searching the order list and the trades"
+    );
     assert_eq!(
         env.count("SELECT send_attempts::bigint FROM orders").await,
         2
@@ -225,7 +232,7 @@ async fn lookups_that_lag_acceptance_cause_no_resend() {
             .on("POST", "/api/v3/order")
             .after_applying(),
     );
-    let app = spawn_live(&env, &fake, "live-d", &[("LIVE_ABSENCE_GRACE_SECS", "5")]).await;
+    let app = spawn_live(&env, &fake, "live-d", &[("LIVE_ABSENCE_WINDOW_SECS", "5")]).await;
     env.xadd_payload(&limit_order("lagging", "0.002", "50000"))
         .await;
 
@@ -239,6 +246,7 @@ async fn lookups_that_lag_acceptance_cause_no_resend() {
 
 #[tokio::test]
 async fn the_same_order_published_five_times_is_one_post() {
+    use futures_util::StreamExt;
     // One entry per batch, two batches at a time: the copies race each
     // other on one replica. Whether or not the exchange refuses a
     // duplicate client id must not matter.
@@ -247,17 +255,33 @@ async fn the_same_order_published_five_times_is_one_post() {
         fake.reject_duplicate_client_ids(reject_duplicates);
         let env = TestEnv::new().await;
         let app = spawn_live(&env, &fake, "live-e", &[("BATCH_SIZE", "1")]).await;
+        let mut channel = Box::pin(env.subscribe_results().await);
         for _ in 0..5 {
             env.xadd_payload(&market_order("five-times", "0.002")).await;
         }
-        env.wait_until("every entry is answered", || async {
-            env.results_for("five-times").await.len() >= 5
-        })
-        .await;
         env.wait_until("every entry is acknowledged", || async {
             env.pending().await == 0
         })
         .await;
+        // Every copy was answered on the channel: the change once, the
+        // other copies as replays of it.
+        let mut answers = Vec::new();
+        while answers.len() < 5 {
+            let answer = tokio::time::timeout(crate::helpers::DEADLINE, channel.next())
+                .await
+                .expect("five answers on the results channel")
+                .expect("the channel stays open");
+            if answer.order_id == "five-times" {
+                answers.push(answer);
+            }
+        }
+        assert!(answers.iter().all(|a| a.status.as_str() == "FILLED"));
+        assert_eq!(
+            answers.iter().filter(|a| a.replay.is_none()).count(),
+            1,
+            "one announcement, four replays: {answers:?}"
+        );
+        assert!(answers.iter().all(|a| a.result_id == answers[0].result_id));
         let client_id = exchange_id(&env, "five-times");
         assert_eq!(
             fake.posts_for(&client_id),
@@ -265,12 +289,16 @@ async fn the_same_order_published_five_times_is_one_post() {
             "rejecting duplicates: {reject_duplicates}"
         );
         assert_eq!(app.stats.executed.get(), 1, "counted once, as it left");
-        assert!(
-            env.results_for("five-times")
+        for stream in ["RESULTS_STREAM", "FILLS_STREAM"] {
+            let announced: Vec<_> = env
+                .stream(stream)
                 .await
-                .iter()
-                .all(|r| r["status"] == "FILLED"),
-        );
+                .into_iter()
+                .filter(|r| r["order_id"] == "five-times")
+                .collect();
+            assert_eq!(announced.len(), 1, "{stream}: {announced:?}");
+            assert_eq!(announced[0]["status"], "FILLED");
+        }
         app.stop().await;
         env.cleanup().await;
     }
@@ -752,6 +780,7 @@ async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritte
 #[tokio::test]
 async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconciler() {
     use execution_service::domain::OrderStatus;
+    use execution_service::domain::lifecycle::Observation;
     use execution_service::store::LiveUpdate;
 
     let fake = FakeMexc::start().await;
@@ -760,7 +789,7 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
     let (store, _, dead) = claimed_by_a_dead_replica(&env, &payload, 60_000).await;
     // Recorded FILLED, then the replica died before publishing.
     let filled = LiveUpdate {
-        status: Some(OrderStatus::Filled),
+        observation: Some(Observation::Reported(OrderStatus::Filled)),
         exchange_status: Some("FILLED".into()),
         filled_quantity: Some("0.002".parse().unwrap()),
         fill_price: Some(50_000.into()),

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use execution_service::domain::lifecycle::Observation;
 use execution_service::domain::{Order, OrderStatus, OrderType, Side, TradingMode};
 use execution_service::store::{self, Lease, LiveClaim, LiveUpdate, NewTrade, Store};
 use rust_decimal::Decimal;
@@ -139,11 +140,11 @@ async fn only_the_lease_owner_records_and_each_fill_is_recorded_once() {
         .unwrap();
 
     let partial = LiveUpdate {
-        status: Some(OrderStatus::Submitted),
+        observation: Some(Observation::Reported(OrderStatus::PartiallyFilled)),
         exchange_status: Some("PARTIALLY_FILLED".into()),
         exchange_order_id: Some("C02__1".into()),
         filled_quantity: Some(Decimal::new(5, 4)),
-        fee_asset: Some("USDT".into()),
+        fees: Some([("USDT".to_owned(), Decimal::new(25, 3))].into()),
         not_found: 1,
         keep_lease: true,
         poll_in: None,
@@ -185,7 +186,7 @@ async fn only_the_lease_owner_records_and_each_fill_is_recorded_once() {
     assert_eq!(env.count("SELECT lookups::bigint FROM orders").await, 2);
 
     let done = LiveUpdate {
-        status: Some(OrderStatus::Filled),
+        observation: Some(Observation::Reported(OrderStatus::Filled)),
         exchange_status: Some("FILLED".into()),
         filled_quantity: Some(Decimal::new(1, 3)),
         fill_price: Some(Decimal::from(50_000)),
@@ -260,5 +261,97 @@ async fn two_replicas_taking_expired_leases_at_once_never_take_the_same_order() 
             .unwrap()
             .is_empty()
     );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn every_change_is_guarded_by_the_state_machine_and_recorded_as_an_event() {
+    let env = TestEnv::new().await;
+    let store = store(&env).await;
+    let row = store::pending_row(&order("live-events"), TradingMode::Live, Utc::now());
+    let owner = lease("a", 60_000);
+    store.claim_live(&row, "es9", &owner).await.unwrap();
+    let filled = LiveUpdate {
+        observation: Some(Observation::Reported(OrderStatus::Filled)),
+        exchange_status: Some("FILLED".into()),
+        filled_quantity: Some(Decimal::new(1, 3)),
+        fees: Some([("USDT".to_owned(), Decimal::new(5, 2))].into()),
+        keep_lease: true,
+        ..LiveUpdate::default()
+    };
+    let done = store
+        .record_live("live-events", &owner, &filled, &[fill("live-events", "9")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.status.as_str(), done.state_seq), ("FILLED", 3));
+    // Changes the table does not have: nothing is written.
+    for refused in [
+        LiveUpdate::on(Observation::NotSent),
+        LiveUpdate::on(Observation::Claimed),
+        LiveUpdate::on(Observation::Overdue),
+        LiveUpdate {
+            filled_quantity: Some(Decimal::new(5, 4)),
+            ..LiveUpdate::on(Observation::Reported(OrderStatus::Filled))
+        },
+    ] {
+        let after = store
+            .record_live("live-events", &owner, &refused, &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (after.status.as_str(), after.state_seq),
+            ("FILLED", 3),
+            "{refused:?}"
+        );
+    }
+    let history = env
+        .texts(
+            "SELECT seq || ' ' || COALESCE(from_status, '-') || '>' || to_status || ' ' || observation \
+             FROM order_events WHERE order_id = 'live-events' ORDER BY seq",
+        )
+        .await;
+    assert_eq!(
+        history,
+        [
+            "1 ->PENDING received",
+            "2 PENDING>SUBMITTED claimed",
+            "3 SUBMITTED>FILLED reported"
+        ]
+    );
+    assert_eq!(
+        env.scalar_text(
+            "SELECT evidence->>'executed_qty' || ' ' || (evidence->'trade_ids'->>0) \
+             FROM order_events WHERE order_id = 'live-events' AND seq = 3"
+        )
+        .await
+        .as_deref(),
+        Some("0.00100000 mexc-9")
+    );
+
+    // The same history from the command line.
+    let shown = crate::helpers::service_command(env.vars())
+        .args(["order", "live-events"])
+        .output()
+        .await
+        .expect("run order");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert!(text.contains("live-events  FILLED  #3"), "{text}");
+    for line in ["received", "claimed", "reported"] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let missing = crate::helpers::service_command(env.vars())
+        .args(["order", "no-such-order"])
+        .output()
+        .await
+        .expect("run order");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no order with order_id"));
     env.cleanup().await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use execution_service::domain::{Order, OrderType, Side};
 use execution_service::execution::mexc::{
-    ExchangeStatus, Limits, MexcClient, MexcConfig, MexcError, NewOrder, RuleBook, Signer,
+    ExchangeStatus, Limits, MexcClient, MexcConfig, MexcError, NewOrder, RuleBook, Signer, Window,
     client_order_id,
 };
 use rust_decimal::Decimal;
@@ -95,7 +95,10 @@ async fn signed_requests_are_accepted_and_every_endpoint_reads() {
     assert_eq!(state.executed_qty, dec("0.0015"));
     assert_eq!(state.average_price(), Some(dec("49000.5")));
 
-    let trades = client.my_trades("BTCUSDT", &ack.order_id).await.unwrap();
+    let trades = client
+        .trades_of_order("BTCUSDT", &ack.order_id, Window::new(0, i64::MAX / 2))
+        .await
+        .unwrap();
     assert_eq!(trades.len(), 1);
     assert_eq!(trades[0].qty, dec("0.0015"));
     assert_eq!(trades[0].order_id, ack.order_id);
@@ -355,10 +358,16 @@ async fn order_ids_parse_as_strings_and_as_numbers() {
         .await
         .unwrap();
     assert_eq!(state.order_id, number.order_id);
-    let trades = client.my_trades("BTCUSDT", &number.order_id).await.unwrap();
+    let trades = client
+        .trades_of_order("BTCUSDT", &number.order_id, Window::new(0, i64::MAX / 2))
+        .await
+        .unwrap();
     assert_eq!(trades.len(), 1);
     assert_eq!(trades[0].order_id, number.order_id);
-    let trades = client.my_trades("BTCUSDT", &text.order_id).await.unwrap();
+    let trades = client
+        .trades_of_order("BTCUSDT", &text.order_id, Window::new(0, i64::MAX / 2))
+        .await
+        .unwrap();
     assert_eq!(trades[0].order_id, text.order_id);
 }
 
@@ -399,7 +408,10 @@ async fn orders_fill_partially_over_time_and_lookups_may_lag_acceptance() {
         assert!(tokio::time::Instant::now() < deadline, "never filled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let trades = client.my_trades("BTCUSDT", &first.order_id).await.unwrap();
+    let trades = client
+        .trades_of_order("BTCUSDT", &first.order_id, Window::new(0, i64::MAX / 2))
+        .await
+        .unwrap();
     let quantities: Vec<Decimal> = trades.iter().map(|t| t.qty).collect();
     assert_eq!(quantities, vec![dec("0.3"), dec("0.7")]);
 

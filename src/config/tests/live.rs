@@ -192,20 +192,30 @@ fn a_dry_run_is_live_with_dry_run_set_not_a_mode_of_its_own() {
 fn the_live_path_settings_have_defaults_ranges_and_a_lease_that_outlives_requests() {
     let s = settings(&[]).unwrap();
     assert_eq!(s.mexc.lease, Duration::from_secs(30));
-    assert_eq!(s.mexc.absence_grace, Duration::from_secs(10));
+    assert_eq!(s.mexc.absence_window, Duration::from_secs(90));
+    assert!(!s.mexc.resend_not_placed, "re-sending is opt-in");
+    assert_eq!(s.mexc.watch_not_placed, Duration::from_secs(86_400));
+    assert_eq!(s.mexc.rate_limit_key, None);
+    assert_eq!(s.streams.topology.announced_ttl_secs, 172_800);
     assert_eq!(s.mexc.max_send_attempts, 2);
     assert_eq!(s.mexc.reconcile_interval, Duration::from_millis(250));
     assert!(s.mexc.cancel_open_orders_on_halt);
     let s = settings(&[
         ("LIVE_LEASE_SECS", "3600"),
-        ("LIVE_ABSENCE_GRACE_SECS", "1"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "1"),
+        ("LIVE_RESEND_NOT_PLACED", "true"),
+        ("LIVE_WATCH_NOT_PLACED_SECS", "0"),
+        ("MEXC_RATE_LIMIT_KEY", " account-7 "),
         ("LIVE_MAX_SEND_ATTEMPTS", "5"),
         ("LIVE_RECONCILE_INTERVAL_MS", "10"),
         ("CANCEL_OPEN_ORDERS_ON_HALT", "false"),
     ])
     .unwrap();
     assert_eq!(s.mexc.lease, Duration::from_secs(3600));
-    assert_eq!(s.mexc.absence_grace, Duration::from_secs(1));
+    assert_eq!(s.mexc.absence_window, Duration::from_secs(1));
+    assert!(s.mexc.resend_not_placed);
+    assert_eq!(s.mexc.watch_not_placed, Duration::ZERO);
+    assert_eq!(s.mexc.rate_limit_key.as_deref(), Some("account-7"));
     assert_eq!(s.mexc.max_send_attempts, 5);
     assert_eq!(s.mexc.reconcile_interval, Duration::from_millis(10));
     assert!(!s.mexc.cancel_open_orders_on_halt);
@@ -213,7 +223,15 @@ fn the_live_path_settings_have_defaults_ranges_and_a_lease_that_outlives_request
         ("LIVE_LEASE_SECS", "4"),
         ("LIVE_LEASE_SECS", "-30"),
         ("LIVE_LEASE_SECS", "99999999999999999999999"),
-        ("LIVE_ABSENCE_GRACE_SECS", "0"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "0"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "3601"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "-1"),
+        ("LIVE_WATCH_NOT_PLACED_SECS", "604801"),
+        ("LIVE_RESEND_NOT_PLACED", "maybe"),
+        ("RESULT_DEDUP_SECS", "59"),
+        ("RESULT_DEDUP_SECS", "99999999999999999999"),
+        // Its meaning changed: a deployment still setting it is stopped.
+        ("LIVE_ABSENCE_GRACE_SECS", "10"),
         ("LIVE_MAX_SEND_ATTEMPTS", "0"),
         ("LIVE_MAX_SEND_ATTEMPTS", "6"),
         ("LIVE_RECONCILE_INTERVAL_MS", "9"),
@@ -241,6 +259,17 @@ fn the_live_path_settings_have_defaults_ranges_and_a_lease_that_outlives_request
     let mut enough = real.to_vec();
     enough.push(("LIVE_LEASE_SECS", "40"));
     assert!(settings(&enough).is_ok());
+    // An order watched after it was reported not placed is announced
+    // again; its state must be remembered longer than it is watched.
+    let mut forgetful = enough.clone();
+    forgetful.push(("RESULT_DEDUP_SECS", "86400"));
+    let err = settings(&forgetful).unwrap_err().to_string();
+    assert!(
+        err.contains("RESULT_DEDUP_SECS") && err.contains("LIVE_WATCH_NOT_PLACED_SECS"),
+        "{err}"
+    );
+    forgetful.push(("LIVE_WATCH_NOT_PLACED_SECS", "3600"));
+    assert!(settings(&forgetful).is_ok());
     // A dry run does not hold leases: no such relation.
     assert!(settings(&[("LIVE_LEASE_SECS", "5"), ("MEXC_TIMEOUT_MS", "60000")]).is_ok());
 }

@@ -20,6 +20,7 @@ use tracing::field::Empty;
 
 use super::clock::{Clock, local_ms};
 use super::error::{MexcError, api_error, classify, classify_code};
+use super::history::{ORDERS_PER_PAGE, TRADES_PER_PAGE, Window};
 use super::model::{ExchangeInfo, OrderAck, OrderId, OrderState, ServerTime, TickerPrice, Trade};
 use super::order::NewOrder;
 use super::sign::{Params, Signer};
@@ -290,18 +291,52 @@ impl MexcClient {
         .await
     }
 
-    /// `GET /api/v3/myTrades` of one order: its fills (the last month's).
-    #[tracing::instrument(name = "mexc.my_trades", skip_all, fields(symbol = %symbol, exchange_order_id = %order_id), err(level = "debug"))]
-    pub async fn my_trades(
+    /// `GET /api/v3/order` by MEXC's order id.
+    #[tracing::instrument(name = "mexc.query_order_by_id", skip_all, fields(symbol = %symbol, exchange_order_id = %order_id), err(level = "debug"))]
+    pub async fn query_order_by_id(
         &self,
         symbol: &str,
         order_id: &OrderId,
+    ) -> Result<OrderState, MexcError> {
+        let params = Params::new()
+            .add("symbol", mexc_symbol(symbol))
+            .add("orderId", &order_id.0);
+        self.signed(Method::GET, "/api/v3/order", params).await
+    }
+
+    /// `GET /api/v3/myTrades` in one window (at most 100 answered; see
+    /// [`MexcClient::trades_of_order`] for all of them), of one order or
+    /// of the whole symbol.
+    #[tracing::instrument(name = "mexc.my_trades", skip_all, fields(symbol = %symbol, from_ms = window.from_ms, to_ms = window.to_ms), err(level = "debug"))]
+    pub async fn my_trades_in(
+        &self,
+        symbol: &str,
+        order_id: Option<&OrderId>,
+        window: Window,
     ) -> Result<Vec<Trade>, MexcError> {
         let params = Params::new()
             .add("symbol", mexc_symbol(symbol))
-            .add("orderId", &order_id.0)
-            .add("limit", "100");
+            .add_opt("orderId", order_id.map(|id| id.0.as_str()))
+            .add("startTime", window.from_ms.to_string())
+            .add("endTime", window.to_ms.to_string())
+            .add("limit", TRADES_PER_PAGE.to_string());
         self.signed(Method::GET, "/api/v3/myTrades", params).await
+    }
+
+    /// `GET /api/v3/allOrders` in one window (at most 1 000 answered; see
+    /// [`MexcClient::orders_between`]).
+    #[tracing::instrument(name = "mexc.all_orders", skip_all, fields(symbol = %symbol, from_ms = window.from_ms, to_ms = window.to_ms), err(level = "debug"))]
+    pub async fn all_orders_in(
+        &self,
+        symbol: &str,
+        window: Window,
+    ) -> Result<Vec<OrderState>, MexcError> {
+        let params = Params::new()
+            .add("symbol", mexc_symbol(symbol))
+            .add("startTime", window.from_ms.to_string())
+            .add("endTime", window.to_ms.to_string())
+            .add("limit", ORDERS_PER_PAGE.to_string());
+        self.signed(Method::GET, "/api/v3/allOrders", params).await
     }
 
     async fn public<T: DeserializeOwned>(

@@ -11,6 +11,7 @@
 mod client;
 mod clock;
 mod error;
+mod history;
 mod model;
 mod order;
 mod rule_cache;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use client::{BuildError, Credentials, MexcClient};
 pub use clock::{CLOCK_MAX_AGE, Clock};
 pub use error::{DEFAULT_RETRY_AFTER, MexcError, RejectKind, classify, classify_code};
+pub use history::{ORDERS_PER_PAGE, TRADES_PER_PAGE, Window, read_all};
 pub use model::{
     ExchangeInfo, ExchangeStatus, OrderAck, OrderId, OrderState, SymbolInfo, TickerPrice, Trade,
 };

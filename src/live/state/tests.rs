@@ -1,5 +1,7 @@
 use std::str::FromStr;
 
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::execution::mexc::OrderId;
 
@@ -37,6 +39,11 @@ fn row() -> orders::Model {
         lookups: 0,
         exchange_status: None,
         fee_asset: None,
+        state_seq: 2,
+        fees: None,
+        resolved_at: None,
+        watch_until: None,
+        corrects_seq: None,
     }
 }
 
@@ -110,7 +117,10 @@ fn a_partial_fill_keeps_the_lease_and_records_each_trade_under_mexcs_id() {
         poll,
     )
     .unwrap();
-    assert_eq!(update.status, Some(OrderStatus::PartiallyFilled));
+    assert_eq!(
+        update.observation,
+        Some(Observation::Reported(OrderStatus::PartiallyFilled))
+    );
     assert_eq!(
         update.filled_quantity,
         Some(Decimal::from_str("0.0006").unwrap())
@@ -139,11 +149,36 @@ fn a_terminal_state_lets_the_lease_go_and_sums_the_fees() {
         Duration::from_secs(1),
     )
     .unwrap();
-    assert_eq!(update.status, Some(OrderStatus::Filled));
-    assert_eq!(update.fee, Some(Decimal::from_str("0.10").unwrap()));
+    assert_eq!(
+        update.observation,
+        Some(Observation::Reported(OrderStatus::Filled))
+    );
+    assert_eq!(
+        update.fees,
+        Some(BTreeMap::from([(
+            "USDT".to_owned(),
+            Decimal::from_str("0.10").unwrap()
+        )]))
+    );
     assert!(!update.keep_lease);
     assert_eq!(update.poll_in, None);
     assert_eq!(fills.len(), 2);
+}
+
+#[test]
+fn fees_in_two_assets_are_kept_apart() {
+    let mut in_mx = trade("12", "0.0014", "50000", "0.002");
+    in_mx.commission_asset = Some("MX".into());
+    let (update, _) = update_for(
+        &row(),
+        &state(ExchangeStatus::Filled, "0.002", "100"),
+        &[trade("11", "0.0006", "50000", "0.03"), in_mx],
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let fees = update.fees.unwrap();
+    assert_eq!(fees["USDT"], Decimal::from_str("0.03").unwrap());
+    assert_eq!(fees["MX"], Decimal::from_str("0.002").unwrap());
 }
 
 #[test]
@@ -169,7 +204,10 @@ fn trades_of_other_orders_are_not_counted() {
     )
     .unwrap();
     assert!(answer.1.is_empty());
-    assert_eq!(answer.0.status, Some(OrderStatus::Submitted));
+    assert_eq!(
+        answer.0.observation,
+        Some(Observation::Reported(OrderStatus::Submitted))
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! SeaORM entities, one per table the migrations create.
 
 pub mod halts;
+pub mod order_events;
 pub mod orders;
 pub mod trades;

@@ -50,6 +50,17 @@ pub struct Model {
     /// Live: the exchange's own status (`NEW`, `PARTIALLY_FILLED`, …).
     pub exchange_status: Option<String>,
     pub fee_asset: Option<String>,
+    /// The state sequence number: every change of status or filled
+    /// quantity takes the next one (results carry it).
+    pub state_seq: i32,
+    /// Live: the fees per asset (`{"USDT": "0.05", "MX": "0.001"}`).
+    pub fees: Option<Json>,
+    /// Live: when the exchange last answered for it.
+    pub resolved_at: Option<DateTimeWithTimeZone>,
+    /// Live: an order reported not placed is looked up until then.
+    pub watch_until: Option<DateTimeWithTimeZone>,
+    /// Live: the state a late appearance corrected (its sequence number).
+    pub corrects_seq: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -39,6 +39,10 @@ pub(super) struct State {
     pub reject_duplicates: bool,
     pub numeric_order_ids: bool,
     pub lookup_lag: usize,
+    /// How long after acceptance an order is denied by every read.
+    pub deny_for: Duration,
+    /// Every other fill's commission is paid in this asset instead.
+    pub second_fee_asset: Option<String>,
     pub fill_plan: Vec<(Duration, Decimal)>,
     pub fee_rate: Decimal,
     pub scripts: Vec<(Script, usize)>,
@@ -58,6 +62,8 @@ impl State {
             reject_duplicates: false,
             numeric_order_ids: false,
             lookup_lag: 0,
+            deny_for: Duration::ZERO,
+            second_fee_asset: None,
             fill_plan: vec![(Duration::ZERO, Decimal::ONE)],
             fee_rate: Decimal::new(1, 3),
             scripts: Vec::new(),
@@ -144,6 +150,7 @@ impl State {
                         | ("GET", "/api/v3/order")
                         | ("DELETE", "/api/v3/order")
                         | ("GET", "/api/v3/myTrades")
+                        | ("GET", "/api/v3/allOrders")
                 );
                 if !signed {
                     return Reply::error(404, -1, "not found");
@@ -156,6 +163,7 @@ impl State {
                     ("POST", "/api/v3/order/test") => self.new_order(&params, true),
                     ("GET", "/api/v3/order") => self.query_order(&params),
                     ("DELETE", "/api/v3/order") => self.cancel_order(&params),
+                    ("GET", "/api/v3/allOrders") => self.all_orders(&params),
                     _ => self.my_trades(&params),
                 }
             }
@@ -260,6 +268,7 @@ impl State {
             trades: Vec::new(),
             lookups: 0,
             accepted_at: Instant::now(),
+            denied_for: self.deny_for,
             time_ms: self.now_ms(),
             plan: self.fill_plan.clone(),
         };
@@ -292,8 +301,14 @@ impl State {
         self.orders.iter().position(|o| &o.order_id == id)
     }
 
+    /// Whether an order is still in the window after its acceptance in
+    /// which every read denies it (as MEXC's are seen to).
+    fn denied(&self, order: &FakeOrder) -> bool {
+        order.accepted_at.elapsed() < order.denied_for
+    }
+
     fn query_order(&mut self, params: &HashMap<String, String>) -> Reply {
-        let Some(index) = self.find(params) else {
+        let Some(index) = self.find(params).filter(|i| !self.denied(&self.orders[*i])) else {
             return Reply::error(400, -2013, "Order does not exist.");
         };
         let lag = self.lookup_lag;
@@ -306,7 +321,7 @@ impl State {
     }
 
     fn cancel_order(&mut self, params: &HashMap<String, String>) -> Reply {
-        let Some(index) = self.find(params) else {
+        let Some(index) = self.find(params).filter(|i| !self.denied(&self.orders[*i])) else {
             return Reply::error(400, -2011, "Unknown order sent.");
         };
         self.advance(index);
@@ -325,22 +340,66 @@ impl State {
             self.advance(index);
         }
         let wanted = params.get("orderId");
-        let trades: Vec<Value> = self
+        let Some((start, end, limit)) = window(params, 100) else {
+            return Reply::error(400, 33333, "param is error");
+        };
+        let mut trades: Vec<(&FakeOrder, &FakeTrade)> = self
             .orders
             .iter()
-            .filter(|o| o.symbol == symbol)
+            .filter(|o| o.symbol == symbol && !self.denied(o))
             .filter(|o| wanted.is_none_or(|id| &o.order_id == id))
             .flat_map(|o| o.trades.iter().map(move |t| (o, t)))
+            .filter(|(_, t)| {
+                start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e)
+            })
+            .collect();
+        trades.sort_by_key(|(_, t)| t.time_ms);
+        trades.truncate(limit);
+        let trades: Vec<Value> = trades
+            .into_iter()
             .map(|(o, t)| {
                 json!({"symbol": o.symbol, "id": t.id, "orderId": self.order_id_json(o), "orderListId": -1,
                        "price": t.price.to_string(), "qty": t.qty.to_string(),
                        "quoteQty": (t.qty * t.price).to_string(), "commission": t.commission.to_string(),
-                       "commissionAsset": "USDT", "time": t.time_ms, "isBuyer": o.side == "BUY",
+                       "commissionAsset": t.commission_asset, "time": t.time_ms, "isBuyer": o.side == "BUY",
                        "isMaker": false, "isBestMatch": true, "isSelfTrade": false,
                        "clientOrderId": o.client_order_id})
             })
             .collect();
         Reply::ok(Value::Array(trades).to_string())
+    }
+
+    /// `allOrders`: the symbol's orders created in the window, oldest
+    /// first, at most `limit` (500 by default, 1000 at most).
+    fn all_orders(&mut self, params: &HashMap<String, String>) -> Reply {
+        let symbol = params.get("symbol").cloned().unwrap_or_default();
+        let Some((start, end, limit)) = window(params, 1000) else {
+            return Reply::error(400, 33333, "param is error");
+        };
+        let limit = if params.contains_key("limit") {
+            limit
+        } else {
+            500
+        };
+        for index in 0..self.orders.len() {
+            self.advance(index);
+        }
+        let mut found: Vec<usize> = (0..self.orders.len())
+            .filter(|i| {
+                let o = &self.orders[*i];
+                o.symbol == symbol
+                    && !self.denied(o)
+                    && start.is_none_or(|s| o.time_ms >= s)
+                    && end.is_none_or(|e| o.time_ms <= e)
+            })
+            .collect();
+        found.sort_by_key(|i| self.orders[*i].time_ms);
+        found.truncate(limit);
+        let listed: Vec<Value> = found
+            .into_iter()
+            .map(|i| self.order_json(i, false))
+            .collect();
+        Reply::ok(Value::Array(listed).to_string())
     }
 
     fn order_json(&self, index: usize, cancelled: bool) -> Value {
@@ -361,11 +420,13 @@ impl State {
         value
     }
 
-    /// Applies the fill steps that are due, one trade per step.
+    /// Applies the fill steps that are due, one trade per step, each
+    /// stamped with the time its step was due (so many fills spread over
+    /// distinct milliseconds, as at a real exchange).
     pub fn advance(&mut self, index: usize) {
-        let now_ms = self.now_ms();
         let market_price = self.prices.get(&self.orders[index].symbol).copied();
         let fee_rate = self.fee_rate;
+        let second_asset = self.second_fee_asset.clone();
         let order = &mut self.orders[index];
         if !matches!(order.status.as_str(), "NEW" | "PARTIALLY_FILLED") {
             return;
@@ -382,12 +443,21 @@ impl State {
             }
             let qty = target - order.executed_qty;
             self.next_id += 1;
+            // Every other fill pays its fee in the second asset, at a
+            // tenth of the quote amount.
+            let (commission, commission_asset) = match &second_asset {
+                Some(asset) if order.trades.len() % 2 == 1 => {
+                    (qty * price * fee_rate / Decimal::TEN, asset.clone())
+                }
+                _ => (qty * price * fee_rate, "USDT".to_owned()),
+            };
             order.trades.push(FakeTrade {
                 id: format!("t{:031x}", self.next_id),
                 qty,
                 price,
-                commission: qty * price * fee_rate,
-                time_ms: now_ms,
+                commission,
+                commission_asset,
+                time_ms: order.time_ms + after.as_millis() as i64,
             });
             order.executed_qty = target;
             order.cummulative_quote_qty += qty * price;
@@ -399,6 +469,26 @@ impl State {
             .into();
         }
     }
+}
+
+/// `startTime`, `endTime` and `limit` (at most `max`, the default when
+/// absent); `None` when one is not a number or the limit is out of range.
+fn window(
+    params: &HashMap<String, String>,
+    max: usize,
+) -> Option<(Option<i64>, Option<i64>, usize)> {
+    let number = |name: &str| -> Option<Option<i64>> {
+        match params.get(name) {
+            None => Some(None),
+            Some(text) => text.parse().ok().map(Some),
+        }
+    };
+    let limit = match number("limit")? {
+        None => max,
+        Some(n) if (1..=max as i64).contains(&n) => n as usize,
+        Some(_) => return None,
+    };
+    Some((number("startTime")?, number("endTime")?, limit))
 }
 
 impl Fault {

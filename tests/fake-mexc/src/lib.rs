@@ -1,8 +1,8 @@
 //! A fake MEXC spot v3 server for tests: a real HTTP server on a local port
 //! that checks the API key, the signature, the timestamp and `recvWindow`
 //! exactly as MEXC documents them, serves `time`, `exchangeInfo`,
-//! `ticker/price`, `order` (POST, GET, DELETE), `order/test` and
-//! `myTrades`, keeps orders by client order id and fills them over time as
+//! `ticker/price`, `order` (POST, GET, DELETE), `order/test`, `allOrders`
+//! and `myTrades` (windows and limits as MEXC documents them), keeps orders by client order id and fills them over time as
 //! scripted. It counts what it receives (every request, order POSTs per
 //! client id, order writes per second) and can be scripted to fail the
 //! N-th matching request: a 500, a hang, a reset, a rate limit, any error
@@ -125,6 +125,8 @@ pub struct FakeOrder {
     /// Lookups by `GET /api/v3/order` so far.
     pub lookups: usize,
     pub accepted_at: Instant,
+    /// How long after acceptance every read denies it.
+    pub denied_for: Duration,
     pub time_ms: i64,
     plan: Vec<(Duration, Decimal)>,
 }
@@ -135,6 +137,7 @@ pub struct FakeTrade {
     pub qty: Decimal,
     pub price: Decimal,
     pub commission: Decimal,
+    pub commission_asset: String,
     pub time_ms: i64,
 }
 
@@ -226,6 +229,40 @@ impl FakeMexc {
     /// for a few seconds after accepting an order.
     pub fn unknown_for_first_lookups(&self, lookups: usize) {
         self.state().lookup_lag = lookups;
+    }
+
+    /// Orders accepted from now on are denied by every read (`GET order`
+    /// answers `-2013`, `DELETE` `-2011`, `allOrders` and `myTrades` leave
+    /// them out) for `window` after acceptance: MEXC has been seen to deny
+    /// accepted orders for tens of seconds.
+    pub fn deny_orders_for(&self, window: Duration) {
+        self.state().deny_for = window;
+    }
+
+    /// From now on every other fill pays its fee in `asset` (say `MX`).
+    pub fn fees_also_in(&self, asset: &str) {
+        self.state().second_fee_asset = Some(asset.to_owned());
+    }
+
+    /// Cancels an open order as its owner would on MEXC's website.
+    pub fn cancel_by_user(&self, client_order_id: &str) -> bool {
+        let mut state = self.state();
+        let Some(index) = state
+            .orders
+            .iter()
+            .position(|o| o.client_order_id == client_order_id)
+        else {
+            return false;
+        };
+        state.advance(index);
+        let order = &mut state.orders[index];
+        order.status = match order.status.as_str() {
+            "NEW" => "CANCELED",
+            "PARTIALLY_FILLED" => "PARTIALLY_CANCELED",
+            _ => return false,
+        }
+        .into();
+        true
     }
 
     /// How orders accepted from now on fill: `(after, fraction)` steps of

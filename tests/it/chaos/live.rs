@@ -54,9 +54,14 @@ async fn killed_while_waiting_on(point: KillPoint) {
         ("MEXC_RECV_WINDOW_MS", "1000"),
         ("MEXC_TIMEOUT_MS", "2000"),
         ("LIVE_LEASE_SECS", "8"),
-        ("LIVE_ABSENCE_GRACE_SECS", "1"),
+        ("LIVE_ABSENCE_WINDOW_SECS", "1"),
         ("LIVE_RECONCILE_INTERVAL_MS", "100"),
         ("LIVE_CLIENT_ID_NAMESPACE", namespace.as_str()),
+        ("MEXC_RATE_LIMIT_KEY", namespace.as_str()),
+        // An order never placed is sent again here: exactly one order at
+        // MEXC whatever the moment of the kill (without it, such an order
+        // is reported not placed: see live::an_order_not_found_...).
+        ("LIVE_RESEND_NOT_PLACED", "true"),
         ("CLAIM_IDLE_MS", "1000"),
         ("CLAIM_INTERVAL_MS", "200"),
     ];
