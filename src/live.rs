@@ -43,6 +43,9 @@ use crate::store::{Lease, LiveClaim, LiveUpdate, NewOrder as NewRow, Store};
 pub use breaker::{Breaker, BreakerState};
 pub use state::{is_news, poll_delay, status_for, update_for};
 
+/// Rules older than this are read again before an order is refused on them.
+const RULES_RECHECK: Duration = Duration::from_secs(1);
+
 /// How long a refused key stops sending before one more try.
 const BREAKER_COOLDOWN: Duration = Duration::from_secs(60);
 
@@ -332,18 +335,28 @@ impl LiveDesk {
     }
 
     /// The reason an order must not be sent, from MEXC's rules and the
-    /// service's limits; `Err` when the rules cannot be read.
+    /// service's limits; `Err` when the rules cannot be read. An order the
+    /// cached rules refuse is checked again against rules read at most a
+    /// second ago before it is refused (a symbol paused and resumed at MEXC
+    /// trades again at once).
     async fn pre_trade(&self, order: &Order) -> Result<Option<String>, MexcError> {
-        let rules = self.rules.rules_for(&order.symbol).await?;
         let reference = match (order.order_type, order.price) {
             (OrderType::Market, None) => self.prices.price(&order.symbol).await.ok(),
             _ => None,
         };
-        Ok(
+        let check = |rules: Option<crate::execution::mexc::SymbolRules>| {
             check_order(order, rules.as_ref(), &self.options.limits, reference)
                 .err()
-                .map(|failure| failure.to_string()),
-        )
+                .map(|failure| failure.to_string())
+        };
+        let Some(_) = check(self.rules.rules_for(&order.symbol).await?) else {
+            return Ok(None);
+        };
+        Ok(check(
+            self.rules
+                .rules_within(&order.symbol, RULES_RECHECK)
+                .await?,
+        ))
     }
 
     /// Records a terminal outcome decided here (nothing at the exchange,

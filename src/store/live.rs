@@ -311,7 +311,9 @@ impl Store {
                fee = CASE WHEN $8 THEN $9 ELSE fee END, \
                fee_asset = CASE WHEN $8 THEN $10 ELSE fee_asset END, \
                fees = CASE WHEN $8 THEN $11 ELSE fees END, \
-               reject_reason = COALESCE($12, reject_reason), \
+               reject_reason = CASE WHEN $12::text IS NOT NULL THEN $12 \
+                 WHEN $3 IN ('SUBMITTED', 'PARTIALLY_FILLED', 'FILLED') AND status <> $3 THEN NULL \
+                 ELSE reject_reason END, \
                lookups = lookups + $13, \
                lease_until = CASE WHEN NOT $14 THEN NULL \
                  WHEN $15::bigint IS NULL THEN lease_until \

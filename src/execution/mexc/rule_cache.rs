@@ -29,10 +29,21 @@ impl RuleCache {
     /// The rules of a symbol (`None` when MEXC does not list it), fetched
     /// when unknown or stale.
     pub async fn rules_for(&self, symbol: &str) -> Result<Option<SymbolRules>, MexcError> {
+        self.rules_within(symbol, RULES_TTL).await
+    }
+
+    /// The rules of a symbol fetched at most `max_age` ago (before an order
+    /// is refused on them: a symbol paused and resumed is tradable again
+    /// at once, not a minute later).
+    pub async fn rules_within(
+        &self,
+        symbol: &str,
+        max_age: Duration,
+    ) -> Result<Option<SymbolRules>, MexcError> {
         let symbol = mexc_symbol(symbol);
         let mut cache = self.rules.lock().await;
         if let Some((at, rules)) = cache.get(&symbol)
-            && at.elapsed() < RULES_TTL
+            && at.elapsed() < max_age.min(RULES_TTL)
         {
             return Ok(rules.clone());
         }

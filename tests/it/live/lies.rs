@@ -14,8 +14,9 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::{exchange_id, limit_order, market_order, spawn_live, wait_for_status};
-use crate::fake_mexc::{FakeMexc, Fault, Script};
+use crate::fake_mexc::{FakeMexc, Fault, Script, symbol_info};
 use crate::helpers::TestEnv;
+use crate::proxy::Proxy;
 
 /// Every live order's stored status is its last event's, and its state
 /// sequence number the last event's number.
@@ -151,6 +152,7 @@ async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_w
     // recorded and the earlier result corrected.
     let filled = wait_for_status(&env, "late", "FILLED").await;
     assert_eq!(filled["corrects"], rejected["result_id"]);
+    assert!(!filled.contains_key("error_message"), "{filled:?}");
     assert_eq!(filled["filled_quantity"], "0.00200000");
     assert_eq!(app.stats.live.late_appearances.get(), 1);
     assert_eq!(app.stats.live.not_placed.get(), 1);
@@ -414,7 +416,7 @@ async fn a_halt_stops_every_order_still_waiting_for_the_request_budget() {
         &[("MEXC_MAX_ORDERS_PER_SEC", "4"), ("ADMIN_TOKEN", TOKEN)],
     )
     .await;
-    let orders = 40;
+    let orders = 120;
     for i in 0..orders {
         env.xadd_payload(&market_order(&format!("queued-{i}"), "0.002"))
             .await;
@@ -517,4 +519,104 @@ async fn two_deployments_of_one_account_share_its_request_budget() {
     }
     one.cleanup().await;
     two.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_symbol_paused_and_resumed_at_mexc_trades_again_at_once() {
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let mut paused = symbol_info("BTCUSDT", "BTC", "USDT");
+    paused["status"] = json!("2");
+    fake.set_symbol(paused);
+    let app = spawn_live(&env, &fake, "lies-i", &[]).await;
+    env.xadd_payload(&limit_order("while-paused", "0.002", "50000"))
+        .await;
+    wait_for_status(&env, "while-paused", "REJECTED").await;
+    let refused_at = Instant::now();
+    fake.set_symbol(symbol_info("BTCUSDT", "BTC", "USDT"));
+    // Rules older than a second are read again before an order is refused
+    // on them (the cache keeps them a minute otherwise).
+    tokio::time::sleep_until((refused_at + Duration::from_millis(1_100)).into()).await;
+    env.xadd_payload(&limit_order("after-resume", "0.002", "50000"))
+        .await;
+    wait_for_status(&env, "after-resume", "FILLED").await;
+    assert_eq!(fake.posts_for(&exchange_id(&env, "while-paused")), 0);
+    assert_eq!(fake.posts_for(&exchange_id(&env, "after-resume")), 1);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_postgres_cut_while_requests_are_in_flight_announces_each_change_once() {
+    // Six orders reach MEXC, then Postgres goes away for 8 s before their
+    // outcomes are recorded: batches fail and are retried, leases expire
+    // and the reconciler takes over; each order must still be one order at
+    // MEXC, and each of its changes one entry on the fills stream.
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
+    let through_proxy = env
+        .var("DATABASE_URL")
+        .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string());
+    fake.fill_plan(vec![
+        (Duration::ZERO, "0.5"),
+        (Duration::from_millis(1_500), "1"),
+    ]);
+    let app = spawn_live(
+        &env,
+        &fake,
+        "lies-j",
+        &[
+            ("DATABASE_URL", through_proxy.as_str()),
+            ("CLAIM_IDLE_MS", "2000"),
+        ],
+    )
+    .await;
+    let ids: Vec<String> = (0..6).map(|i| format!("cut-{i}")).collect();
+    for id in &ids {
+        env.xadd_payload(&limit_order(id, "0.002", "50000")).await;
+    }
+    env.wait_until("every order reached MEXC", || async {
+        fake.count("POST", "/api/v3/order") >= ids.len()
+    })
+    .await;
+    proxy.cut();
+    let cut_until = Instant::now() + Duration::from_secs(8);
+    env.wait_until("the cut lasted 8 s", || async {
+        Instant::now() >= cut_until
+    })
+    .await;
+    proxy.restore();
+    for id in &ids {
+        wait_for_status(&env, id, "FILLED").await;
+    }
+    env.wait_until("every entry is acknowledged", || async {
+        env.pending().await == 0
+    })
+    .await;
+    for id in &ids {
+        let client_id = exchange_id(&env, id);
+        assert_eq!(fake.orders_for(&client_id).len(), 1, "{id}");
+        assert_eq!(fake.posts_for(&client_id), 1, "{id}");
+        let changes = announced_changes(&env, id).await;
+        assert_eq!(changes.last().map(String::as_str), Some("FILLED"), "{id}");
+        assert_eq!(
+            changes.iter().filter(|c| *c == "FILLED").count(),
+            1,
+            "{id}: {changes:?}"
+        );
+        let (_, quantity) = recorded_trades(&env, id).await;
+        assert_eq!(
+            quantity,
+            fake.orders_for(&client_id)[0].executed_qty,
+            "{id}"
+        );
+    }
+    let stuck = env
+        .count("SELECT count(*) FROM orders WHERE status NOT IN ('FILLED', 'CANCELED', 'REJECTED', 'ERROR')")
+        .await;
+    assert_eq!(stuck, 0, "orders left unfinished");
+    assert_history_matches(&env).await;
+    app.stop().await;
+    env.cleanup().await;
 }
