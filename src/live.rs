@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{BusError, RateLimiter};
 use crate::domain::lifecycle::{self, Observation};
-use crate::domain::{Order, OrderStatus, OrderType, Side, normalise_symbol};
+use crate::domain::{
+    Order, OrderStatus, OrderType, Side, halted_reason_for, normalise_symbol, stale_reason,
+};
 use crate::execution::mexc::{
     Limits, MexcClient, MexcError, NewOrder, OrderId, OrderState, RuleCache, TickerPrices, Window,
     check_order, client_order_id,
@@ -236,6 +238,22 @@ impl LiveDesk {
         &self.options
     }
 
+    /// Lets go of the finished orders among `rows`, whose results just went
+    /// out (a batch's, a reconciler round's); until then their leases let
+    /// the reconciler announce them, should nobody else. Orders in flight
+    /// keep their leases.
+    pub async fn release_announced<'a>(
+        &self,
+        rows: impl IntoIterator<Item = &'a orders::Model>,
+    ) -> Result<u64, LiveError> {
+        let announced: Vec<(String, String)> = rows
+            .into_iter()
+            .filter(|row| row.is_terminal())
+            .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
+            .collect();
+        Ok(self.store.release_announced(&announced).await?)
+    }
+
     /// A lease owned by this one claim of this replica.
     pub fn new_lease(&self) -> Lease {
         let claim = self.claims.fetch_add(1, Ordering::Relaxed);
@@ -303,35 +321,25 @@ impl LiveDesk {
     }
 
     /// Why an order must not be sent (again) now: a halt covers it, or it
-    /// is older than `ORDER_MAX_AGE_SECS`.
+    /// is older than `ORDER_MAX_AGE_SECS` (the rules new orders meet too).
     fn blocked_reason(&self, row: &orders::Model) -> Option<String> {
         if let Some(reason) = self.halt_covering(row) {
             return Some(reason);
         }
-        let max = self.options.max_order_age?;
-        let issued = row.order_timestamp.unwrap_or(row.created_at);
-        let age = (Utc::now() - issued.to_utc()).to_std().unwrap_or_default();
-        (age > max).then(|| {
-            format!(
-                "stale: issued {} s ago, more than ORDER_MAX_AGE_SECS={}",
-                age.as_secs(),
-                max.as_secs()
-            )
-        })
+        let max_age = chrono::Duration::from_std(self.options.max_order_age?).ok()?;
+        let issued = row.order_timestamp.unwrap_or(row.created_at).to_utc();
+        stale_reason(issued, Utc::now(), max_age)
     }
 
     /// The reason of the oldest halt in force covering the order.
     fn halt_covering(&self, row: &orders::Model) -> Option<String> {
         let market = normalise_symbol(row.symbol.as_deref().unwrap_or_default());
-        self.halts
-            .snapshot()
-            .iter()
-            .filter(|halt| {
-                halt.scope
-                    .covers_ids(row.strategy_id.as_deref(), row.bot_id.as_deref(), &market)
-            })
-            .min_by_key(|halt| halt.id)
-            .map(|halt| halt.reject_reason())
+        halted_reason_for(
+            &self.halts.snapshot(),
+            row.strategy_id.as_deref(),
+            row.bot_id.as_deref(),
+            &market,
+        )
     }
 
     /// The reason an order must not be sent, from MEXC's rules and the
@@ -391,7 +399,7 @@ impl LiveDesk {
         mut update: LiveUpdate,
         fills: &[crate::store::NewTrade],
     ) -> Result<Option<orders::Model>, LiveError> {
-        let current = OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Error);
+        let current = row.status;
         let ends = update
             .observation
             .and_then(|observation| lifecycle::next(current, observation).ok())
@@ -573,7 +581,7 @@ impl LiveDesk {
 /// Whether nothing was ever sent for an order: its send time was never
 /// committed (a stamp is committed before every request).
 fn never_sent(row: &orders::Model) -> bool {
-    row.sent_at.is_none() && row.status == OrderStatus::Submitted.as_str()
+    row.sent_at.is_none() && row.status == OrderStatus::Submitted
 }
 
 /// The order a stored row stands for, for the pre-trade checks.

@@ -213,7 +213,7 @@ impl Worker {
                     && (plan.stale_reason(&order.order_id).is_none()
                         || stored
                             .get(&order.order_id)
-                            .is_some_and(|row| row.status != OrderStatus::Pending.as_str()))
+                            .is_some_and(|row| row.status != OrderStatus::Pending))
             });
         let outcomes = join_all(
             to_execute
@@ -280,7 +280,9 @@ impl Worker {
         // leases let the reconciler announce them, should this batch never
         // do it). Past the acknowledgement nothing is retried: a release
         // that fails costs one more announcement, when the lease expires.
-        if let Err(err) = self.release_announced(&sent).await {
+        if let Some(desk) = &self.live
+            && let Err(err) = desk.release_announced(sent.values()).await
+        {
             tracing::warn!(error = %err, "cannot let go of announced live orders; the reconciler announces them again when their leases expire");
         }
 
@@ -337,20 +339,6 @@ impl Worker {
             }
         }
         Ok((sent, held, sent_now))
-    }
-
-    /// Lets go of the finished live orders whose results just went out.
-    async fn release_announced(
-        &self,
-        sent: &HashMap<String, orders::Model>,
-    ) -> Result<(), BatchError> {
-        let announced: Vec<(String, String)> = sent
-            .values()
-            .filter(|row| row.is_terminal())
-            .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
-            .collect();
-        self.store.release_announced(&announced).await?;
-        Ok(())
     }
 
     /// Counts executions as they are stored, not when their batch is

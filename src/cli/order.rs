@@ -42,7 +42,7 @@ pub async fn run(settings: &Settings, order_id: &str) -> anyhow::Result<ExitCode
             "{:>4}  {}  {:<17} -> {:<17} {:<16} {}  {}",
             event.seq,
             event.at.format("%Y-%m-%d %H:%M:%S%.3f%:z"),
-            event.from_status.as_deref().unwrap_or("-"),
+            event.from_status.map_or("-", |s| s.as_str()),
             event.to_status,
             event.observation,
             event.replica.as_deref().unwrap_or("-"),

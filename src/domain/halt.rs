@@ -278,9 +278,25 @@ impl Halt {
 /// Why `order` must not trade, if an active halt covers it (the oldest
 /// such halt speaks).
 pub fn halted_reason(halts: &[Halt], order: &Order) -> Option<String> {
+    halted_reason_for(
+        halts,
+        order.strategy_id.as_deref(),
+        order.bot_id.as_deref(),
+        &order.market(),
+    )
+}
+
+/// [`halted_reason`] for an order known by its strategy, bot and
+/// (normalised) market, such as a stored one.
+pub fn halted_reason_for(
+    halts: &[Halt],
+    strategy_id: Option<&str>,
+    bot_id: Option<&str>,
+    market: &str,
+) -> Option<String> {
     halts
         .iter()
-        .filter(|halt| halt.scope.covers(order))
+        .filter(|halt| halt.scope.covers_ids(strategy_id, bot_id, market))
         .min_by_key(|halt| halt.id)
         .map(Halt::reject_reason)
 }

@@ -151,10 +151,18 @@ pub const ALL: [OrderStatus; 8] = [
     Error,
 ];
 
-/// Whether an order in this state is still the live path's to watch: not
-/// finished at the exchange (an UNKNOWN one included).
+/// The states of an order the live path still watches: not finished at
+/// the exchange (an UNKNOWN one included).
+pub const IN_FLIGHT: [OrderStatus; 3] = [Submitted, PartiallyFilled, Unknown];
+
+/// Whether an order in this state is still the live path's to watch.
 pub fn in_flight(status: OrderStatus) -> bool {
-    matches!(status, Submitted | PartiallyFilled | Unknown)
+    IN_FLIGHT.contains(&status)
+}
+
+/// The names of `statuses`, to bind as a text array in SQL.
+pub fn names(statuses: &[OrderStatus]) -> Vec<String> {
+    statuses.iter().map(|s| s.as_str().to_owned()).collect()
 }
 
 #[cfg(test)]

@@ -13,13 +13,15 @@ mod timestamp;
 
 pub use amount::{AmountError, FillAmounts, SCALE, fill_amounts, format_amount, parse_amount};
 pub use content::Content;
-pub use halt::{Halt, HaltAction, HaltCommand, HaltScope, halted_reason, is_visible};
+pub use halt::{
+    Halt, HaltAction, HaltCommand, HaltScope, halted_reason, halted_reason_for, is_visible,
+};
 pub use message::{Fields, Incoming, Parsed, Rejection, fits_column};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};
 pub use result::{ExecutionResult, Fill, OrderStatus, TradingMode};
 pub use timestamp::{
-    EARLIEST_TIMESTAMP_SECS, END_TIMESTAMP_SECS, issued_in_future, parse_timestamp,
+    EARLIEST_TIMESTAMP_SECS, END_TIMESTAMP_SECS, issued_in_future, parse_timestamp, stale_reason,
 };
 
 /// Largest number of characters an `order_id` (or other identifier) may have.

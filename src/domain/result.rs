@@ -31,6 +31,12 @@ pub enum OrderStatus {
     Unknown,
 }
 
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl OrderStatus {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -88,9 +88,39 @@ pub fn issued_in_future(
     })
 }
 
+/// Why an order issued at `issued_at` is too old to execute at `now`
+/// (`ORDER_MAX_AGE_SECS`): the one staleness rule, for a new order and for
+/// a live order about to be sent.
+pub fn stale_reason(
+    issued_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    max_age: Duration,
+) -> Option<String> {
+    let age = now - issued_at;
+    (age > max_age).then(|| {
+        format!(
+            "stale: issued {} s ago, more than ORDER_MAX_AGE_SECS={}",
+            age.num_seconds(),
+            max_age.num_seconds()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_is_stale_only_past_its_maximum_age() {
+        let now = Utc::now();
+        let max = Duration::seconds(30);
+        assert_eq!(stale_reason(now - Duration::seconds(30), now, max), None);
+        let reason = stale_reason(now - Duration::seconds(31), now, max).unwrap();
+        assert!(
+            reason.contains("31 s ago") && reason.contains("=30"),
+            "{reason}"
+        );
+    }
 
     fn millis(text: &str) -> Result<i64, String> {
         parse_timestamp(text).map(|t| t.timestamp_millis())

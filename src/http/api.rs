@@ -365,7 +365,7 @@ impl Api {
         match within(self.0.store.order_history(&order_id.0)).await {
             Some(Some((order, events))) => HistoryResponse::Ok(Json(Box::new(OrderHistory {
                 order_id: order.order_id,
-                status: order.status,
+                status: order.status.to_string(),
                 seq: order.state_seq,
                 events: events.iter().map(Into::into).collect(),
             }))),

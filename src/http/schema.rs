@@ -252,7 +252,7 @@ impl From<&orders::Model> for OrderView {
             order_type: row.order_type.clone(),
             quantity: row.quantity.map(format_amount),
             price: row.price.map(format_amount),
-            status: row.status.clone(),
+            status: row.status.to_string(),
             filled_quantity: row.filled_quantity.map(format_amount),
             fill_price: row.fill_price.map(format_amount),
             fee: row.fee.map(format_amount),
@@ -348,8 +348,8 @@ impl From<&order_events::Model> for OrderEventView {
     fn from(row: &order_events::Model) -> Self {
         OrderEventView {
             seq: row.seq,
-            from_status: row.from_status.clone(),
-            to_status: row.to_status.clone(),
+            from_status: row.from_status.map(|s| s.to_string()),
+            to_status: row.to_status.to_string(),
             observation: row.observation.clone(),
             evidence: match &row.evidence {
                 Some(serde_json::Value::Object(map)) => map.clone().into_iter().collect(),

@@ -69,7 +69,7 @@ pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, Roun
     let taken = due.len();
     let looked = join_all(due.into_iter().map(|row| desk.reconcile(row, &lease))).await;
     let mut results = Vec::new();
-    let mut announced = Vec::new();
+    let mut rows = Vec::new();
     let mut failure = None;
     for outcome in looked {
         match outcome {
@@ -77,11 +77,7 @@ pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, Roun
                 if news {
                     results.push(Announcement::change(result_from_row(&row, None)));
                 }
-                if row.is_terminal()
-                    && let Some(owner) = &row.lease_owner
-                {
-                    announced.push((row.order_id.clone(), owner.clone()));
-                }
+                rows.push(row);
             }
             Err(err) => failure = Some(err),
         }
@@ -90,10 +86,7 @@ pub async fn round(desk: &LiveDesk, publisher: &Publisher) -> Result<usize, Roun
         .publish(&results, &[])
         .await
         .map_err(LiveError::from)?;
-    desk.store
-        .release_announced(&announced)
-        .await
-        .map_err(LiveError::from)?;
+    desk.release_announced(&rows).await?;
     for result in &results {
         desk.stats.count_result(result.result.status);
     }

@@ -279,7 +279,7 @@ impl LiveDesk {
         });
         let blocked = self.blocked_reason(&row);
         let resend = self.options.resend_not_placed
-            && row.status == OrderStatus::Submitted.as_str()
+            && row.status == OrderStatus::Submitted
             && row.send_attempts < self.options.max_send_attempts
             && young
             && blocked.is_none();
@@ -344,11 +344,10 @@ impl LiveDesk {
         not_found: i32,
     ) -> Result<Option<orders::Model>, LiveError> {
         let overdue = self.unanswered_for(row) > self.options.resolve_deadline;
-        let status = OrderStatus::parse(&row.status);
         let unknown = overdue
             && matches!(
-                status,
-                Some(OrderStatus::Submitted | OrderStatus::PartiallyFilled)
+                row.status,
+                OrderStatus::Submitted | OrderStatus::PartiallyFilled
             );
         let mut update = LiveUpdate {
             not_found,
@@ -378,7 +377,7 @@ impl LiveDesk {
 
 /// Whether an order reported not placed is still being looked for.
 fn watched(row: &orders::Model) -> bool {
-    row.status == OrderStatus::Rejected.as_str()
+    row.status == OrderStatus::Rejected
         && row
             .watch_until
             .is_some_and(|until| until.to_utc() > Utc::now())

@@ -102,7 +102,7 @@ pub fn exchange_status_text(status: &ExchangeStatus) -> String {
 /// Whether a state change is one a strategy hears of: a new announced
 /// status, or more of the order filled.
 pub fn is_news(before: &orders::Model, after: &orders::Model) -> bool {
-    let announced = OrderStatus::parse(&after.status).is_some_and(OrderStatus::is_announced);
+    let announced = after.status.is_announced();
     announced && (before.status != after.status || before.filled_quantity != after.filled_quantity)
 }
 

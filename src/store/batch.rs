@@ -220,7 +220,7 @@ impl BatchTx {
                 .iter()
                 .map(|row| Outcome {
                     order_id: &row.order_id,
-                    status: &row.status,
+                    status: row.status.as_str(),
                     filled_quantity: row.filled_quantity,
                     fill_price: row.fill_price,
                     fee: row.fee,

@@ -118,9 +118,6 @@ pub fn fees_json(fees: &BTreeMap<String, Decimal>) -> serde_json::Value {
     )
 }
 
-/// Statuses of a live order that is not finished.
-const IN_FLIGHT: [&str; 3] = ["SUBMITTED", "PARTIALLY_FILLED", "UNKNOWN"];
-
 /// One change of an order's state, as `order_events` keeps it.
 struct Event<'a> {
     order_id: &'a str,
@@ -173,72 +170,77 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(row.order_id.clone()))?;
-        let status = stored.status.as_str();
+        let status = stored.status;
         let lease_ms = lease.length.as_millis() as i64;
-        let claim =
-            if status == OrderStatus::Pending.as_str() {
-                let row = take(
+        let claim = if let Ok(submitted) = lifecycle::next(status, Observation::Claimed) {
+            let row = take(
                 &txn,
-                "UPDATE orders SET status = 'SUBMITTED', client_order_id = $2, lease_owner = $3, \
+                "UPDATE orders SET status = $5, client_order_id = $2, lease_owner = $3, \
                  reject_reason = NULL, state_seq = state_seq + 1, \
                  lease_until = now() + $4 * interval '1 millisecond', updated_at = now() \
-                 WHERE order_id = $1 AND status = 'PENDING' RETURNING *",
+                 WHERE order_id = $1 AND status = $6 RETURNING *",
                 &stored.order_id,
-                [client_order_id.into(), lease.owner.clone().into(), lease_ms.into()],
+                [
+                    client_order_id.into(),
+                    lease.owner.clone().into(),
+                    lease_ms.into(),
+                    submitted.into(),
+                    status.into(),
+                ],
             )
             .await?;
-                // Its first event, should no earlier claim have written it.
-                let received = Event {
-                    order_id: &row.order_id,
-                    seq: stored.state_seq,
-                    from: None,
-                    to: OrderStatus::Pending,
-                    observation: "received",
-                    evidence: serde_json::json!({}),
-                    replica: &lease.owner,
-                };
-                received.append(&txn).await?;
-                let claimed = Event {
-                    order_id: &row.order_id,
-                    seq: row.state_seq,
-                    from: Some(OrderStatus::Pending),
-                    to: OrderStatus::Submitted,
-                    observation: Observation::Claimed.name(),
-                    evidence: serde_json::json!({"client_order_id": client_order_id}),
-                    replica: &lease.owner,
-                };
-                claimed.append(&txn).await?;
-                LiveClaim::Send(row)
-            } else if IN_FLIGHT.contains(&status) {
-                // Postgres' clock set the lease; Postgres' clock judges it.
-                let unexpired = txn
-                    .query_one_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT lease_until > now() AS held FROM orders WHERE order_id = $1",
-                        [stored.order_id.clone().into()],
-                    ))
-                    .await?
-                    .and_then(|row| row.try_get::<Option<bool>>("", "held").ok().flatten())
-                    .unwrap_or(false);
-                let held_by_other =
-                    stored.lease_owner.as_deref() != Some(lease.owner.as_str()) && unexpired;
-                if held_by_other {
-                    LiveClaim::Held(stored)
-                } else {
-                    let row = take(
-                        &txn,
-                        "UPDATE orders SET lease_owner = $2, \
+            // Its first event, should no earlier claim have written it.
+            let received = Event {
+                order_id: &row.order_id,
+                seq: stored.state_seq,
+                from: None,
+                to: OrderStatus::Pending,
+                observation: "received",
+                evidence: serde_json::json!({}),
+                replica: &lease.owner,
+            };
+            received.append(&txn).await?;
+            let claimed = Event {
+                order_id: &row.order_id,
+                seq: row.state_seq,
+                from: Some(status),
+                to: submitted,
+                observation: Observation::Claimed.name(),
+                evidence: serde_json::json!({"client_order_id": client_order_id}),
+                replica: &lease.owner,
+            };
+            claimed.append(&txn).await?;
+            LiveClaim::Send(row)
+        } else if lifecycle::in_flight(status) {
+            // Postgres' clock set the lease; Postgres' clock judges it.
+            let unexpired = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT lease_until > now() AS held FROM orders WHERE order_id = $1",
+                    [stored.order_id.clone().into()],
+                ))
+                .await?
+                .and_then(|row| row.try_get::<Option<bool>>("", "held").ok().flatten())
+                .unwrap_or(false);
+            let held_by_other =
+                stored.lease_owner.as_deref() != Some(lease.owner.as_str()) && unexpired;
+            if held_by_other {
+                LiveClaim::Held(stored)
+            } else {
+                let row = take(
+                    &txn,
+                    "UPDATE orders SET lease_owner = $2, \
                      lease_until = now() + $3 * interval '1 millisecond' \
                      WHERE order_id = $1 RETURNING *",
-                        &stored.order_id,
-                        [lease.owner.clone().into(), lease_ms.into()],
-                    )
-                    .await?;
-                    LiveClaim::LookUp(row)
-                }
-            } else {
-                LiveClaim::Done(stored)
-            };
+                    &stored.order_id,
+                    [lease.owner.clone().into(), lease_ms.into()],
+                )
+                .await?;
+                LiveClaim::LookUp(row)
+            }
+        } else {
+            LiveClaim::Done(stored)
+        };
         txn.commit().await?;
         Ok(claim)
     }
@@ -271,7 +273,7 @@ impl Store {
             txn.rollback().await?;
             return Ok(None);
         };
-        let from = OrderStatus::parse(&stored.status).unwrap_or(OrderStatus::Error);
+        let from = stored.status;
         let to = match update.observation.map(|o| lifecycle::next(from, o)) {
             None => from,
             Some(Ok(to)) => to,
@@ -288,6 +290,14 @@ impl Store {
             return Ok(Some(stored));
         }
         let changed = to != from || update.filled_quantity.is_some_and(|q| q != filled_before);
+        // A fill after a reason was given (UNKNOWN, reported not placed)
+        // makes the reason stale.
+        let reason_stale = to != from
+            && matches!(
+                to,
+                OrderStatus::Submitted | OrderStatus::PartiallyFilled | OrderStatus::Filled
+            );
+        let filled_now = to == OrderStatus::Filled && from != OrderStatus::Filled;
         let late = changed && from == OrderStatus::Rejected;
         let (fee, fee_asset, fees) = match &update.fees {
             None => (None, None, None),
@@ -312,14 +322,13 @@ impl Store {
                fee_asset = CASE WHEN $8 THEN $10 ELSE fee_asset END, \
                fees = CASE WHEN $8 THEN $11 ELSE fees END, \
                reject_reason = CASE WHEN $12::text IS NOT NULL THEN $12 \
-                 WHEN $3 IN ('SUBMITTED', 'PARTIALLY_FILLED', 'FILLED') AND status <> $3 THEN NULL \
-                 ELSE reject_reason END, \
+                 WHEN $21 THEN NULL ELSE reject_reason END, \
                lookups = lookups + $13, \
                lease_until = CASE WHEN NOT $14 THEN NULL \
                  WHEN $15::bigint IS NULL THEN lease_until \
                  ELSE now() + $15::bigint * interval '1 millisecond' END, \
                lease_owner = CASE WHEN $14 THEN lease_owner ELSE NULL END, \
-               filled_at = CASE WHEN $3 = 'FILLED' AND status <> 'FILLED' THEN now() ELSE filled_at END, \
+               filled_at = CASE WHEN $22 THEN now() ELSE filled_at END, \
                state_seq = state_seq + $16, \
                resolved_at = CASE WHEN $17 THEN now() ELSE resolved_at END, \
                watch_until = CASE WHEN $18::bigint IS NOT NULL THEN now() + $18::bigint * interval '1 millisecond' \
@@ -330,7 +339,7 @@ impl Store {
             [
                 order_id.into(),
                 lease.owner.clone().into(),
-                to.as_str().into(),
+                to.into(),
                 update.exchange_status.clone().into(),
                 update.exchange_order_id.clone().into(),
                 update.filled_quantity.into(),
@@ -350,7 +359,9 @@ impl Store {
                     .map(|watch| watch.as_millis() as i64)
                     .into(),
                 late.into(),
-                from.as_str().into(),
+                from.into(),
+                reason_stale.into(),
+                filled_now.into(),
             ],
         );
         let Some(row) = orders::Entity::find()
@@ -406,13 +417,14 @@ impl Store {
                    sent_at = to_timestamp($3::bigint / 1000.0), \
                    lease_until = now() + $5 * interval '1 millisecond', updated_at = now() \
                  WHERE order_id = $1 AND lease_owner = $2 \
-                   AND status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') RETURNING *",
+                   AND status = ANY($6) RETURNING *",
                 [
                     order_id.into(),
                     lease.owner.clone().into(),
                     stamped_ms.into(),
                     i32::from(new_attempt).into(),
                     (lease.length.as_millis() as i64).into(),
+                    lifecycle::names(&lifecycle::IN_FLIGHT).into(),
                 ],
             ))
             .one(self.connection())
@@ -432,11 +444,17 @@ impl Store {
         let row = orders::Entity::find()
             .from_raw_sql(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE orders SET status = 'PENDING', lease_owner = NULL, lease_until = NULL, \
+                "UPDATE orders SET status = $4, lease_owner = NULL, lease_until = NULL, \
                    exchange_status = NULL, reject_reason = $3, state_seq = state_seq + 1, \
                    updated_at = now() \
-                 WHERE order_id = $1 AND lease_owner = $2 AND status = 'SUBMITTED' RETURNING *",
-                [order_id.into(), lease.owner.clone().into(), why.into()],
+                 WHERE order_id = $1 AND lease_owner = $2 AND status = ANY($5) RETURNING *",
+                [
+                    order_id.into(),
+                    lease.owner.clone().into(),
+                    why.into(),
+                    OrderStatus::Pending.into(),
+                    lifecycle::names(&lifecycle::starts_of(Observation::NotSent)).into(),
+                ],
             ))
             .one(&txn)
             .await?;
@@ -461,10 +479,11 @@ impl Store {
     pub async fn live_in_flight(&self) -> Result<Vec<(String, i64)>, DbErr> {
         let rows = self
             .connection()
-            .query_all_raw(Statement::from_string(
+            .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "SELECT status, count(*) AS n FROM orders \
-                 WHERE status IN ('SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN') GROUP BY status",
+                 WHERE status = ANY($1) GROUP BY status",
+                [lifecycle::names(&lifecycle::IN_FLIGHT).into()],
             ))
             .await?;
         rows.iter()
@@ -481,6 +500,11 @@ impl Store {
             return Ok(0);
         }
         let (order_ids, owners): (Vec<String>, Vec<String>) = ids.iter().cloned().unzip();
+        let finished: Vec<String> = lifecycle::ALL
+            .into_iter()
+            .filter(|status| status.is_terminal())
+            .map(|status| status.as_str().to_owned())
+            .collect();
         let done = self
             .connection()
             .execute_raw(Statement::from_sql_and_values(
@@ -489,8 +513,8 @@ impl Store {
                    lease_until = CASE WHEN o.watch_until > now() THEN o.lease_until END \
                  FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
                  WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
-                   AND o.status NOT IN ('PENDING', 'SUBMITTED', 'PARTIALLY_FILLED', 'UNKNOWN')",
-                [order_ids.into(), owners.into()],
+                   AND o.status = ANY($3)",
+                [order_ids.into(), owners.into(), finished.into()],
             ))
             .await?;
         Ok(done.rows_affected())

@@ -22,7 +22,7 @@ pub struct NewOrder {
     pub order_type: Option<String>,
     pub quantity: Option<Decimal>,
     pub price: Option<Decimal>,
-    pub status: &'static str,
+    pub status: OrderStatus,
     pub filled_quantity: Option<Decimal>,
     pub fee: Option<Decimal>,
     pub client_id: Option<String>,
@@ -51,7 +51,7 @@ pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewO
         order_type: Some(order.order_type.as_str().to_owned()),
         quantity: Some(order.quantity),
         price: order.price,
-        status: OrderStatus::Pending.as_str(),
+        status: OrderStatus::Pending,
         filled_quantity: None,
         fee: None,
         client_id: order.client_id.clone(),
@@ -81,7 +81,7 @@ pub fn rejected_row(rejection: &Rejection, mode: TradingMode, now: DateTime<Utc>
         order_type: fitting(&rejection.order_type, 10),
         quantity: rejection.quantity,
         price: rejection.price,
-        status: OrderStatus::Rejected.as_str(),
+        status: OrderStatus::Rejected,
         filled_quantity: Some(Decimal::ZERO),
         fee: Some(Decimal::ZERO),
         client_id: fitting(&rejection.client_id, MAX_ID_LEN),
@@ -108,7 +108,7 @@ pub fn completed_row(
 ) -> orders::Model {
     let now = now.fixed_offset();
     orders::Model {
-        status: status.as_str().to_owned(),
+        status,
         filled_quantity: Some(fill.map_or(Decimal::ZERO, |f| f.quantity)),
         fill_price: fill.map(|f| f.price),
         fee: Some(fill.map_or(Decimal::ZERO, |f| f.fee)),
@@ -131,7 +131,7 @@ pub fn decided_row(
 ) -> (NewOrder, Option<NewTrade>) {
     let at = pending.created_at;
     let row = NewOrder {
-        status: status.as_str(),
+        status,
         filled_quantity: Some(fill.map_or(Decimal::ZERO, |f| f.quantity)),
         fill_price: fill.map(|f| f.price),
         fee: Some(fill.map_or(Decimal::ZERO, |f| f.fee)),
@@ -216,7 +216,7 @@ pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
 
 /// The published result of a stored order (fresh or re-emitted alike).
 pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> ExecutionResult {
-    let status = OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Error);
+    let status = row.status;
     let mode = TradingMode::parse(&row.mode).unwrap_or(TradingMode::Paper);
     let timestamp = row.filled_at.unwrap_or(row.updated_at);
     let mut result =

@@ -48,7 +48,7 @@ impl Worker {
         let rows: Vec<NewOrder> = planned
             .into_iter()
             .map(|row| match outcomes.get(row.order_id.as_str()) {
-                Some(outcome) if row.status == OrderStatus::Pending.as_str() => {
+                Some(outcome) if row.status == OrderStatus::Pending => {
                     let (status, fill, reason) = settled(outcome);
                     let (row, trade) = store::decided_row(row, status, fill, reason);
                     fills.extend(trade);

@@ -12,7 +12,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::bus::{Announce, Announcement, DeadLetter, Entry, FailureNote};
-use crate::domain::{Content, MAX_ID_LEN, fits_column, issued_in_future, valid_traceparent};
+use crate::domain::{
+    Content, MAX_ID_LEN, fits_column, issued_in_future, stale_reason, valid_traceparent,
+};
 use crate::domain::{
     ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
 };
@@ -352,15 +354,7 @@ impl Limits {
             return Some(format!("{reason} (ORDER_MAX_FUTURE_SECS)"));
         }
         let issued_at = timestamp.or_else(|| stream_time(entry_id)).unwrap_or(now);
-        let max_age = self.max_order_age?;
-        let age = now - issued_at;
-        (age > max_age).then(|| {
-            format!(
-                "stale: issued {} s ago, more than ORDER_MAX_AGE_SECS={}",
-                age.num_seconds(),
-                max_age.num_seconds()
-            )
-        })
+        stale_reason(issued_at, now, self.max_order_age?)
     }
 }
 

@@ -407,6 +407,12 @@ async fn a_skewed_clock_costs_one_resync_and_one_retry() {
             1,
             "{offset_ms}: one resync"
         );
+        assert_eq!(
+            env.count("SELECT send_attempts::bigint FROM orders WHERE order_id = 'skewed'")
+                .await,
+            2,
+            "{offset_ms}: the retry after 700003 is a request like any other"
+        );
         app.stop().await;
         env.cleanup().await;
     }

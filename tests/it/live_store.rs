@@ -72,7 +72,7 @@ async fn a_new_order_is_committed_as_submitted_before_it_may_be_sent_and_held_by
     else {
         panic!("a new order is to be sent");
     };
-    assert_eq!(sent.status, "SUBMITTED");
+    assert_eq!(sent.status, OrderStatus::Submitted);
     assert_eq!(sent.client_order_id.as_deref(), Some("es0123"));
     // Committed: another connection sees the intent.
     assert_eq!(
@@ -202,7 +202,7 @@ async fn only_the_lease_owner_records_and_each_fill_is_recorded_once() {
         .await
         .unwrap()
         .expect("the owner records");
-    assert_eq!(finished.status, "FILLED");
+    assert_eq!(finished.status, OrderStatus::Filled);
     assert!(finished.lease_owner.is_none() && finished.filled_at.is_some());
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 2);
     // Terminal: a redelivery re-emits, sends nothing.
@@ -284,7 +284,7 @@ async fn every_change_is_guarded_by_the_state_machine_and_recorded_as_an_event()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((done.status.as_str(), done.state_seq), ("FILLED", 3));
+    assert_eq!((done.status, done.state_seq), (OrderStatus::Filled, 3));
     // Changes the table does not have: nothing is written.
     for refused in [
         LiveUpdate::on(Observation::NotSent),

@@ -15,7 +15,7 @@ fn row() -> orders::Model {
         order_type: Some("LIMIT".into()),
         quantity: Some(Decimal::from_str("0.002").unwrap()),
         price: Some(Decimal::from(50_000)),
-        status: "SUBMITTED".into(),
+        status: OrderStatus::Submitted,
         filled_quantity: None,
         fill_price: None,
         fee: None,
@@ -215,7 +215,7 @@ fn news_is_a_new_announced_status_or_more_filled() {
     let before = row();
     let mut after = row();
     assert!(!is_news(&before, &after), "nothing changed");
-    after.status = "PARTIALLY_FILLED".into();
+    after.status = OrderStatus::PartiallyFilled;
     after.filled_quantity = Some(Decimal::ONE);
     assert!(is_news(&before, &after));
     let mut more = after.clone();

@@ -3,4 +3,5 @@
 pub mod halts;
 pub mod order_events;
 pub mod orders;
+mod status;
 pub mod trades;

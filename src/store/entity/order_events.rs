@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::OrderStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "order_events")]
 pub struct Model {
@@ -12,8 +14,8 @@ pub struct Model {
     /// The order's state sequence number after this change.
     pub seq: i32,
     /// `None` for the order's first event.
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<OrderStatus>,
+    pub to_status: OrderStatus,
     /// `received`, `claimed`, `not_sent`, `refused`, `failed`, `reported`,
     /// `overdue`, `not_placed` or `late_appearance`.
     pub observation: String,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::OrderStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "orders")]
 pub struct Model {
@@ -18,7 +20,7 @@ pub struct Model {
     pub quantity: Option<Decimal>,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
     pub price: Option<Decimal>,
-    pub status: String,
+    pub status: OrderStatus,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
     pub filled_quantity: Option<Decimal>,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]
@@ -80,7 +82,6 @@ impl ActiveModelBehavior for ActiveModel {}
 impl Model {
     /// FILLED, REJECTED or ERROR: never executed again, only re-emitted.
     pub fn is_terminal(&self) -> bool {
-        crate::domain::OrderStatus::parse(&self.status)
-            .is_some_and(crate::domain::OrderStatus::is_terminal)
+        self.status.is_terminal()
     }
 }
