@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{LiveDesk, LiveError, Lookup, Origin, is_news, never_sent, poll_delay};
+use super::{LiveDesk, LiveError, Lookup, Origin, is_news, never_sent, order_from_row, poll_delay};
 use crate::domain::OrderStatus;
 use crate::domain::lifecycle::Observation;
 use crate::execution::mexc::{MexcError, OrderId, OrderState, Window};
@@ -60,7 +60,9 @@ impl LiveDesk {
         }
         let after = if never_sent(&row) {
             // Claimed, never sent (its holder died before stamping it).
-            self.first_send(row, lease, Origin::Reconciler).await?.row
+            self.first_send(row, lease, Origin::Reconciler, None)
+                .await?
+                .row
         } else {
             let (recorded, answered) = match self.look_up(&row).await {
                 Lookup::Found(found) => {
@@ -286,7 +288,10 @@ impl LiveDesk {
         if resend {
             tracing::warn!(order_id = %row.order_id, attempts = row.send_attempts, searched, "order not found at MEXC; sending it again (LIVE_RESEND_NOT_PLACED)");
             self.stats.live.resends.inc();
-            return Ok(self.send(row, lease, Origin::Reconciler).await?.row);
+            let Some(order) = order_from_row(&row) else {
+                return Ok(self.unsendable(&row, lease).await?.row);
+            };
+            return Ok(self.send(row, lease, Origin::Reconciler, &order).await?.row);
         }
         let mut reason = format!(
             "not placed: MEXC denied the order past its recvWindow and LIVE_ABSENCE_WINDOW_SECS={}, and its order list and trades do not show it ({searched}); {} sends; watched for {} s",

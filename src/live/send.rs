@@ -1,9 +1,10 @@
 //! Sending one order: the stamp committed before the request, the
 //! fleet-wide budget, the request, and what MEXC's answer leads to.
 
-use super::{Handled, LiveDesk, LiveError, Origin, Slot, exchange_order};
+use super::{Handled, LiveDesk, LiveError, Origin, Slot};
+use crate::domain::Order;
 use crate::domain::lifecycle::Observation;
-use crate::execution::mexc::MexcError;
+use crate::execution::mexc::{MexcError, NewOrder};
 use crate::store::entity::orders;
 use crate::store::{Lease, LiveUpdate};
 
@@ -16,9 +17,12 @@ impl LiveDesk {
         row: orders::Model,
         lease: &Lease,
         origin: Origin,
+        order: &Order,
     ) -> Result<Handled, LiveError> {
         let mut executed = false;
-        let handled = self.send_and_learn(row, lease, origin, &mut executed).await;
+        let handled = self
+            .send_and_learn(row, lease, origin, order, &mut executed)
+            .await;
         handled.map(|handled| Handled {
             executed,
             ..handled
@@ -30,13 +34,14 @@ impl LiveDesk {
         row: orders::Model,
         lease: &Lease,
         origin: Origin,
+        order: &Order,
         executed: &mut bool,
     ) -> Result<Handled, LiveError> {
         let first = row.sent_at.is_none();
-        let Some(order) = exchange_order(&row) else {
-            let reason = "the stored order cannot be sent (its columns are incomplete)";
-            return self.finish(&row, lease, Observation::Failed, reason).await;
+        let Some(client_order_id) = row.client_order_id.clone() else {
+            return self.unsendable(&row, lease).await;
         };
+        let order = NewOrder::for_order(order, client_order_id);
         for attempt in 0..2 {
             let (sending, stamped) = match self.slot(&row.order_id, lease).await? {
                 Slot::Ready(sending, stamped) => (*sending, stamped),
