@@ -15,7 +15,7 @@
 //! replica that records it first dead-letters it.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::Pool;
 use sea_orm::DbErr;
@@ -37,20 +37,56 @@ const RELOAD_EVERY: Duration = Duration::from_secs(1);
 /// How long a submitted change may take to be applied here.
 const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 
-/// The active halts, as of the last reload.
+/// How long after its last good read the kill-switch stream still counts
+/// as read: a replica that has not read it for longer cannot know of a new
+/// halt, so it takes no order and is not ready.
+pub const READ_FRESHNESS: Duration = Duration::from_secs(3);
+
+/// The active halts, as of the last reload, and whether they can be
+/// trusted: when the stream was last read.
 #[derive(Debug, Clone, Default)]
-pub struct HaltBoard(Arc<RwLock<Arc<Vec<Halt>>>>);
+pub struct HaltBoard {
+    halts: Arc<RwLock<Arc<Vec<Halt>>>>,
+    /// `None` while no follower keeps the board (a worker used on its own);
+    /// then the follower's last good read of the stream, if any.
+    follower: Arc<RwLock<Option<Option<Instant>>>>,
+}
 
 impl HaltBoard {
     pub fn snapshot(&self) -> Arc<Vec<Halt>> {
-        self.0
+        self.halts
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     fn replace(&self, halts: Vec<Halt>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(halts);
+        *self.halts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(halts);
+    }
+
+    /// Whether the halts are known: the follower read the stream within
+    /// [`READ_FRESHNESS`] (always, for a board no follower keeps).
+    pub fn is_current(&self) -> bool {
+        match *self.follower.read().unwrap_or_else(PoisonError::into_inner) {
+            None => true,
+            Some(read_at) => read_at.is_some_and(|at| at.elapsed() <= READ_FRESHNESS),
+        }
+    }
+
+    /// A follower keeps the board from now on (nothing read yet).
+    fn followed(&self) {
+        *self
+            .follower
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(None);
+    }
+
+    /// The follower read the stream (and applied what it found).
+    fn read_now(&self) {
+        *self
+            .follower
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Some(Instant::now()));
     }
 }
 
@@ -175,7 +211,11 @@ impl KillSwitch {
         let command = HaltCommand::from_entry(&entry.fields);
         let outcome = self
             .store
-            .apply_halt_entry(&entry.id, command.as_ref().map_err(String::as_str))
+            .apply_halt_entry(
+                &entry.id,
+                &kill_switch_digest(&entry.fields),
+                command.as_ref().map_err(String::as_str),
+            )
             .await?;
         match (&command, outcome) {
             (Ok(command), EntryOutcome::Applied(halts)) => log_change(&entry.id, command, &halts),
@@ -234,13 +274,40 @@ impl KillSwitch {
         }
     }
 
+    /// Whether the entry last applied (`id`, its fields' `digest`) is gone
+    /// from the stream or another entry holds its id: the stream was
+    /// deleted and recreated (or Redis restarted with its clock behind),
+    /// and entries of the new stream may have ids at or below it, which no
+    /// read after it returns. Then the stream is read again from the start
+    /// (entries applied already are recognised by id and content).
+    async fn recreated(&self, reader: &mut KillSwitchReader, id: &str, digest: &str) -> bool {
+        // Recorded before entries were known by content: nothing to compare.
+        if digest.is_empty() {
+            return false;
+        }
+        let found = match reader.entry(id).await {
+            Ok(found) => found,
+            Err(_) => return false,
+        };
+        let same = found.is_some_and(|entry| kill_switch_digest(&entry.fields) == digest);
+        if !same {
+            tracing::warn!(
+                stream = %self.stream,
+                last_applied = %id,
+                "the kill-switch stream was recreated: the last applied entry is gone or replaced; reading the stream again from the start"
+            );
+        }
+        !same
+    }
+
     async fn follow(&self, cancel: &CancellationToken, letters: &Letters) {
+        self.board.followed();
         let mut backoff = Backoff::default();
         // The fleet's applied entries are a prefix of the stream: go on
         // from its end.
-        let mut position = loop {
+        let mut applied = loop {
             match self.store.last_halt_entry().await {
-                Ok(position) => break position.unwrap_or_else(|| "0-0".to_owned()),
+                Ok(applied) => break applied,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read where the kill switch stands; retrying");
                     if !backoff.wait(cancel).await {
@@ -249,6 +316,9 @@ impl KillSwitch {
                 }
             }
         };
+        let mut position = applied
+            .as_ref()
+            .map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
         let mut reader = loop {
             match KillSwitchReader::connect(&self.client, &self.stream, READ_BLOCK).await {
                 Ok(reader) => break reader,
@@ -272,6 +342,16 @@ impl KillSwitch {
                     continue;
                 }
             };
+            // Nothing after the last applied entry: unless the stream was
+            // recreated under it.
+            if entries.is_empty()
+                && let Some((id, digest)) = &applied
+                && self.recreated(&mut reader, id, digest).await
+            {
+                position = "0-0".to_owned();
+                applied = None;
+                continue;
+            }
             for entry in &entries {
                 // An entry is passed only once it is applied: Postgres being
                 // away holds the stream here, it never skips a halt.
@@ -282,6 +362,7 @@ impl KillSwitch {
                     }
                 }
                 position = entry.id.clone();
+                applied = Some((entry.id.clone(), kill_switch_digest(&entry.fields)));
             }
             backoff.reset();
             // The board reflects what was applied before anyone is told.
@@ -291,6 +372,7 @@ impl KillSwitch {
                     return;
                 }
             }
+            self.board.read_now();
             let reached = stream_position(&position).unwrap_or_default();
             self.progress.send_modify(|progress| {
                 progress.position = progress.position.max(reached);
@@ -300,6 +382,21 @@ impl KillSwitch {
             });
         }
     }
+}
+
+/// The SHA-256 of an entry's fields (names and values, in order, each
+/// preceded by its length), in hex: with its id, what tells two entries
+/// apart.
+fn kill_switch_digest(fields: &[(Vec<u8>, Vec<u8>)]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for (name, value) in fields {
+        for part in [name, value] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// `1764124800000-3` as (1764124800000, 3).

@@ -66,6 +66,10 @@ pub enum BatchError {
     TimedOut(Duration),
     #[error("live path: {0}")]
     Live(#[from] LiveError),
+    /// The kill-switch stream has not been read lately: a halt may be in
+    /// force that this replica cannot know of, so nothing is executed.
+    #[error("the kill-switch stream cannot be read; orders wait (a halt may be in force)")]
+    HaltsUnknown,
 }
 
 impl BatchError {
@@ -148,7 +152,11 @@ impl Worker {
             .collect();
         let notes = self.consumer.failure_notes(&worn_out).await?;
         let mut plan = BatchPlan::new(entries, &limits, &notes, self.executor.mode(), now);
-        // A halt in force when the batch starts covers its orders.
+        // A halt in force when the batch starts covers its orders; while
+        // the halts cannot be learnt, none is executed.
+        if !self.halts.is_current() {
+            return Err(BatchError::HaltsUnknown);
+        }
         let halts = self.halts.snapshot();
         plan.hold_halted(|order| halted_reason(&halts, order));
         Ok(plan)

@@ -11,6 +11,7 @@ mod m20261126_000003_record_every_rejection;
 mod m20261126_000004_create_halts;
 mod m20261126_000005_add_live_order_state;
 mod m20261207_000006_add_order_lifecycle;
+mod m20261207_000007_key_halt_entries_by_content;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_halts::Migration),
             Box::new(m20261126_000005_add_live_order_state::Migration),
             Box::new(m20261207_000006_add_order_lifecycle::Migration),
+            Box::new(m20261207_000007_key_halt_entries_by_content::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use deadpool_redis::Pool;
 use redis::aio::ConnectionManager;
 
-use super::entry::ReadReply;
+use super::entry::{RangeReply, ReadReply};
 use super::{BusError, DeadLetter, Entry, Publisher};
 use crate::domain::HaltCommand;
 
@@ -62,6 +62,19 @@ impl KillSwitchReader {
             .flat_map(|(_, entries)| entries)
             .map(Entry::from_raw)
             .collect())
+    }
+}
+
+impl KillSwitchReader {
+    /// The entry with this id, if the stream still has it.
+    pub async fn entry(&mut self, id: &str) -> Result<Option<Entry>, BusError> {
+        let reply: RangeReply = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg(id)
+            .arg(id)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(reply.into_iter().next().map(Entry::from_raw))
     }
 }
 

@@ -58,6 +58,7 @@ pub async fn run(
         scope,
         reason,
         source: args.source,
+        halt_id: None,
     };
     // Refuse here what every replica would refuse, rather than append it.
     let written: Fields = command

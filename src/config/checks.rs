@@ -92,23 +92,7 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
             ),
         );
     }
-    let topology = &settings.streams.topology;
-    let taken = [
-        topology.orders_stream.clone(),
-        topology.results_stream.clone(),
-        topology.dlq_stream.clone(),
-        settings.streams.shutdown_stream.clone(),
-        topology.failures_key(),
-    ];
-    if let Some(fills) = &topology.fills_stream
-        && taken.contains(fills)
-    {
-        env.invalid(
-            "FILLS_STREAM",
-            fills,
-            "a stream of its own, not ORDERS_STREAM, RESULTS_STREAM, DLQ_STREAM, SHUTDOWN_STREAM or the failure notes (empty turns it off)",
-        );
-    }
+    distinct_names(env, settings);
     if env.all_valid(&["POSTGRES_MAX_CONNECTIONS", "WORKER_CONCURRENCY"])
         && (settings.postgres.max_connections as usize) < worker.concurrency + 1
     {
@@ -166,4 +150,44 @@ pub(super) fn log_filter(env: &mut Env<'_>) -> String {
         return "info".to_owned();
     }
     filter
+}
+
+/// Every stream, key and channel the settings name is its own: two
+/// settings naming one key would loop (dead letters written to the stream
+/// they are read from grow until Redis runs out of memory) or cross-feed
+/// (every result read back as an order, every order taken for a
+/// kill-switch entry). Each clash is refused naming both settings.
+fn distinct_names(env: &mut Env<'_>, settings: &Settings) {
+    let topology = &settings.streams.topology;
+    let failures = topology.failures_key();
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("ORDERS_STREAM", &topology.orders_stream),
+        ("RESULTS_STREAM", &topology.results_stream),
+        ("DLQ_STREAM", &topology.dlq_stream),
+        ("SHUTDOWN_STREAM", &settings.streams.shutdown_stream),
+        (
+            "the failure notes (ORDERS_STREAM + \":failures\")",
+            &failures,
+        ),
+    ];
+    if let Some(fills) = &topology.fills_stream {
+        keys.push(("FILLS_STREAM", fills));
+    }
+    let channels: [(&str, &str); 2] = [
+        ("ORDERS_CHANNEL", &topology.orders_channel),
+        ("RESULTS_CHANNEL", &topology.results_channel),
+    ];
+    for names in [&keys[..], &channels[..]] {
+        for (i, (first, value)) in names.iter().enumerate() {
+            for (second, other) in &names[i + 1..] {
+                if value == other && env.all_valid(&[first, second]) {
+                    env.invalid(
+                        second,
+                        *other,
+                        &format!("a name of its own, not the one {first} names (it would loop or cross-feed)"),
+                    );
+                }
+            }
+        }
+    }
 }

@@ -408,6 +408,45 @@ fn the_fills_stream_defaults_turns_off_when_empty_and_must_be_its_own() {
 }
 
 #[test]
+fn no_two_settings_may_name_one_stream_or_channel() {
+    let streams = [
+        "ORDERS_STREAM",
+        "RESULTS_STREAM",
+        "DLQ_STREAM",
+        "SHUTDOWN_STREAM",
+        "FILLS_STREAM",
+    ];
+    for (i, first) in streams.iter().enumerate() {
+        for second in &streams[i + 1..] {
+            let err = settings(&[(first, "one.stream"), (second, "one.stream")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(first) && err.contains(second) && err.contains("loop or cross-feed"),
+                "{first} = {second}: {err}"
+            );
+        }
+    }
+    // The failure notes hash is derived from ORDERS_STREAM.
+    let err = settings(&[("ORDERS_STREAM", "o"), ("DLQ_STREAM", "o:failures")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("DLQ_STREAM") && err.contains("failure notes"),
+        "{err}"
+    );
+    let err = settings(&[("ORDERS_CHANNEL", "same"), ("RESULTS_CHANNEL", "same")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ORDERS_CHANNEL") && err.contains("RESULTS_CHANNEL"),
+        "{err}"
+    );
+    // A channel and a stream of one name do not meet: pub/sub is apart.
+    assert!(settings(&[("ORDERS_CHANNEL", "stream.orders")]).is_ok());
+}
+
+#[test]
 fn simulated_modes_have_default_reference_prices_and_real_orders_none() {
     let prices = |vars: &[(&str, &str)]| settings(vars).unwrap().trading.reference_prices;
     for mode in ["paper", "mock"] {

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use super::identity::{id_problem, symbol_problem};
 use super::message::Fields;
 use super::order::{Order, normalise_symbol};
 use super::{MAX_ID_LEN, SYMBOL_COLUMN_LEN};
@@ -41,28 +42,30 @@ impl HaltScope {
         }
     }
 
-    /// The scope a kind and its id make, or why they make none.
+    /// The scope a kind and its id make, or why they make none. The id
+    /// meets the rule every id meets ([`id_problem`], [`symbol_problem`]):
+    /// a halt covers exactly the orders that carry its id as written, and
+    /// an id an order could not carry is refused, never trimmed into one.
     pub fn new(kind: &str, target: Option<&str>) -> Result<Self, String> {
-        let target = target.map(str::trim).filter(|t| t.chars().any(is_visible));
         let kind = kind.trim().to_ascii_lowercase();
-        let named = |field: &str, limit: usize| match target {
+        let named = |field: &str| match target {
             None => Err(format!("scope {kind} needs {field}")),
-            Some(id) if id.chars().count() > limit || id.chars().any(char::is_control) => {
-                Err(format!("{field} must be 1..={limit} printable characters"))
-            }
-            Some(id) => Ok(id.to_owned()),
+            Some(id) => match id_problem(field, id, MAX_ID_LEN) {
+                Some(problem) => Err(problem),
+                None => Ok(id.to_owned()),
+            },
         };
         match kind.as_str() {
             "all" if target.is_some() => Err("scope all names no strategy, bot or symbol".into()),
             "all" => Ok(HaltScope::All),
-            "strategy" => named("strategy_id", MAX_ID_LEN).map(HaltScope::Strategy),
-            "bot" => named("bot_id", MAX_ID_LEN).map(HaltScope::Bot),
+            "strategy" => named("strategy_id").map(HaltScope::Strategy),
+            "bot" => named("bot_id").map(HaltScope::Bot),
             "symbol" => {
-                let symbol = normalise_symbol(&named("symbol", SYMBOL_COLUMN_LEN)?);
-                if symbol.is_empty() {
-                    return Err("symbol has no letters or digits".into());
+                let symbol = target.ok_or("scope symbol needs symbol")?;
+                if let Some(problem) = symbol_problem(symbol, SYMBOL_COLUMN_LEN) {
+                    return Err(problem);
                 }
-                Ok(HaltScope::Symbol(symbol))
+                Ok(HaltScope::Symbol(normalise_symbol(symbol)))
             }
             other => Err(format!(
                 "scope {other:?} is not all, strategy, bot or symbol"
@@ -155,6 +158,10 @@ pub struct HaltCommand {
     pub reason: String,
     /// Who asked: a service, an operator, the admin API.
     pub source: String,
+    /// A resume that lifts one halt only (`halt_id`: the admin API's lift
+    /// by id), whatever else is in force for its scope; without it a
+    /// resume lifts every active halt of its scope.
+    pub halt_id: Option<i64>,
 }
 
 /// Longest reason or source kept.
@@ -214,11 +221,26 @@ impl HaltCommand {
             (HaltAction::Halt, None) => return Err("a halt needs a reason".into()),
             (HaltAction::Resume, None) => String::new(),
         };
+        let halt_id = match (action, text("halt_id")?) {
+            (_, None) => None,
+            (HaltAction::Halt, Some(_)) => {
+                return Err("halt_id names a halt to lift; a halt takes none".into());
+            }
+            (HaltAction::Resume, Some(text)) => match text.parse::<i64>() {
+                Ok(id) if id > 0 && id.to_string() == text => Some(id),
+                _ => {
+                    return Err(format!(
+                        "halt_id {text:?} is not a halt's id (a positive whole number)"
+                    ));
+                }
+            },
+        };
         Ok(HaltCommand {
             action,
             scope,
             reason,
             source: source.unwrap_or_else(|| "unknown".into()),
+            halt_id,
         })
     }
 
@@ -256,6 +278,9 @@ impl HaltCommand {
         }
         fields.push(("reason", self.reason.clone()));
         fields.push(("source", self.source.clone()));
+        if let Some(id) = self.halt_id {
+            fields.push(("halt_id", id.to_string()));
+        }
         fields
     }
 }

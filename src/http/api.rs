@@ -142,8 +142,10 @@ impl Api {
 
     /// Readiness
     ///
-    /// 200 when Redis and Postgres answer and the worker has read the orders
-    /// stream recently; 503 naming the failing parts otherwise.
+    /// 200 when Redis and Postgres answer, the worker has read the orders
+    /// stream recently and the kill-switch stream was read within 3 s (a
+    /// replica that cannot learn of a halt takes no order); 503 naming the
+    /// failing parts otherwise.
     #[oai(path = "/ready", method = "get", tag = "Tag::Service")]
     async fn ready(&self) -> ReadyResponse {
         let ctx = &self.0;
@@ -153,11 +155,13 @@ impl Api {
             .since_last_read()
             .is_some_and(|since| since <= ctx.read_freshness);
         let exchange = ctx.live.as_ref().map(|desk| !desk.breaker().blocks());
+        let kill_switch = ctx.kill_switch.board().is_current();
         let failing: Vec<String> = [
             ("redis", redis.is_some()),
             ("postgres", postgres.is_some()),
             ("consumer", consumer),
             ("exchange", exchange.unwrap_or(true)),
+            ("kill_switch", kill_switch),
         ]
         .into_iter()
         .filter(|(_, ok)| !ok)

@@ -8,7 +8,7 @@ use poem_openapi::types::{Example, ParseError, ParseFromJSON, ParseResult, Type}
 use poem_openapi::{Object, Union};
 use serde_json::Value;
 
-use crate::domain::{Halt, HaltScope, is_visible};
+use crate::domain::{Fields, Halt, HaltCommand, HaltScope, is_visible};
 use crate::store::entity::halts;
 
 /// What the document's patterns ask of a reason: no NUL (Postgres text
@@ -38,11 +38,18 @@ pub enum HaltRequest {
     Symbol(HaltSymbol),
 }
 
-/// A halt to set, read strictly: the document's schema, and each of its
-/// fields a string when present (the generated parser would take `true` or
-/// `12` for one). Other properties are ignored, as the schema allows.
+/// A halt to set, read strictly: the document's schema, each of its fields
+/// a string when present (the generated parser would take `true` or `12`
+/// for one), and then the kill-switch stream's own parser
+/// ([`HaltCommand::parse`]), so the API refuses exactly what the stream
+/// refuses (an `all` that names an id, an id that breaks the identity
+/// rule). Other properties are ignored, as the schema allows.
 #[derive(Debug)]
-pub struct NewHalt(pub HaltRequest);
+pub struct NewHalt {
+    pub request: HaltRequest,
+    /// The halt as the stream's parser reads it.
+    pub command: HaltCommand,
+}
 
 impl Type for NewHalt {
     const IS_REQUIRED: bool = true;
@@ -82,23 +89,30 @@ impl ParseFromJSON for NewHalt {
             "reason",
             "source",
         ];
-        if let Some(Value::Object(fields)) = &value
-            && let Some(name) = TEXT_FIELDS
-                .iter()
-                .find(|name| fields.get(**name).is_some_and(|v| !v.is_string()))
+        let Some(Value::Object(fields)) = &value else {
+            return Err(ParseError::custom("a halt is a JSON object"));
+        };
+        if let Some(name) = TEXT_FIELDS
+            .iter()
+            .find(|name| fields.get(**name).is_some_and(|v| !v.is_string()))
         {
             return Err(ParseError::custom(format!("{name} must be a string")));
         }
-        HaltRequest::parse_from_json(value)
-            .map(NewHalt)
-            .map_err(ParseError::propagate)
+        let mut entry: Fields = TEXT_FIELDS
+            .iter()
+            .filter_map(|name| Some((name.to_string(), fields.get(*name)?.clone())))
+            .collect();
+        entry.insert("action".into(), Value::String("halt".into()));
+        let command = HaltCommand::parse(&entry).map_err(ParseError::custom)?;
+        let request = HaltRequest::parse_from_json(value).map_err(ParseError::propagate)?;
+        Ok(NewHalt { request, command })
     }
 }
 
 impl NewHalt {
     /// The scope's kind and id, the reason and who sets it.
     pub fn parts(&self) -> (&'static str, Option<&str>, &str, Option<&str>) {
-        match &self.0 {
+        match &self.request {
             HaltRequest::All(h) => ("all", None, &h.reason, h.source.as_deref()),
             HaltRequest::Strategy(h) => (
                 "strategy",
@@ -133,7 +147,7 @@ pub struct HaltStrategy {
     #[oai(validator(
         min_length = 1,
         max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
     ))]
     pub strategy_id: String,
     #[oai(validator(
@@ -152,7 +166,7 @@ pub struct HaltBot {
     #[oai(validator(
         min_length = 1,
         max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
     ))]
     pub bot_id: String,
     #[oai(validator(
@@ -172,7 +186,7 @@ pub struct HaltSymbol {
     #[oai(validator(
         min_length = 1,
         max_length = 64,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[A-Za-z0-9][^\x00-\x1f\x7f-\x9f]*$"
+        pattern = r"^[A-Za-z0-9]+(?:[/_-][A-Za-z0-9]+)?$"
     ))]
     pub symbol: String,
     #[oai(validator(

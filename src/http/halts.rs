@@ -181,22 +181,18 @@ impl HaltsApi {
     /// when this answers, on every other within a second.
     #[oai(path = "/halts", method = "post", tag = "Tag::Halts")]
     async fn set(&self, _admin: Admin, halt: Json<NewHalt>) -> ChangeResponse {
-        let (kind, target, reason, who) = halt.parts();
-        let bad =
-            |reason: String| ChangeResponse::BadRequest(Json(ApiError::new("bad_request", reason)));
-        let scope = match HaltScope::new(kind, target) {
-            Ok(scope) => scope,
-            Err(reason) => return bad(reason),
-        };
+        // Read by the stream's own parser (see `NewHalt`); the API's
+        // documented reason rule and its default source on top.
+        let (_, _, reason, who) = halt.parts();
         if !is_reason(reason) {
-            return bad("reason must have a visible character and no NUL".into());
+            return ChangeResponse::BadRequest(Json(ApiError::new(
+                "bad_request",
+                "reason must have a visible character and no NUL",
+            )));
         }
-        let reason = reason.trim();
         let command = HaltCommand {
-            action: HaltAction::Halt,
-            scope,
-            reason: reason.to_owned(),
             source: source(who),
+            ..halt.command.clone()
         };
         self.submit(&[command]).await
     }
@@ -225,13 +221,21 @@ impl HaltsApi {
             }
             Err(_) => return ChangeResponse::Unavailable(unavailable()),
         };
+        // Lifted already (a retried request): the answer it had, and
+        // nothing else changes; a newer halt of the same scope stays.
+        if row.lifted_at.is_some() {
+            return ChangeResponse::Ok(Json(HaltChange {
+                entry_id: row.lifted_entry.clone().unwrap_or_default(),
+                halts: vec![row.id],
+            }));
+        }
         let Some(scope) = crate::store::halt_of(&row).map(|halt| halt.scope) else {
             return ChangeResponse::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "the stored halt has a scope this version does not know",
             )));
         };
-        self.submit(&[resume(scope)]).await
+        self.submit(&[resume(scope, Some(row.id))]).await
     }
 
     /// Resume everything
@@ -255,7 +259,7 @@ impl HaltsApi {
         let commands: Vec<HaltCommand> = scopes
             .iter()
             .filter_map(|(kind, target)| HaltScope::new(kind, target.as_deref()).ok())
-            .map(resume)
+            .map(|scope| resume(scope, None))
             .collect();
         self.submit(&commands).await
     }
@@ -287,12 +291,13 @@ impl HaltsApi {
     }
 }
 
-fn resume(scope: HaltScope) -> HaltCommand {
+fn resume(scope: HaltScope, halt_id: Option<i64>) -> HaltCommand {
     HaltCommand {
         action: HaltAction::Resume,
         scope,
         reason: "lifted through the admin API".into(),
         source: "admin-api".into(),
+        halt_id,
     }
 }
 

@@ -188,6 +188,15 @@ impl LiveDesk {
                 return Ok(Slot::Wait);
             };
             new_attempt = false;
+            // While the halts cannot be learnt, nothing leaves: a halt may
+            // be in force.
+            if !self.halts.is_current() {
+                tokio::select! {
+                    () = self.stop.cancelled() => return Ok(Slot::Wait),
+                    () = tokio::time::sleep(self.options.lease / 4) => {}
+                }
+                continue;
+            }
             let grant = self.limiter.try_take().await?;
             // A halt applied (or the order grown stale) while it waited
             // stops it here, the last moment before it leaves.

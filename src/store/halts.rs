@@ -27,16 +27,33 @@ pub enum EntryOutcome {
 }
 
 impl Store {
-    /// Applies one kill-switch entry, once across the fleet. `command` is
-    /// `Err(reason)` for an entry that cannot be understood: it is recorded
-    /// as refused and changes no halt.
+    /// Applies one kill-switch entry, once across the fleet: an entry is
+    /// known by its id and `digest` (of its fields), so an entry of a
+    /// recreated stream that reuses an applied entry's id is applied too.
+    /// `command` is `Err(reason)` for an entry that cannot be understood:
+    /// it is recorded as refused and changes no halt.
     #[tracing::instrument(skip_all, fields(entry = entry_id), err)]
     pub async fn apply_halt_entry(
         &self,
         entry_id: &str,
+        digest: &str,
         command: Result<&HaltCommand, &str>,
     ) -> Result<EntryOutcome, DbErr> {
         let txn = self.connection().begin().await?;
+        // Recorded before entries were known by content too: its id is
+        // all that is known of it.
+        let recorded_by_id_only = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT 1 FROM halt_entries WHERE entry_id = $1 AND digest = ''",
+                [entry_id.into()],
+            ))
+            .await?
+            .is_some();
+        if recorded_by_id_only {
+            txn.rollback().await?;
+            return Ok(EntryOutcome::AlreadyApplied);
+        }
         let (ms, seq) = stream_position(entry_id);
         let (outcome, detail) = match command {
             Ok(command) => (command.action.as_str(), None),
@@ -46,14 +63,15 @@ impl Store {
         let recorded = txn
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO halt_entries (entry_id, entry_ms, entry_seq, outcome, detail) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (entry_id) DO NOTHING",
+                "INSERT INTO halt_entries (entry_id, entry_ms, entry_seq, outcome, detail, digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entry_id, digest) DO NOTHING",
                 [
                     entry_id.into(),
                     ms.into(),
                     seq.into(),
                     outcome.into(),
                     detail.into(),
+                    digest.into(),
                 ],
             ))
             .await?
@@ -144,19 +162,20 @@ impl Store {
 
     /// The newest stream entry the fleet has applied: where a replica
     /// starts reading the kill-switch stream.
-    pub async fn last_halt_entry(&self) -> Result<Option<String>, DbErr> {
+    pub async fn last_halt_entry(&self) -> Result<Option<(String, String)>, DbErr> {
         let row = self
             .connection()
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT entry_ms, entry_seq FROM halt_entries WHERE entry_ms IS NOT NULL \
-                 ORDER BY entry_ms DESC, entry_seq DESC LIMIT 1",
+                "SELECT entry_ms, entry_seq, digest FROM halt_entries WHERE entry_ms IS NOT NULL \
+                 ORDER BY entry_ms DESC, entry_seq DESC, applied_at DESC LIMIT 1",
             ))
             .await?;
         row.map(|row| {
             let ms: i64 = row.try_get_by_index(0)?;
             let seq: i64 = row.try_get_by_index(1)?;
-            Ok(format!("{ms}-{seq}"))
+            let digest: String = row.try_get_by_index(2)?;
+            Ok((format!("{ms}-{seq}"), digest))
         })
         .transpose()
     }
@@ -185,13 +204,15 @@ async fn apply(
         HaltAction::Resume => Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE halts SET lifted_at = now(), lifted_by = $3, lift_reason = $4, lifted_entry = $5 \
-             WHERE lifted_at IS NULL AND scope = $1 AND target IS NOT DISTINCT FROM $2 RETURNING id",
+             WHERE lifted_at IS NULL AND scope = $1 AND target IS NOT DISTINCT FROM $2 \
+               AND ($6::bigint IS NULL OR id = $6) RETURNING id",
             [
                 command.scope.kind().into(),
                 target.into(),
                 command.source.clone().into(),
                 command.reason.clone().into(),
                 entry_id.into(),
+                command.halt_id.into(),
             ],
         ),
     };

@@ -252,10 +252,11 @@ async fn migrate_applies_reports_and_rolls_back() {
     let raw_column = "SELECT count(*) FROM information_schema.columns \
                       WHERE table_name = 'orders' AND column_name = 'raw_message'";
     assert_eq!(env.count(raw_column).await, 1);
-    // Each `down` rolls back the newest migration: the order lifecycle
-    // (events, sequence numbers), the live order columns, the halts tables,
-    // the nullable rejection columns, then the trades table.
-    for _ in 0..5 {
+    // Each `down` rolls back the newest migration: halt entries keyed by
+    // content, the order lifecycle (events, sequence numbers), the live
+    // order columns, the halts tables, the nullable rejection columns, then
+    // the trades table.
+    for _ in 0..6 {
         let down = migrate("down").output().await.expect("migrate down");
         assert!(
             down.status.success(),

@@ -15,6 +15,7 @@ mod delivery;
 mod halts;
 mod happy_path;
 mod idempotency;
+mod identity;
 mod keys;
 mod live;
 mod live_store;

@@ -67,9 +67,17 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
     let workdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("schemathesis");
     std::fs::create_dir_all(&workdir).expect("a working folder for schemathesis");
     let started = Instant::now();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     let run = tokio::process::Command::new("schemathesis")
         .current_dir(&workdir)
-        .args(["--no-color", "run", "--checks", "all"])
+        .args([
+            "--no-color",
+            "--config-file",
+            config,
+            "run",
+            "--checks",
+            "all",
+        ])
         .args(["--max-examples", MAX_EXAMPLES, "--request-timeout", "5"])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .arg(format!("{}/openapi.json", app.url))

@@ -78,7 +78,53 @@ fn an_entry_that_cannot_be_understood_is_refused() {
                 ("strategy_id", "  "),
                 ("reason", "x"),
             ],
-            "needs strategy_id",
+            "strategy_id starts with the white space U+0020",
+        ),
+        (
+            vec![
+                ("action", "halt"),
+                ("scope", "strategy"),
+                ("strategy_id", "S7 "),
+                ("reason", "x"),
+            ],
+            "strategy_id ends with the white space U+0020",
+        ),
+        (
+            vec![
+                ("action", "halt"),
+                ("scope", "bot"),
+                ("bot_id", "b\u{200b}1"),
+                ("reason", "x"),
+            ],
+            "U+200B",
+        ),
+        (
+            vec![
+                ("action", "halt"),
+                ("scope", "symbol"),
+                ("symbol", "BTCUSD\u{422}"),
+                ("reason", "x"),
+            ],
+            "U+0422",
+        ),
+        (
+            vec![
+                ("action", "resume"),
+                ("scope", "strategy"),
+                ("strategy_id", "S1"),
+                ("halt_id", "05"),
+            ],
+            "is not a halt's id",
+        ),
+        (
+            vec![
+                ("action", "halt"),
+                ("scope", "strategy"),
+                ("strategy_id", "S1"),
+                ("halt_id", "5"),
+                ("reason", "x"),
+            ],
+            "a halt takes none",
         ),
         (
             vec![
@@ -97,7 +143,7 @@ fn an_entry_that_cannot_be_understood_is_refused() {
                 ("symbol", "///"),
                 ("reason", "x"),
             ],
-            "no letters",
+            "not a market",
         ),
     ] {
         let err = HaltCommand::parse(&fields(&entry)).unwrap_err();
@@ -127,6 +173,7 @@ fn a_command_round_trips_through_its_fields() {
         scope: HaltScope::Bot("b-1".into()),
         reason: "manual".into(),
         source: "ops".into(),
+        halt_id: None,
     };
     let fields_written = command.to_fields();
     let written: Vec<(&str, &str)> = fields_written

@@ -11,9 +11,9 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::{Fields, MAX_SYMBOL_LEN};
-use crate::domain::MAX_ID_LEN;
 use crate::domain::amount::parse_amount;
 use crate::domain::timestamp::parse_timestamp;
+use crate::domain::{MAX_ID_LEN, id_problem, symbol_problem};
 
 /// Reads typed fields and collects every problem found on the way.
 pub(super) struct Reader<'a> {
@@ -72,14 +72,14 @@ impl Reader<'_> {
             }
         }
         let text = self.text(name)?;
-        if text.trim().is_empty() {
+        if text.chars().all(char::is_whitespace) {
             self.problem(format!("{name} must not be empty or blank"));
             return None;
         }
-        if text.chars().count() > MAX_ID_LEN || text.chars().any(char::is_control) {
-            self.problem(format!(
-                "{name} must be 1..={MAX_ID_LEN} printable characters"
-            ));
+        // Refused, still naming the order: its answer and row carry the id
+        // exactly as sent, never a trimmed one that is another order's.
+        if let Some(problem) = id_problem(name, &text, MAX_ID_LEN) {
+            self.problem(problem);
         }
         Some(text)
     }
@@ -94,15 +94,11 @@ impl Reader<'_> {
             self.problem("symbol must be a string, not a number".to_owned());
             return None;
         }
-        let symbol = self.required_text("symbol")?.trim().to_ascii_uppercase();
-        if symbol.chars().count() > MAX_SYMBOL_LEN {
-            self.problem(format!("symbol is longer than {MAX_SYMBOL_LEN} characters"));
-        } else if !is_market(&symbol) {
-            self.problem(format!(
-                "symbol {symbol:?} is not a market: expected BASEQUOTE (5..={MAX_SYMBOL_LEN} letters and digits) or BASE/QUOTE, BASE-QUOTE, BASE_QUOTE, each side letters and digits with at least one letter"
-            ));
+        let symbol = self.required_text("symbol")?;
+        if let Some(problem) = symbol_problem(&symbol, MAX_SYMBOL_LEN) {
+            self.problem(problem);
         }
-        Some(symbol)
+        Some(symbol.to_ascii_uppercase())
     }
 
     /// A positive exact amount; `None` when absent or unreadable.
@@ -133,21 +129,6 @@ impl Reader<'_> {
         parse_timestamp(&text)
             .map_err(|reason| self.problem(reason))
             .ok()
-    }
-}
-
-/// Whether an upper-cased symbol has one of the accepted market spellings.
-fn is_market(symbol: &str) -> bool {
-    let part = |text: &str| {
-        !text.is_empty()
-            && text.bytes().all(|b| b.is_ascii_alphanumeric())
-            && text.bytes().any(|b| b.is_ascii_alphabetic())
-    };
-    let mut sides = symbol.split(['/', '-', '_']);
-    match (sides.next(), sides.next(), sides.next()) {
-        (Some(bare), None, _) => (5..=MAX_SYMBOL_LEN).contains(&bare.len()) && part(bare),
-        (Some(base), Some(quote), None) => part(base) && part(quote),
-        _ => false,
     }
 }
 

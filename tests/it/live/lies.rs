@@ -124,6 +124,57 @@ async fn a_long_denial_after_an_unanswered_post_sends_no_second_order() {
 }
 
 #[tokio::test]
+async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
+    // The field's worst reports: an accepted order denied by every read
+    // for a minute, its answer lost, and MEXC accepting duplicate client
+    // ids as new orders. With the default absence window (90 s) the order
+    // is found, never re-sent, and not reported not placed on the way.
+    let fake = FakeMexc::start().await;
+    let env = TestEnv::new().await;
+    fake.reject_duplicate_client_ids(false);
+    fake.deny_orders_for(Duration::from_secs(60));
+    fake.script(
+        Script::nth(1, Fault::Hang)
+            .on("POST", "/api/v3/order")
+            .after_applying(),
+    );
+    let app = spawn_live(
+        &env,
+        &fake,
+        "lies-k",
+        &[
+            // The defaults (the test settings shorten them).
+            ("LIVE_ABSENCE_WINDOW_SECS", "90"),
+            ("LIVE_RESOLVE_DEADLINE_SECS", "120"),
+            ("LIVE_RESEND_NOT_PLACED", "true"),
+        ],
+    )
+    .await;
+    env.xadd_payload(&limit_order("a-minute", "0.002", "50000"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(80);
+    while env.results_for("a-minute").await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no result 80 s after a 60 s denial"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let client_id = exchange_id(&env, "a-minute");
+    assert_eq!(announced_changes(&env, "a-minute").await, ["FILLED"]);
+    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    assert_eq!(
+        fake.count("GET", "/api/v3/allOrders"),
+        0,
+        "searched before the window passed"
+    );
+    assert_history_matches(&env).await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_when_it_appears() {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
