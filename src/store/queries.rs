@@ -52,11 +52,7 @@ impl Store {
         &self,
         order_id: &str,
     ) -> Result<Option<(orders::Model, Vec<trades::Model>)>, DbErr> {
-        let Some(order) = orders::Entity::find()
-            .filter(orders::Column::OrderId.eq(order_id))
-            .one(self.connection())
-            .await?
-        else {
+        let Some(order) = self.order(order_id).await? else {
             return Ok(None);
         };
         let fills = trades::Entity::find()
@@ -67,17 +63,20 @@ impl Store {
         Ok(Some((order, fills)))
     }
 
+    async fn order(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::OrderId.eq(order_id))
+            .one(self.connection())
+            .await
+    }
+
     /// An order and every recorded change of its state, oldest first.
     #[tracing::instrument(skip_all, err)]
     pub async fn order_history(
         &self,
         order_id: &str,
     ) -> Result<Option<(orders::Model, Vec<order_events::Model>)>, DbErr> {
-        let Some(order) = orders::Entity::find()
-            .filter(orders::Column::OrderId.eq(order_id))
-            .one(self.connection())
-            .await?
-        else {
+        let Some(order) = self.order(order_id).await? else {
             return Ok(None);
         };
         let events = order_events::Entity::find()

@@ -61,6 +61,17 @@ async fn announced_changes(env: &TestEnv, order_id: &str) -> Vec<String> {
     fills.iter().map(|r| r["status"].clone()).collect()
 }
 
+/// MEXC applies the first order request but its answer is lost (`fault`
+/// after applying), and every read denies the order for `secs` seconds.
+fn accepted_unanswered_then_denied(fake: &FakeMexc, fault: Fault, secs: u64) {
+    fake.deny_orders_for(Duration::from_secs(secs));
+    fake.script(
+        Script::nth(1, fault)
+            .on("POST", "/api/v3/order")
+            .after_applying(),
+    );
+}
+
 /// Trades recorded for an order, and their quantities summed.
 async fn recorded_trades(env: &TestEnv, order_id: &str) -> (i64, Decimal) {
     let count = env
@@ -88,12 +99,7 @@ async fn a_long_denial_after_an_unanswered_post_sends_no_second_order() {
     for resend in ["false", "true"] {
         let fake = FakeMexc::start().await;
         let env = TestEnv::new().await;
-        fake.deny_orders_for(Duration::from_secs(6));
-        fake.script(
-            Script::nth(1, Fault::Reset)
-                .on("POST", "/api/v3/order")
-                .after_applying(),
-        );
+        accepted_unanswered_then_denied(&fake, Fault::Reset, 6);
         let app = spawn_live(
             &env,
             &fake,
@@ -132,12 +138,7 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
     fake.reject_duplicate_client_ids(false);
-    fake.deny_orders_for(Duration::from_secs(60));
-    fake.script(
-        Script::nth(1, Fault::Hang)
-            .on("POST", "/api/v3/order")
-            .after_applying(),
-    );
+    accepted_unanswered_then_denied(&fake, Fault::Hang, 60);
     let app = spawn_live(
         &env,
         &fake,
@@ -178,12 +179,7 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
 async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_when_it_appears() {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
-    fake.deny_orders_for(Duration::from_secs(7));
-    fake.script(
-        Script::nth(1, Fault::Reset)
-            .on("POST", "/api/v3/order")
-            .after_applying(),
-    );
+    accepted_unanswered_then_denied(&fake, Fault::Reset, 7);
     let app = spawn_live(&env, &fake, "lies-b", &[("LIVE_ABSENCE_WINDOW_SECS", "2")]).await;
     env.xadd_payload(&limit_order("late", "0.002", "50000"))
         .await;
@@ -273,12 +269,7 @@ async fn a_refused_resend_is_looked_up_and_never_ends_the_order_on_its_own() {
     ] {
         let fake = FakeMexc::start().await;
         let env = TestEnv::new().await;
-        fake.deny_orders_for(Duration::from_secs(7));
-        fake.script(
-            Script::nth(1, Fault::Reset)
-                .on("POST", "/api/v3/order")
-                .after_applying(),
-        );
+        accepted_unanswered_then_denied(&fake, Fault::Reset, 7);
         fake.script(
             Script::nth(
                 2,
