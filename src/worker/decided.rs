@@ -9,13 +9,13 @@
 //! batch meeting a stored row that is not finished takes the transaction
 //! path instead, which finishes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use futures_util::future::join_all;
 
 use super::{BatchError, BatchReport, StageClock, Worker, settled, spans_of, trace_results};
-use crate::bus::Entry;
+use crate::bus::{Announce, Entry};
 use crate::domain::OrderStatus;
 use crate::execution::Outcome;
 use crate::store::{self, NewOrder};
@@ -95,6 +95,16 @@ impl Worker {
         // 4. Publish a result for every entry that names an order, and the
         // dead letters, then acknowledge, in one round trip.
         let mut results = plan.results(|id| written.get(id).map(|w| &w.row), mode, now);
+        // A row this batch inserted was announced by nobody: its first
+        // answer is its change (no replay to prepare); later entries of the
+        // same order in the batch are answered with a replay of it.
+        let mut first = HashSet::new();
+        for announcement in &mut results {
+            let id = announcement.result.order_id.as_str();
+            if inserted(id) && first.insert(id.to_owned()) {
+                announcement.kind = Announce::Change;
+            }
+        }
         trace_results(&mut results, &spans);
         self.publisher
             .publish_and_ack(&results, &plan.dead_letters, &plan.entry_ids)
