@@ -281,15 +281,14 @@ impl KillSwitch {
     /// read after it returns. Then the stream is read again from the start
     /// (entries applied already are recognised by id and content).
     async fn recreated(&self, reader: &mut KillSwitchReader, id: &str, digest: &str) -> bool {
-        // Recorded before entries were known by content: nothing to compare.
-        if digest.is_empty() {
-            return false;
-        }
         let found = match reader.entry(id).await {
             Ok(found) => found,
             Err(_) => return false,
         };
-        let same = found.is_some_and(|entry| kill_switch_digest(&entry.fields) == digest);
+        // An entry recorded before entries were known by content (an
+        // empty digest) can only be missed.
+        let same = found
+            .is_some_and(|entry| digest.is_empty() || kill_switch_digest(&entry.fields) == digest);
         if !same {
             tracing::warn!(
                 stream = %self.stream,
@@ -342,10 +341,11 @@ impl KillSwitch {
                     continue;
                 }
             };
-            // Nothing after the last applied entry: unless the stream was
-            // recreated under it.
-            if entries.is_empty()
-                && let Some((id, digest)) = &applied
+            // After every read, before anything it returned is applied:
+            // the entry applied last must still be in the stream as it was,
+            // else the stream was recreated, and entries of the new one
+            // below it (which no read after it returns) would be missed.
+            if let Some((id, digest)) = &applied
                 && self.recreated(&mut reader, id, digest).await
             {
                 position = "0-0".to_owned();

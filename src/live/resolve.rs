@@ -17,7 +17,7 @@ use crate::domain::OrderStatus;
 use crate::domain::lifecycle::Observation;
 use crate::execution::mexc::{MexcError, OrderId, OrderState, Window};
 use crate::store::entity::orders;
-use crate::store::{Lease, LiveUpdate};
+use crate::store::{Lease, LiveUpdate, NewTrade};
 
 /// Orders of unexplained trades looked up one by one in a search, at most.
 const MAX_UNEXPLAINED: usize = 5;
@@ -320,8 +320,12 @@ impl LiveDesk {
     ) -> Result<(orders::Model, bool), LiveError> {
         let next_look = poll_delay(self.since_sent(&row), WATCH_POLL_CEILING);
         let quiet = self.breaker.blocks() || self.limiter.paused_for().await?.is_some();
-        if !quiet && let Lookup::Found(found) = self.look_up(&row).await {
-            let (mut update, fills) = *found;
+        let found = match quiet {
+            true => None,
+            false => self.look_for(&row).await?,
+        };
+        if let Some(found) = found {
+            let (mut update, fills) = found;
             update.note = Some("found at MEXC after it was reported not placed".into());
             self.stats.live.late_appearances.inc();
             tracing::error!(
@@ -336,6 +340,31 @@ impl LiveDesk {
         }
         let after = self.poll_later(&row, lease, next_look, None, 0).await?;
         Ok((after.unwrap_or(row), true))
+    }
+
+    /// An order reported not placed, looked for as it was found absent: by
+    /// its client order id, and when MEXC denies it, in the account's
+    /// orders and trades (a denial by id is what reported it not placed).
+    async fn look_for(
+        &self,
+        row: &orders::Model,
+    ) -> Result<Option<(LiveUpdate, Vec<NewTrade>)>, LiveError> {
+        let state = match self.look_up(row).await {
+            Lookup::Found(found) => return Ok(Some(*found)),
+            Lookup::Failed(err) => {
+                self.take_in_refusal(&err, row.symbol.as_deref().unwrap_or_default())
+                    .await?;
+                return Ok(None);
+            }
+            Lookup::Absent => match self.search(row).await {
+                Search::Found(state) => state,
+                Search::Nothing(_) | Search::Inconclusive(_) => return Ok(None),
+            },
+        };
+        Ok(match self.describe(row, &state).await {
+            Lookup::Found(found) => Some(*found),
+            Lookup::Absent | Lookup::Failed(_) => None,
+        })
     }
 
     /// Nothing learnt this time; an order in flight that MEXC has not

@@ -146,7 +146,11 @@ impl LiveDesk {
     /// a rejection is counted by its code (and the cached rules may be out
     /// of date: read again next time), a refused key stops sending on this
     /// replica, a rate limit pauses every replica.
-    async fn take_in_refusal(&self, err: &MexcError, symbol: &str) -> Result<(), LiveError> {
+    pub(super) async fn take_in_refusal(
+        &self,
+        err: &MexcError,
+        symbol: &str,
+    ) -> Result<(), LiveError> {
         match err {
             MexcError::Rejected { .. } => {
                 let code = err.code().unwrap_or_default().to_string();

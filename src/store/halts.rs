@@ -224,9 +224,19 @@ async fn apply(
 
 /// The halt a stored row describes.
 pub fn halt_of(row: &halts::Model) -> Option<Halt> {
+    let scope = match (row.scope.as_str(), row.target.as_deref()) {
+        // Stored normalised (`AB/CD` as `ABCD`, shorter than a bare
+        // symbol may be as sent): read back as the market it names.
+        ("symbol", Some(market))
+            if !market.is_empty() && market.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            HaltScope::Symbol(market.to_owned())
+        }
+        (kind, target) => HaltScope::new(kind, target).ok()?,
+    };
     Some(Halt {
         id: row.id,
-        scope: HaltScope::new(&row.scope, row.target.as_deref()).ok()?,
+        scope,
         reason: row.reason.clone(),
     })
 }

@@ -295,7 +295,10 @@ impl Store {
         let reason_stale = to != from
             && matches!(
                 to,
-                OrderStatus::Submitted | OrderStatus::PartiallyFilled | OrderStatus::Filled
+                OrderStatus::Submitted
+                    | OrderStatus::PartiallyFilled
+                    | OrderStatus::Filled
+                    | OrderStatus::Canceled
             );
         let filled_now = to == OrderStatus::Filled && from != OrderStatus::Filled;
         let late = changed && from == OrderStatus::Rejected;

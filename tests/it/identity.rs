@@ -303,17 +303,28 @@ async fn a_recreated_kill_switch_stream_is_read_again_and_its_halts_applied() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    env.wait_until("both entries of the new stream are applied", || async {
+    // And one above it, which a read after the old position does return:
+    // the entries below it must not be skipped for it.
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg(&[
+            "action", "halt", "scope", "bot", "bot_id", "B7", "reason", "above",
+        ])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    env.wait_until("every entry of the new stream is applied", || async {
         env.count("SELECT count(*) FROM halts WHERE lifted_at IS NULL")
             .await
-            == 3
+            == 4
     })
     .await;
-    for bot in ["B9", "B8"] {
+    for bot in ["B9", "B8", "B7"] {
         env.xadd_payload(&order_of(&format!("order-{bot}"), "bot_id", bot))
             .await;
     }
-    let results = env.wait_for_results(2).await;
+    let results = env.wait_for_results(3).await;
     for result in &results {
         assert_eq!(result["status"], "REJECTED", "{result:?}");
         assert!(result["error_message"].starts_with("halted:"), "{result:?}");
@@ -361,6 +372,39 @@ async fn while_halts_cannot_be_read_the_replica_is_not_ready_and_executes_nothin
     env.spoil_key("SHUTDOWN_STREAM", false).await;
     let results = env.wait_for_results(1).await;
     assert_eq!(results[0]["status"], "FILLED");
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_halt_on_a_short_market_halts_that_market_only() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("identity-g", &[("SHIM_ENABLED", "false")]).await;
+    // Stored as `ABCD`, shorter than a bare symbol may be as sent.
+    env.kill_switch(&[
+        ("action", "halt"),
+        ("scope", "symbol"),
+        ("symbol", "AB/CD"),
+        ("reason", "short market"),
+    ])
+    .await;
+    env.wait_until("the halt is applied", || async {
+        env.count("SELECT count(*) FROM halts").await == 1
+    })
+    .await;
+    env.xadd_payload(&order_of("on-ab-cd", "symbol", "ab-cd"))
+        .await;
+    env.xadd_payload(&order_of("on-btc", "symbol", "BTCUSDT"))
+        .await;
+    let results = env.wait_for_results(2).await;
+    let status = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["order_id"] == id)
+            .map(|r| r["status"].clone())
+    };
+    assert_eq!(status("on-ab-cd").as_deref(), Some("REJECTED"));
+    assert_eq!(status("on-btc").as_deref(), Some("FILLED"), "{results:?}");
     app.stop().await;
     env.cleanup().await;
 }
