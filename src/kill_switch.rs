@@ -34,6 +34,8 @@ const READ_BLOCK: Duration = Duration::from_millis(500);
 const READ_COUNT: usize = 100;
 /// How often the board is reloaded whatever the stream says.
 const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// How long one reload of the active halts may take before it is retried.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a submitted change may take to be applied here.
 const SUBMIT_WAIT: Duration = Duration::from_secs(5);
 
@@ -365,11 +367,25 @@ impl KillSwitch {
                 applied = Some((entry.id.clone(), kill_switch_digest(&entry.fields)));
             }
             backoff.reset();
-            // The board reflects what was applied before anyone is told.
-            while let Err(err) = self.reload().await {
-                tracing::warn!(error = %err, "cannot reload the active halts; retrying");
-                if !backoff.wait(cancel).await {
-                    return;
+            // The board reflects what was applied before anyone is told (and
+            // holds the halts in force before the worker first starts). A
+            // read that found nothing changes nothing: the board stands, and
+            // the stream is known to have been read, whatever Postgres does
+            // (the reloads every second keep the board from drifting).
+            let must_reload = !entries.is_empty() || !self.progress.borrow().caught_up;
+            if must_reload {
+                loop {
+                    let reloaded = tokio::time::timeout(RELOAD_TIMEOUT, self.reload()).await;
+                    match reloaded {
+                        Ok(Ok(())) => break,
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "cannot reload the active halts; retrying");
+                        }
+                        Err(_) => tracing::warn!("reloading the active halts hangs; retrying"),
+                    }
+                    if !backoff.wait(cancel).await {
+                        return;
+                    }
                 }
             }
             self.board.read_now();
