@@ -89,7 +89,7 @@ pub fn symbol_problem(text: &str, max_len: usize) -> Option<String> {
 }
 
 /// Whether an upper-cased symbol has one of the accepted market spellings.
-pub fn is_market(symbol: &str, max_len: usize) -> bool {
+fn is_market(symbol: &str, max_len: usize) -> bool {
     let part = |text: &str| {
         !text.is_empty()
             && text.bytes().all(|b| b.is_ascii_alphanumeric())

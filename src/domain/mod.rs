@@ -17,7 +17,7 @@ pub use content::Content;
 pub use halt::{
     Halt, HaltAction, HaltCommand, HaltScope, halted_reason, halted_reason_for, is_visible,
 };
-pub use identity::{id_problem, is_market, symbol_problem};
+pub use identity::{id_problem, symbol_problem};
 pub use message::{Fields, Incoming, Parsed, Rejection, fits_column};
 pub use message::{message_identity, message_summary, valid_traceparent};
 pub use order::{Order, OrderType, Side, normalise_symbol};
