@@ -483,6 +483,10 @@ fn live_desk(
         limits: live_limits(mexc),
         cancel_on_halt: mexc.cancel_open_orders_on_halt,
     };
+    stats
+        .live
+        .max_orders_per_second
+        .set(i64::from(mexc.max_orders_per_sec));
     tracing::warn!(
         base_url = %mexc.base_url,
         max_orders_per_sec = mexc.max_orders_per_sec,

@@ -38,6 +38,20 @@ pub struct Settings {
     pub trading: TradingSettings,
     pub mexc: MexcSettings,
     pub telemetry: TelemetrySettings,
+    pub local: LocalSettings,
+}
+
+/// Private servers for a machine where none is set up (see [`crate::local`]).
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    /// `LOCAL_SERVICES`: `auto` (start them when needed) or `off`.
+    pub enabled: bool,
+    /// `LOCAL_SERVICES_DIR`: where they keep their data.
+    pub dir: std::path::PathBuf,
+    /// Whether a variable names the Redis (then it is used, or nothing).
+    pub redis_named: bool,
+    /// Whether a variable names the Postgres.
+    pub postgres_named: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +161,7 @@ impl Settings {
                 otlp: otlp_endpoint(&mut env),
                 service_name: env.text("OTEL_SERVICE_NAME", "execution-service"),
             },
+            local: local_settings(&mut env),
         };
         relations(&mut env, &settings);
         if env.errors.is_empty() {
@@ -239,6 +254,61 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
     }
 }
 
+/// Whether private servers may start, where, and which servers are named.
+fn local_settings(env: &mut Env<'_>) -> LocalSettings {
+    let named = |env: &Env<'_>, names: &[&str]| {
+        names.iter().any(|name| {
+            [name.to_string(), format!("{name}_FILE")]
+                .iter()
+                .any(|var| env.var(var).is_some_and(|v| !v.is_empty()))
+        })
+    };
+    let dir = match env
+        .var("LOCAL_SERVICES_DIR")
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => default_local_dir(),
+    };
+    LocalSettings {
+        enabled: env.choice("LOCAL_SERVICES", "auto", &["auto", "off"]) == "auto",
+        dir,
+        redis_named: named(
+            env,
+            &["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD"],
+        ),
+        postgres_named: named(
+            env,
+            &[
+                "DATABASE_URL",
+                "POSTGRES_HOST",
+                "POSTGRES_PORT",
+                "POSTGRES_USER",
+                "POSTGRES_PASSWORD",
+                "POSTGRES_DB",
+            ],
+        ),
+    }
+}
+
+/// `$XDG_DATA_HOME/execution-service`, else `~/.local/share/execution-service`;
+/// as root `/var/lib/execution-service` (Postgres then runs as `postgres`,
+/// which cannot enter `/root`).
+fn default_local_dir() -> std::path::PathBuf {
+    if crate::local::is_root() {
+        return "/var/lib/execution-service".into();
+    }
+    match (std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")) {
+        (Some(data), _) if !data.is_empty() => {
+            std::path::PathBuf::from(data).join("execution-service")
+        }
+        (_, Some(home)) if !home.is_empty() => {
+            std::path::PathBuf::from(home).join(".local/share/execution-service")
+        }
+        _ => std::env::temp_dir().join("execution-service"),
+    }
+}
+
 /// How long the shim merges copies of one message: `DEDUP_WINDOW_MS`, at
 /// most `DEDUP_TTL_SECS` (its older, upper bound). Copies of one publish
 /// reach the replicas' shims milliseconds apart; a re-send after the
@@ -246,6 +316,13 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
 fn dedup_window_ms(env: &mut Env<'_>) -> u64 {
     let window = env.ranged("DEDUP_WINDOW_MS", 3_000, 100..=60_000);
     let ttl_secs = env.ranged("DEDUP_TTL_SECS", 86_400, 1..=7 * 86_400);
+    if env.all_valid(&["DEDUP_WINDOW_MS", "DEDUP_TTL_SECS"]) && window > ttl_secs * 1000 {
+        env.invalid(
+            "DEDUP_WINDOW_MS",
+            window,
+            &format!("at most DEDUP_TTL_SECS × 1000 = {}", ttl_secs * 1000),
+        );
+    }
     window.min(ttl_secs * 1000)
 }
 
@@ -400,9 +477,8 @@ pub enum OtlpProtocol {
 
 /// The OTLP endpoint and protocol, when traces are to be exported.
 fn otlp_endpoint(env: &mut Env<'_>) -> Option<(String, OtlpProtocol)> {
-    let endpoint = env
-        .var("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .filter(|v| !v.trim().is_empty())?;
+    // The protocol is checked even when nothing is exported: a wrong value
+    // would otherwise surface only on the day an endpoint is set.
     let protocol = env.text("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
     let protocol = match protocol.trim() {
         "grpc" => OtlpProtocol::Grpc,
@@ -416,6 +492,9 @@ fn otlp_endpoint(env: &mut Env<'_>) -> Option<(String, OtlpProtocol)> {
             OtlpProtocol::Http
         }
     };
+    let endpoint = env
+        .var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .filter(|v| !v.trim().is_empty())?;
     Some((endpoint, protocol))
 }
 

@@ -172,9 +172,11 @@ impl KillSwitch {
     /// Loads the active halts from Postgres onto the board.
     pub async fn reload(&self) -> Result<(), DbErr> {
         let _one_at_a_time = self.reloading.lock().await;
-        let halts = self.store.active_halts().await?;
-        self.stats.halts_active.set(halts.len() as i64);
-        self.board.replace(halts);
+        let rows = self.store.active_halt_rows().await?;
+        let oldest = rows.iter().map(|row| row.set_at).min();
+        self.stats
+            .set_halts(rows.len(), oldest.map(|at| at.with_timezone(&chrono::Utc)));
+        self.board.replace(crate::store::halts_in_force(&rows));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod execution;
 pub mod http;
 pub mod kill_switch;
 pub mod live;
+pub mod local;
 pub mod propagation;
 pub mod retry;
 pub mod stats;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::domain::OrderStatus;
@@ -44,6 +45,10 @@ pub struct Stats {
     pub halted: IntCounter,
     /// Halts in force, as of the last reload.
     pub halts_active: IntGauge,
+    /// Unix milliseconds at which the oldest halt in force was set, as of
+    /// the last reload (0: none); `execution_halt_oldest_seconds` is its age.
+    halt_oldest_set_ms: std::sync::Arc<AtomicI64>,
+    pub halt_oldest_seconds: IntGauge,
     /// Batch attempts that gave up waiting for a row lock another
     /// transaction held (`lock_timeout`).
     pub lock_timeouts: IntCounter,
@@ -64,6 +69,11 @@ pub struct Stats {
     pub lag: IntGauge,
     pub backlog: IntGauge,
     pub dlq_length: IntGauge,
+    /// Age of the oldest entry the group read and has not acknowledged.
+    pub oldest_pending_seconds: IntGauge,
+    /// 1 while a readiness check passes, 0 while it fails, by `check`
+    /// (the names `/ready` gives in `failing`); refreshed at each scrape.
+    pub ready: IntGaugeVec,
     pub uptime_seconds: IntGauge,
     /// This process's resident memory (Linux), read at each render.
     pub resident_memory_bytes: IntGauge,
@@ -128,6 +138,11 @@ impl Stats {
                 "Orders rejected unexecuted because a trading halt covered them",
             ),
             halts_active: gauge("halts_active", "Trading halts in force"),
+            halt_oldest_set_ms: Default::default(),
+            halt_oldest_seconds: gauge(
+                "halt_oldest_seconds",
+                "Seconds since the oldest halt in force was set (0: none)",
+            ),
             conflicts: counter(
                 "orders_conflicts_total",
                 "Messages whose order_id was already used by an order with other content (answered REJECTED)",
@@ -183,6 +198,24 @@ impl Stats {
                 "Entries in the orders stream the group has not acknowledged (lag + pending)",
             ),
             dlq_length: gauge("dlq_length", "Entries in the dead-letter stream"),
+            oldest_pending_seconds: gauge(
+                "stream_oldest_pending_seconds",
+                "Age of the oldest orders-stream entry read and not yet acknowledged (0: none)",
+            ),
+            ready: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new(
+                        "execution_ready",
+                        "1 while a readiness check of /ready passes, 0 while it fails",
+                    ),
+                    &["check"],
+                )
+                .expect("valid gauge name");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique gauge");
+                gauge
+            },
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),
             resident_memory_bytes: {
                 let gauge = IntGauge::new(
@@ -244,11 +277,26 @@ impl Stats {
         })
     }
 
+    /// The halts in force changed: how many, and when the oldest was set.
+    pub fn set_halts(&self, active: usize, oldest_set_at: Option<chrono::DateTime<chrono::Utc>>) {
+        self.halts_active.set(active as i64);
+        self.halt_oldest_set_ms.store(
+            oldest_set_at.map_or(0, |at| at.timestamp_millis()),
+            Ordering::Relaxed,
+        );
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         if let Some(bytes) = resident_memory_bytes() {
             self.resident_memory_bytes.set(bytes);
         }
+        let oldest = self.halt_oldest_set_ms.load(Ordering::Relaxed);
+        self.halt_oldest_seconds.set(if oldest > 0 {
+            (chrono::Utc::now().timestamp_millis() - oldest).max(0) / 1000
+        } else {
+            0
+        });
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

@@ -45,7 +45,13 @@ pub fn init(settings: &TelemetrySettings, instance: &str) -> anyhow::Result<Tele
         (None, Some(json))
     } else {
         (
-            Some(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colour only for a person at a terminal: a file or a
+                    // pipe gets plain text.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            ),
             None,
         )
     };

@@ -12,6 +12,8 @@ use super::{BusError, Topology};
 
 /// Fields the service adds to a dead letter; everything else is original.
 const META_PREFIX: &[u8] = b"dlq_";
+/// Letters per read when reading them all.
+const PAGE: usize = 500;
 
 /// One entry of the dead-letter stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +71,25 @@ impl DeadLetters {
     /// Letters oldest first, at most `count`.
     pub async fn list(&self, count: usize) -> Result<Vec<Letter>, BusError> {
         self.range("-", "+", Some(count)).await
+    }
+
+    /// Every letter, oldest first, read a page at a time (Redis takes no
+    /// `COUNT` above `i64::MAX`, and one huge reply would be one huge
+    /// allocation).
+    pub async fn all(&self) -> Result<Vec<Letter>, BusError> {
+        let mut letters: Vec<Letter> = Vec::new();
+        loop {
+            let start = match letters.last() {
+                Some(last) => format!("({}", last.id),
+                None => "-".to_owned(),
+            };
+            let page = self.range(&start, "+", Some(PAGE)).await?;
+            let full = page.len() == PAGE;
+            letters.extend(page);
+            if !full {
+                return Ok(letters);
+            }
+        }
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Letter>, BusError> {
@@ -137,7 +158,8 @@ impl DeadLetters {
         let mut cmd = redis::cmd("XRANGE");
         cmd.arg(&self.topology.dlq_stream).arg(start).arg(end);
         if let Some(count) = count {
-            cmd.arg("COUNT").arg(count);
+            // Redis refuses a COUNT beyond a signed 64-bit integer.
+            cmd.arg("COUNT").arg(count.min(i64::MAX as usize));
         }
         let mut conn = self.pool.get().await?;
         let reply: RangeReply = cmd.query_async(&mut conn).await?;

@@ -2,7 +2,7 @@
 //! there, and how long are the streams.
 
 use deadpool_redis::Pool;
-use redis::streams::StreamInfoGroupsReply;
+use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
 
 use super::{BusError, Topology};
 
@@ -18,6 +18,9 @@ pub struct StreamStats {
     /// Entries the group has not acknowledged yet: `lag + pending`.
     pub backlog: u64,
     pub dlq_length: u64,
+    /// How long ago (by Redis' clock) the oldest pending entry was added,
+    /// in milliseconds; 0 when nothing is pending.
+    pub oldest_pending_ms: u64,
 }
 
 #[derive(Clone)]
@@ -61,12 +64,52 @@ impl Probe {
         let lag = group
             .and_then(|g| g.lag)
             .map_or(length.saturating_sub(pending), |lag| lag as u64);
+        let oldest_pending_ms = if pending > 0 {
+            self.oldest_pending_ms(&mut conn).await?
+        } else {
+            0
+        };
         Ok(StreamStats {
             length,
             pending,
             lag,
             backlog: lag + pending,
             dlq_length,
+            oldest_pending_ms,
         })
+    }
+
+    /// The age of the group's oldest pending entry, from its id (the
+    /// milliseconds Redis stamped it with) and Redis' own clock.
+    async fn oldest_pending_ms(
+        &self,
+        conn: &mut deadpool_redis::Connection,
+    ) -> Result<u64, BusError> {
+        let topology = &self.topology;
+        let (summary, (seconds, micros)): (StreamPendingReply, (u64, u64)) = match redis::pipe()
+            .cmd("XPENDING")
+            .arg(&topology.orders_stream)
+            .arg(&topology.group)
+            .cmd("TIME")
+            .query_async(conn)
+            .await
+        {
+            Ok(reply) => reply,
+            // The group went away between the two questions.
+            Err(err) if err.code() == Some("NOGROUP") => return Ok(0),
+            Err(err) => return Err(err.into()),
+        };
+        let StreamPendingReply::Data(data) = summary else {
+            return Ok(0);
+        };
+        let Some(added_ms) = data
+            .start_id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse::<u64>().ok())
+        else {
+            return Ok(0);
+        };
+        let now_ms = seconds * 1000 + micros / 1000;
+        Ok(now_ms.saturating_sub(added_ms))
     }
 }

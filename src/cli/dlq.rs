@@ -76,7 +76,7 @@ pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode
         }
         Action::Requeue { id, all } => {
             let chosen: Vec<Letter> = if all {
-                letters.list(usize::MAX).await?
+                letters.all().await?
             } else {
                 let id = id.context("name a letter or pass --all")?;
                 vec![

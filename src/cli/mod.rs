@@ -69,8 +69,13 @@ pub enum Command {
     Openapi,
 }
 
-pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
-    match cli.command.unwrap_or(Command::Serve) {
+pub async fn run(cli: Cli, mut settings: Settings) -> anyhow::Result<ExitCode> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Openapi | Command::Healthcheck) {
+        let may_start = matches!(command, Command::Serve);
+        crate::local::use_private_services(&mut settings, may_start).await?;
+    }
+    match command {
         Command::Serve => serve(settings).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate { action } => migrate::run(action.unwrap_or_default(), &settings).await,
         Command::Publish(args) => publish::run(args, &settings).await,

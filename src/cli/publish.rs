@@ -45,8 +45,14 @@ pub async fn run(args: Args, settings: &Settings) -> anyhow::Result<ExitCode> {
         }
         None => from_flags(&args),
     };
-    let order_id = match order.get("order_id").and_then(Value::as_str) {
-        Some(id) => id.to_owned(),
+    let order_id = match order.get("order_id") {
+        Some(Value::String(id)) => id.clone(),
+        // Sent as given: the service reads a whole number as its digits.
+        Some(Value::Number(id)) => id.to_string(),
+        Some(other) => anyhow::bail!(
+            "--json: order_id {other} is neither a string nor a number; the service would \
+             dead-letter the message and no result would come (see `dlq list`)"
+        ),
         None => {
             let id = args
                 .order_id

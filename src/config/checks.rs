@@ -18,9 +18,14 @@ use crate::domain::TradingMode;
 /// - `REDIS_POOL_SIZE >= WORKER_CONCURRENCY + 2`: every batch publishes and
 ///   acknowledges on one, the reader blocks on one, and the lease refresher
 ///   needs one.
-/// - `LIVE_LEASE_SECS >= 4 × MEXC_TIMEOUT_MS` with real orders: a replica renews its lease
+/// - `LIVE_LEASE_SECS >= 4 × MEXC_TIMEOUT_MS`: a replica renews its lease
 ///   between requests; a lease shorter than a few requests could expire
-///   while its holder still waits on MEXC.
+///   while its holder still waits on MEXC. Like every rule here it holds in
+///   every mode, so a setting that would stop live trading stops paper
+///   trading too, before anyone relies on it.
+/// - `RESULT_DEDUP_SECS > LIVE_WATCH_NOT_PLACED_SECS`: an order watched is
+///   announced again; only a remembered state keeps that from reaching the
+///   streams twice.
 /// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
 ///   mode reads it, and a setting that silently does nothing misleads.
 pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
@@ -51,11 +56,7 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
         );
     }
     let mexc = &settings.mexc;
-    let real_orders = live && !settings.trading.dry_run;
-    if real_orders
-        && env.all_valid(&["LIVE_LEASE_SECS", "MEXC_TIMEOUT_MS"])
-        && mexc.lease < 4 * mexc.timeout
-    {
+    if env.all_valid(&["LIVE_LEASE_SECS", "MEXC_TIMEOUT_MS"]) && mexc.lease < 4 * mexc.timeout {
         env.invalid(
             "LIVE_LEASE_SECS",
             mexc.lease.as_secs(),
@@ -66,8 +67,7 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
         );
     }
     let dedup = settings.streams.topology.announced_ttl_secs;
-    if real_orders
-        && env.all_valid(&["RESULT_DEDUP_SECS", "LIVE_WATCH_NOT_PLACED_SECS"])
+    if env.all_valid(&["RESULT_DEDUP_SECS", "LIVE_WATCH_NOT_PLACED_SECS"])
         && dedup <= mexc.watch_not_placed.as_secs()
     {
         env.invalid(

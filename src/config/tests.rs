@@ -213,8 +213,17 @@ fn the_dedup_window_has_its_range_and_dedup_ttl_secs_bounds_it() {
     );
     let s = settings(&[("DEDUP_WINDOW_MS", "100")]).unwrap();
     assert_eq!(s.streams.topology.dedup_window_ms, 100);
-    let s = settings(&[("DEDUP_WINDOW_MS", "60000"), ("DEDUP_TTL_SECS", "2")]).unwrap();
+    let s = settings(&[("DEDUP_WINDOW_MS", "2000"), ("DEDUP_TTL_SECS", "2")]).unwrap();
     assert_eq!(s.streams.topology.dedup_window_ms, 2_000);
+    let err = settings(&[("DEDUP_WINDOW_MS", "2001"), ("DEDUP_TTL_SECS", "2")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "DEDUP_WINDOW_MS=2001 is not valid: expected at most DEDUP_TTL_SECS × 1000 = 2000"
+        ),
+        "{err}"
+    );
     let err = settings(&[("DEDUP_WINDOW_MS", "60001")])
         .unwrap_err()
         .to_string();
@@ -482,4 +491,9 @@ fn otlp_goes_over_grpc_or_http_and_nothing_else() {
     let err = otlp("http/xml").unwrap_err().to_string();
     assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
     assert!(settings(&[]).unwrap().telemetry.otlp.is_none());
+    // Checked even when nothing is exported.
+    let err = settings(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "foo")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"foo\""), "{err}");
 }

@@ -148,38 +148,7 @@ impl Api {
     /// failing parts otherwise.
     #[oai(path = "/ready", method = "get", tag = "Tag::Service")]
     async fn ready(&self) -> ReadyResponse {
-        let ctx = &self.0;
-        let (redis, postgres) = tokio::join!(within(ctx.probe.ping()), within(ctx.store.ping()));
-        let consumer = ctx
-            .stats
-            .since_last_read()
-            .is_some_and(|since| since <= ctx.read_freshness);
-        let exchange = ctx.live.as_ref().map(|desk| !desk.breaker().blocks());
-        let kill_switch = ctx.kill_switch.board().is_current();
-        let failing: Vec<String> = [
-            ("redis", redis.is_some()),
-            ("postgres", postgres.is_some()),
-            ("consumer", consumer),
-            ("exchange", exchange.unwrap_or(true)),
-            ("kill_switch", kill_switch),
-        ]
-        .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-        let readiness = Readiness {
-            status: if failing.is_empty() {
-                "ready"
-            } else {
-                "unavailable"
-            }
-            .into(),
-            redis: redis.is_some(),
-            postgres: postgres.is_some(),
-            consumer,
-            exchange,
-            failing,
-        };
+        let readiness = readiness(&self.0).await;
         if readiness.failing.is_empty() {
             ReadyResponse::Ready(Json(readiness))
         } else {
@@ -264,12 +233,32 @@ impl Api {
         let ctx = &self.0;
         let stats = &ctx.stats;
         stats.uptime_seconds.set(ctx.uptime().as_secs() as i64);
-        if let Some(stream) = within(ctx.probe.stream_stats()).await {
+        // All three at once: the answer takes at most one timeout.
+        let (stream, ready, in_flight) =
+            tokio::join!(within(ctx.probe.stream_stats()), readiness(ctx), async {
+                match ctx.live {
+                    Some(_) => within(ctx.store.live_in_flight()).await,
+                    None => None,
+                }
+            },);
+        if let Some(stream) = stream {
             stats.stream_length.set(stream.length as i64);
             stats.pending.set(stream.pending as i64);
             stats.lag.set(stream.lag as i64);
             stats.backlog.set(stream.backlog as i64);
             stats.dlq_length.set(stream.dlq_length as i64);
+            stats
+                .oldest_pending_seconds
+                .set((stream.oldest_pending_ms / 1000) as i64);
+        }
+        for (check, passes) in ready.checks() {
+            stats
+                .ready
+                .with_label_values(&[check])
+                .set(i64::from(passes));
+        }
+        if let Some(in_flight) = in_flight {
+            stats.live.set_in_flight(&in_flight);
         }
         MetricsResponse::Ok(PlainText(stats.render()))
     }
@@ -424,4 +413,36 @@ fn live_status(
         rate_limit_waits: live.rate_limit_waits.get(),
         in_flight: in_flight.map(|rows| rows.into_iter().collect()),
     }
+}
+
+/// The readiness checks, all at once (each gives up after one second).
+async fn readiness(ctx: &ApiContext) -> Readiness {
+    let (redis, postgres) = tokio::join!(within(ctx.probe.ping()), within(ctx.store.ping()));
+    let consumer = ctx
+        .stats
+        .since_last_read()
+        .is_some_and(|since| since <= ctx.read_freshness);
+    let exchange = ctx.live.as_ref().map(|desk| !desk.breaker().blocks());
+    let kill_switch = ctx.kill_switch.board().is_current();
+    let mut readiness = Readiness {
+        status: String::new(),
+        redis: redis.is_some(),
+        postgres: postgres.is_some(),
+        consumer,
+        exchange,
+        kill_switch,
+        failing: Vec::new(),
+    };
+    readiness.failing = readiness
+        .checks()
+        .filter(|(_, passes)| !passes)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    readiness.status = if readiness.failing.is_empty() {
+        "ready"
+    } else {
+        "unavailable"
+    }
+    .into();
+    readiness
 }

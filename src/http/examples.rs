@@ -25,6 +25,7 @@ impl Example for Readiness {
             postgres: false,
             consumer: true,
             exchange: None,
+            kill_switch: true,
             failing: vec!["postgres".into()],
         }
     }

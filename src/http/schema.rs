@@ -39,9 +39,27 @@ pub struct Readiness {
     /// (MEXC refused the key or signature); `null` in other modes.
     #[oai(nullable)]
     pub exchange: Option<bool>,
-    /// The parts that failed (`redis`, `postgres`, `consumer`, `exchange`);
-    /// empty when ready.
+    /// The kill-switch stream was read within the last 3 s (the halts in
+    /// force are known).
+    pub kill_switch: bool,
+    /// The parts that failed (`redis`, `postgres`, `consumer`, `exchange`,
+    /// `kill_switch`); empty when ready.
     pub failing: Vec<String>,
+}
+
+impl Readiness {
+    /// Each check by the name `failing` gives it, and whether it passes
+    /// (`exchange` passes outside live trading).
+    pub fn checks(&self) -> impl Iterator<Item = (&'static str, bool)> {
+        [
+            ("redis", self.redis),
+            ("postgres", self.postgres),
+            ("consumer", self.consumer),
+            ("exchange", self.exchange.unwrap_or(true)),
+            ("kill_switch", self.kill_switch),
+        ]
+        .into_iter()
+    }
 }
 
 /// Counters of this instance since it started.

@@ -1,9 +1,10 @@
 //! Counters of live trading: what was sent, what MEXC answered, what had to
 //! be reconciled, and whether sending is stopped.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::domain::OrderStatus;
+use crate::domain::lifecycle::IN_FLIGHT;
 
 #[derive(Debug, Clone)]
 pub struct LiveStats {
@@ -35,6 +36,11 @@ pub struct LiveStats {
     pub results: IntCounterVec,
     /// 1 while the circuit breaker stops sending on this replica.
     pub breaker_open: IntGauge,
+    /// Live orders in each state still watched (`UNKNOWN` among them), as
+    /// Postgres holds them at the last scrape: the same on every replica.
+    pub orders: IntGaugeVec,
+    /// `MEXC_MAX_ORDERS_PER_SEC`: the fleet-wide order budget per second.
+    pub max_orders_per_second: IntGauge,
 }
 
 impl LiveStats {
@@ -56,13 +62,24 @@ impl LiveStats {
                 .expect("unique counter");
             counter
         };
-        let breaker_open = IntGauge::new(
-            "execution_live_breaker_open",
-            "1 while a credentials error stops live sending on this replica",
+        let gauge = |name: &str, help: &str| {
+            let gauge =
+                IntGauge::new(format!("execution_live_{name}"), help).expect("valid gauge name");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique gauge");
+            gauge
+        };
+        let orders = IntGaugeVec::new(
+            Opts::new(
+                "execution_live_orders",
+                "Live orders in each state still watched, as stored (UNKNOWN needs a person)",
+            ),
+            &["status"],
         )
         .expect("valid gauge name");
         registry
-            .register(Box::new(breaker_open.clone()))
+            .register(Box::new(orders.clone()))
             .expect("unique gauge");
         LiveStats {
             sent: counter("orders_sent_total", "Order requests sent to MEXC"),
@@ -101,12 +118,42 @@ impl LiveStats {
                 "rate_limit_waits_total",
                 "Waits for the fleet-wide request budget or MEXC's Retry-After",
             ),
-            results: counter_vec(
-                "results_total",
-                "Results published with a live-only status",
-                "status",
+            results: {
+                let results = counter_vec(
+                    "results_total",
+                    "Results published with a live-only status",
+                    "status",
+                );
+                // Every status from zero, so a rate over it exists at once.
+                for status in [
+                    OrderStatus::PartiallyFilled,
+                    OrderStatus::Canceled,
+                    OrderStatus::Unknown,
+                ] {
+                    results.with_label_values(&[status.as_str()]);
+                }
+                results
+            },
+            breaker_open: gauge(
+                "breaker_open",
+                "1 while a credentials error stops live sending on this replica",
             ),
-            breaker_open,
+            orders,
+            max_orders_per_second: gauge(
+                "max_orders_per_second",
+                "MEXC_MAX_ORDERS_PER_SEC: the fleet-wide budget of order requests per second",
+            ),
+        }
+    }
+
+    /// The live orders still watched, by status (states absent count 0).
+    pub fn set_in_flight(&self, counts: &[(String, i64)]) {
+        for status in IN_FLIGHT {
+            let n = counts
+                .iter()
+                .find(|(name, _)| name == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.orders.with_label_values(&[status.as_str()]).set(n);
         }
     }
 

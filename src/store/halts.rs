@@ -88,25 +88,9 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Every halt in force, oldest first. A row whose scope this version
-    /// cannot read (set by hand, or by a newer version) halts everything:
-    /// a halt is never ignored for being misunderstood.
+    /// Every halt in force, oldest first (see [`halts_in_force`]).
     pub async fn active_halts(&self) -> Result<Vec<Halt>, DbErr> {
-        let rows = self.active_halt_rows().await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                halt_of(row).unwrap_or_else(|| {
-                    tracing::error!(halt = row.id, scope = %row.scope, target = ?row.target,
-                        "a halt in force has a scope this version cannot read; it halts everything");
-                    Halt {
-                        id: row.id,
-                        scope: HaltScope::All,
-                        reason: format!("{} (unreadable scope {:?})", row.reason, row.scope),
-                    }
-                })
-            })
-            .collect())
+        Ok(halts_in_force(&self.active_halt_rows().await?))
     }
 
     /// The rows of the halts in force, oldest first.
@@ -251,4 +235,23 @@ fn stream_position(entry_id: &str) -> (Option<i64>, Option<i64>) {
         Some((Ok(ms), Ok(seq))) => (Some(ms), Some(seq)),
         _ => (None, None),
     }
+}
+
+/// The halts of rows in force. A row whose scope this version cannot read
+/// (set by hand, or by a newer version) halts everything: a halt is never
+/// ignored for being misunderstood.
+pub fn halts_in_force(rows: &[halts::Model]) -> Vec<Halt> {
+    rows.iter()
+        .map(|row| {
+            halt_of(row).unwrap_or_else(|| {
+                tracing::error!(halt = row.id, scope = %row.scope, target = ?row.target,
+                    "a halt in force has a scope this version cannot read; it halts everything");
+                Halt {
+                    id: row.id,
+                    scope: HaltScope::All,
+                    reason: format!("{} (unreadable scope {:?})", row.reason, row.scope),
+                }
+            })
+        })
+        .collect()
 }

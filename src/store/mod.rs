@@ -25,7 +25,7 @@ use sea_orm::sqlx::{ConnectOptions as _, PgPool};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, TransactionTrait};
 
 pub use batch::{BatchTx, Written};
-pub use halts::{EntryOutcome, halt_of};
+pub use halts::{EntryOutcome, halt_of, halts_in_force};
 pub use live::{Lease, LiveClaim, LiveUpdate};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{

@@ -114,9 +114,15 @@ impl BatchPlan {
                     if let Some(traceparent) = forwarded_traceparent(entry) {
                         rejection.traceparent = Some(traceparent);
                     }
+                    let id_fits = fits_column(&rejection.order_id, MAX_ID_LEN);
                     if !rejection.fits_columns {
+                        let kept = if id_fits {
+                            "its row keeps them in raw_message"
+                        } else {
+                            "the order_id itself is too long to key a row: this letter is the only record"
+                        };
                         let reason = format!(
-                            "rejected, with values that fit no column of the orders table (its row keeps them in raw_message): {}",
+                            "rejected, with values that fit no column of the orders table ({kept}): {}",
                             rejection.reason
                         );
                         let order_id = Some(rejection.order_id.clone());
@@ -124,9 +130,7 @@ impl BatchPlan {
                     }
                     // The id keeps this outcome: a row even when some value
                     // did not fit (the row then keeps the raw fields).
-                    if fits_column(&rejection.order_id, MAX_ID_LEN)
-                        && seen.insert(rejection.order_id.clone())
-                    {
+                    if id_fits && seen.insert(rejection.order_id.clone()) {
                         plan.rows.push(store::rejected_row(&rejection, mode, now));
                     }
                     Disposition::Rejected {

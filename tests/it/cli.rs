@@ -202,6 +202,65 @@ async fn dead_letters_can_be_listed_shown_requeued_and_purged() {
 }
 
 #[tokio::test]
+async fn requeue_all_moves_every_letter_back_across_pages() {
+    let env = TestEnv::new().await;
+    // More letters than one page of reads (500), written as the service
+    // writes them: the original fields beside `dlq_` ones.
+    let letters = 1_234;
+    let mut pipe = redis::pipe();
+    for n in 0..letters {
+        pipe.cmd("XADD")
+            .arg(env.var("DLQ_STREAM"))
+            .arg("*")
+            .arg("payload")
+            .arg(crate::helpers::order_json(
+                &format!("letter-{n}"),
+                "1",
+                "10",
+            ))
+            .arg("dlq_reason")
+            .arg("a test letter")
+            .ignore();
+    }
+    let mut conn = env.redis.clone();
+    let () = pipe.query_async(&mut conn).await.expect("XADD letters");
+
+    let output = binary(&env)
+        .args(["dlq", "requeue", "--all"])
+        .env("LOG_LEVEL", "info")
+        .env("LOG_FORMAT", "text")
+        .output()
+        .await
+        .expect("dlq requeue --all");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.starts_with("requeued "))
+            .count(),
+        letters
+    );
+    assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
+    // Logs into a pipe are plain text: no colour codes.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("dead letters requeued"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    let requeued = env.stream("ORDERS_STREAM").await;
+    assert_eq!(requeued.len(), letters);
+    assert!(
+        requeued
+            .iter()
+            .all(|entry| !entry.contains_key("dlq_reason"))
+    );
+    assert!(requeued[letters - 1]["payload"].contains(&format!("letter-{}", letters - 1)));
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn publish_can_send_a_whole_json_order_straight_onto_the_stream() {
     let env = TestEnv::new().await;
     let app = env.spawn("replica-a", &[("SHIM_ENABLED", "false")]).await;
@@ -228,6 +287,43 @@ async fn publish_can_send_a_whole_json_order_straight_onto_the_stream() {
     assert_eq!(printed["order_id"], "cli-json");
     assert_eq!(printed["status"], "FILLED");
     assert_eq!(env.stream_len("ORDERS_STREAM").await, 1);
+
+    // A numeric order_id is the order's id, not replaced by a generated one.
+    let numeric =
+        r#"{"order_id":424242,"symbol":"BTCUSDT","side":"BUY","quantity":"0.001","price":"50000"}"#;
+    let output = binary(&env)
+        .args(["publish", "--via", "stream", "--json", numeric])
+        .args(["--timeout", "20"])
+        .output()
+        .await
+        .expect("run publish");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(printed["order_id"], "424242");
+    assert_eq!(printed["status"], "FILLED");
+    // One that no result could come for is refused before anything is sent.
+    let output = binary(&env)
+        .args([
+            "publish",
+            "--via",
+            "stream",
+            "--json",
+            r#"{"order_id":true}"#,
+        ])
+        .output()
+        .await
+        .expect("run publish");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("neither a string nor a number"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(env.stream_len("ORDERS_STREAM").await, 2);
     app.stop().await;
     env.cleanup().await;
 }

@@ -538,10 +538,7 @@ pub fn service_command(vars: &HashMap<String, String>) -> tokio::process::Comman
 }
 
 /// A TCP port nothing listens on right now.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
+pub use execution_service::local::free_port;
 
 /// The order ids a results subscription carries, up to and including
 /// `last`, each arriving within the deadline.

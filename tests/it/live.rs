@@ -15,7 +15,7 @@ mod lies;
 /// Settings of a replica sending real orders to `fake`, quick to decide:
 /// a one-second recvWindow, the shortest absence grace, frequent reconciler
 /// rounds. The namespace (and so the request budget) is the test's own.
-fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
+pub(crate) fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
     [
         ("SHIM_ENABLED", "false"),
         ("TRADING_MODE", "live"),
@@ -42,7 +42,12 @@ fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)> {
     .collect()
 }
 
-async fn spawn_live(env: &TestEnv, fake: &FakeMexc, name: &str, extra: &[(&str, &str)]) -> Running {
+pub(crate) async fn spawn_live(
+    env: &TestEnv,
+    fake: &FakeMexc,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Running {
     let mut vars = live_vars(env, fake);
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -54,7 +59,7 @@ fn exchange_id(env: &TestEnv, order_id: &str) -> String {
     client_order_id(&env.var("CONSUMER_GROUP"), order_id)
 }
 
-fn limit_order(order_id: &str, quantity: &str, price: &str) -> String {
+pub(crate) fn limit_order(order_id: &str, quantity: &str, price: &str) -> String {
     serde_json::json!({
         "order_id": order_id, "symbol": "BTC/USDT", "side": "BUY",
         "order_type": "LIMIT", "quantity": quantity, "price": price,
@@ -70,7 +75,11 @@ fn market_order(order_id: &str, quantity: &str) -> String {
 }
 
 /// Waits for a result of `order_id` with `status`; returns it.
-async fn wait_for_status(env: &TestEnv, order_id: &str, status: &str) -> HashMap<String, String> {
+pub(crate) async fn wait_for_status(
+    env: &TestEnv,
+    order_id: &str,
+    status: &str,
+) -> HashMap<String, String> {
     env.wait_until(&format!("{order_id} is announced {status}"), || async {
         env.results_for(order_id)
             .await

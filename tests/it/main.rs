@@ -5,6 +5,7 @@ mod fake_mexc;
 mod helpers;
 mod proxy;
 mod services;
+mod skips;
 
 mod api;
 mod bytes;
@@ -19,8 +20,10 @@ mod identity;
 mod keys;
 mod live;
 mod live_store;
+mod local_services;
 mod malformed;
 mod mexc;
+mod operating;
 mod rate_limit;
 mod redis_memory;
 mod replicas;

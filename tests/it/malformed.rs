@@ -185,3 +185,33 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     app.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_id_too_long_for_a_row_is_answered_and_its_letter_says_it_is_the_only_record() {
+    let env = TestEnv::new().await;
+    let app = env.spawn("replica-a", &[]).await;
+    let id = "L".repeat(300);
+    env.publish(&[order_json(&id, "1", "10")]).await;
+    env.wait_until("the letter is written", || async {
+        env.stream_len("DLQ_STREAM").await == 1
+    })
+    .await;
+    let letters = env.stream("DLQ_STREAM").await;
+    let results = env.wait_for_results(1).await;
+    assert_eq!(results[0]["order_id"], id);
+    assert_eq!(results[0]["status"], "REJECTED");
+    assert!(
+        results[0]["error_message"].contains("order_id"),
+        "{:?}",
+        results[0]["error_message"]
+    );
+    assert_eq!(letters[0]["dlq_order_id"], id);
+    assert!(
+        letters[0]["dlq_reason"].contains("this letter is the only record"),
+        "{:?}",
+        letters[0]["dlq_reason"]
+    );
+    assert_eq!(env.count("SELECT count(*) FROM orders").await, 0);
+    app.stop().await;
+    env.cleanup().await;
+}

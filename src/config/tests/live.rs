@@ -13,6 +13,7 @@ fn mexc_settings_default_to_the_real_api_and_are_range_checked() {
     let s = settings(&[
         ("MEXC_BASE_URL", "http://127.0.0.1:4100/"),
         ("MEXC_TIMEOUT_MS", "60000"),
+        ("LIVE_LEASE_SECS", "240"),
         ("MEXC_RECV_WINDOW_MS", "59999"),
         ("PAPER_PRICE_SOURCE", "MEXC"),
     ])
@@ -270,6 +271,14 @@ fn the_live_path_settings_have_defaults_ranges_and_a_lease_that_outlives_request
     );
     forgetful.push(("LIVE_WATCH_NOT_PLACED_SECS", "3600"));
     assert!(settings(&forgetful).is_ok());
-    // A dry run does not hold leases: no such relation.
-    assert!(settings(&[("LIVE_LEASE_SECS", "5"), ("MEXC_TIMEOUT_MS", "60000")]).is_ok());
+    // Every mode holds the same rules: a setting that would stop live
+    // trading stops a paper run too.
+    let err = settings(&[("LIVE_LEASE_SECS", "5"), ("MEXC_TIMEOUT_MS", "60000")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("LIVE_LEASE_SECS"), "{err}");
+    let err = settings(&[("RESULT_DEDUP_SECS", "86400")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("RESULT_DEDUP_SECS"), "{err}");
 }
