@@ -290,6 +290,46 @@ fn the_kubernetes_manifests_are_valid_for_a_current_kubernetes() {
         grace > 30,
         "shorter than a batch's last try (BATCH_TIMEOUT_SECS, 30 s)"
     );
+    // The settings the pod gets are settings the service accepts: the
+    // ConfigMap's, then the container's own, secrets as files.
+    let configmap: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{dir}/configmap.yaml")).unwrap())
+            .unwrap();
+    let mut vars: std::collections::HashMap<String, String> = configmap["data"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let secrets = std::env::temp_dir().join(format!("execution-it-k8s-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&secrets).unwrap();
+    for var in container["env"].as_sequence().unwrap() {
+        let name = var["name"].as_str().unwrap().to_owned();
+        let value = match var["value"].as_str() {
+            // From the pod: its name.
+            None => "execution-service-7d9f-abcde".to_owned(),
+            Some(_) if name.ends_with("_FILE") => {
+                let file = secrets.join(&name);
+                std::fs::write(&file, "a-secret-of-16-or-more-characters\n").unwrap();
+                file.display().to_string()
+            }
+            Some(value) => value.to_owned(),
+        };
+        vars.insert(name, value);
+    }
+    let settings = execution_service::config::Settings::from_lookup(|name| vars.get(name).cloned());
+    let _ = std::fs::remove_dir_all(&secrets);
+    let settings = settings.unwrap_or_else(|err| panic!("the manifests' settings: {err}"));
+    assert_eq!(
+        settings.streams.topology.consumer,
+        "execution-service-7d9f-abcde"
+    );
+    assert!(settings.local.redis_named && settings.local.postgres_named);
 
     let files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
