@@ -15,9 +15,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::bus::Topology;
-use crate::domain::{TradingMode, parse_amount};
-use crate::worker::WorkerOptions;
+use crate::domain::parse_amount;
 
 mod checks;
 mod env;
@@ -88,8 +86,8 @@ pub struct HttpSettings {
 /// Names of the channels, streams and consumer group, and how they are read.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
-    pub topology: Topology,
-    pub worker: WorkerOptions,
+    pub topology: TopologySettings,
+    pub worker: WorkerSettings,
     pub shutdown_stream: String,
     /// Whether this replica mirrors the orders channel into the stream.
     pub shim_enabled: bool,
@@ -97,9 +95,75 @@ pub struct StreamSettings {
     pub trim_interval: Duration,
 }
 
+/// The channels, streams and group (`ORDERS_CHANNEL`, ..., `CONSUMER_NAME`)
+/// and the limits on what travels through them; the bus's `Topology`.
+#[derive(Debug, Clone)]
+pub struct TopologySettings {
+    pub orders_channel: String,
+    pub results_channel: String,
+    pub orders_stream: String,
+    pub results_stream: String,
+    /// `FILLS_STREAM`; none when set empty.
+    pub fills_stream: Option<String>,
+    pub dlq_stream: String,
+    pub group: String,
+    pub consumer: String,
+    /// `STREAM_MAXLEN`.
+    pub stream_maxlen: u64,
+    /// `DEDUP_WINDOW_MS`, at most `DEDUP_TTL_SECS` × 1000.
+    pub dedup_window_ms: u64,
+    /// `MAX_MESSAGE_BYTES`.
+    pub max_message_bytes: usize,
+    /// `RESULT_DEDUP_SECS`.
+    pub announced_ttl_secs: u64,
+}
+
+/// How the worker reads and processes the orders stream; the worker's
+/// `WorkerOptions`.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `BATCH_SIZE`.
+    pub batch_size: usize,
+    /// `READ_BLOCK_MS`.
+    pub block_ms: u64,
+    /// `CLAIM_IDLE_MS`.
+    pub claim_idle_ms: u64,
+    /// `CLAIM_INTERVAL_MS`.
+    pub claim_interval_ms: u64,
+    /// `MAX_DELIVERIES`.
+    pub max_deliveries: u64,
+    /// `WORKER_CONCURRENCY`.
+    pub concurrency: usize,
+    /// `BATCH_TIMEOUT_SECS`.
+    pub batch_timeout: Duration,
+    /// `ORDER_MAX_AGE_SECS`; none when 0.
+    pub max_order_age: Option<Duration>,
+    /// `ORDER_MAX_FUTURE_SECS`.
+    pub max_order_future: Duration,
+}
+
+/// `TRADING_MODE`: how orders are executed. A dry run is `Live` with
+/// `DRY_RUN=true`, not a mode of its own (results still say `dry_run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Paper,
+    Mock,
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Paper => "paper",
+            Mode::Mock => "mock",
+            Mode::Live => "live",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TradingSettings {
-    pub mode: TradingMode,
+    pub mode: Mode,
     pub dry_run: bool,
     pub paper_fee_rate: Decimal,
     /// Prices a MARKET order without a price fills at in paper mode, by
@@ -206,7 +270,7 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
         std::process::id()
     );
     StreamSettings {
-        topology: Topology {
+        topology: TopologySettings {
             orders_channel: env.text("ORDERS_CHANNEL", "orders"),
             results_channel: env.text("RESULTS_CHANNEL", "order_results"),
             orders_stream: env.text("ORDERS_STREAM", "stream.orders"),
@@ -226,7 +290,7 @@ fn stream_settings(env: &mut Env<'_>) -> StreamSettings {
             // watched, so its result is never announced twice.
             announced_ttl_secs: env.ranged("RESULT_DEDUP_SECS", 172_800, 60..=31_536_000),
         },
-        worker: WorkerOptions {
+        worker: WorkerSettings {
             batch_size: env.ranged("BATCH_SIZE", 500, 1..=2000),
             // Redis treats 0 as "block forever"; the pool gives up on any
             // command after 5 s, so a read must return well before that.
@@ -389,12 +453,12 @@ fn admin_token(env: &mut Env<'_>) -> Option<SecretString> {
 
 fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
     let mode_text = env.text("TRADING_MODE", "paper");
-    // A dry run is live with DRY_RUN=true, not a mode of its own.
-    let mode = TradingMode::parse(&mode_text)
-        .filter(|mode| *mode != TradingMode::DryRun)
+    let mode = [Mode::Paper, Mode::Mock, Mode::Live]
+        .into_iter()
+        .find(|mode| mode.as_str().eq_ignore_ascii_case(mode_text.trim()))
         .unwrap_or_else(|| {
             env.invalid("TRADING_MODE", &mode_text, "paper, mock or live");
-            TradingMode::Paper
+            Mode::Paper
         });
     // A fee of a tenth of the notional is already far beyond any venue's.
     let paper_fee_rate = env.amount_in(
@@ -409,7 +473,7 @@ fn trading_settings(env: &mut Env<'_>) -> TradingSettings {
     let paper_price_source = mexc::paper_price_source(env);
     // A default table would stand in for MEXC's prices, or for an
     // operator's, as if it were either.
-    let defaults = mode != TradingMode::Live && paper_price_source == PaperPriceSource::Reference;
+    let defaults = mode != Mode::Live && paper_price_source == PaperPriceSource::Reference;
     TradingSettings {
         mode,
         dry_run: env.flag("DRY_RUN", true),

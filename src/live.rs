@@ -43,7 +43,7 @@ use crate::stats::Stats;
 use crate::store::entity::orders;
 use crate::store::{Lease, LiveUpdate, NewTrade, Store};
 
-pub use breaker::{Breaker, BreakerState};
+pub use breaker::{Breaker, BreakerState, BreakerView};
 pub use state::{is_news, poll_delay, status_for, update_for};
 
 /// Rules older than this are read again before an order is refused on them.
@@ -84,8 +84,6 @@ pub struct LiveOptions {
     /// `LIVE_MAX_SEND_ATTEMPTS`: requests for one order at most (the
     /// first, a retry after a refused timestamp, re-sends).
     pub max_send_attempts: i32,
-    /// The longest pause between two lookups of an open order.
-    pub max_poll_interval: Duration,
     /// `LIVE_CLIENT_ID_NAMESPACE`.
     pub namespace: String,
     /// `SYMBOL_ALLOWLIST`, `MAX_ORDER_NOTIONAL`.
@@ -182,7 +180,7 @@ pub struct LiveDesk {
     replica: String,
     claims: AtomicU64,
     options: LiveOptions,
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
     /// The halts in force: open orders they cover are cancelled.
     halts: HaltBoard,
     stats: Arc<Stats>,
@@ -213,7 +211,10 @@ impl LiveDesk {
         LiveDesk {
             rules: RuleCache::new(client.clone()),
             prices: TickerPrices::new(client.clone()),
-            breaker: Breaker::new(BREAKER_COOLDOWN, stats.live.breaker_open.clone()),
+            breaker: Arc::new(Breaker::new(
+                BREAKER_COOLDOWN,
+                stats.live.breaker_open.clone(),
+            )),
             client,
             store,
             limiter,
@@ -233,6 +234,11 @@ impl LiveDesk {
 
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
+    }
+
+    /// The breaker as the HTTP API reads it.
+    pub fn breaker_view(&self) -> BreakerView {
+        self.breaker.view()
     }
 
     pub fn options(&self) -> &LiveOptions {
@@ -257,7 +263,7 @@ impl LiveDesk {
     }
 
     fn poll_in(&self, row: &orders::Model) -> Duration {
-        poll_delay(self.since_sent(row), self.options.max_poll_interval)
+        poll_delay(self.since_sent(row), state::MAX_POLL_INTERVAL)
     }
 
     /// Whether the order's last request is past MEXC's `timestamp +

@@ -9,7 +9,7 @@
 
 mod consume;
 mod decided;
-mod lease;
+mod in_flight;
 mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +31,7 @@ use crate::stats::Stats;
 use crate::store::entity::orders;
 use crate::store::{self, NewTrade, Store};
 
-pub use lease::Leases;
+pub use in_flight::InFlight;
 use plan::{BatchPlan, Limits};
 
 /// Live orders of one batch handled at the same time.
@@ -105,7 +105,7 @@ pub struct Worker {
     pub executor: Arc<dyn Executor>,
     pub options: WorkerOptions,
     pub stats: Arc<Stats>,
-    pub leases: Leases,
+    pub in_flight: InFlight,
     /// The trading halts in force.
     pub halts: HaltBoard,
     /// Real orders: they take the live path after their rows are stored.
@@ -169,7 +169,7 @@ impl Worker {
         plan: &BatchPlan,
         spans: &HashMap<String, tracing::Span>,
     ) -> Outcome {
-        if let Some(reason) = plan.stale_reason(&order.order_id) {
+        if let Some(reason) = plan.held_back_reason(&order.order_id) {
             return Outcome::Rejected(reason.to_owned());
         }
         let parent = spans
@@ -218,7 +218,7 @@ impl Worker {
                 // live path may touch it (stale or halted, it is still
                 // looked up, never overwritten).
                 self.live.is_some()
-                    && (plan.stale_reason(&order.order_id).is_none()
+                    && (plan.held_back_reason(&order.order_id).is_none()
                         || stored
                             .get(&order.order_id)
                             .is_some_and(|row| row.status != OrderStatus::Pending))
@@ -239,7 +239,7 @@ impl Worker {
         // Counted once committed: a retry finds these rows finished.
         let executed = to_execute
             .iter()
-            .filter(|o| plan.stale_reason(&o.order_id).is_none())
+            .filter(|o| plan.held_back_reason(&o.order_id).is_none())
             .count();
         let halted = to_execute
             .iter()

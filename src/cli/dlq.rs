@@ -37,7 +37,7 @@ pub enum Action {
 
 pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode> {
     let pool = bus::pool(settings.redis.url.expose_secret(), 2)?;
-    let letters = DeadLetters::new(pool, settings.streams.topology.clone());
+    let letters = DeadLetters::new(pool, crate::app::topology(&settings.streams.topology));
     match action {
         Action::List { limit } => {
             let now = chrono::Utc::now().timestamp();

@@ -2,8 +2,7 @@
 //! number: the rules between settings, and the log filter.
 
 use super::env::Env;
-use super::{PaperPriceSource, Settings};
-use crate::domain::TradingMode;
+use super::{Mode, PaperPriceSource, Settings};
 
 /// Rules between settings, each checked once both sides are valid.
 ///
@@ -29,7 +28,7 @@ use crate::domain::TradingMode;
 /// - `PAPER_PRICE_SOURCE=mexc` only with `TRADING_MODE=paper`: no other
 ///   mode reads it, and a setting that silently does nothing misleads.
 pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
-    let live = settings.trading.mode == TradingMode::Live;
+    let live = settings.trading.mode == Mode::Live;
     let missing =
         super::mexc::missing_for_real_orders(&settings.mexc, live, settings.trading.dry_run);
     if env.all_valid(&["TRADING_MODE", "DRY_RUN"]) && !missing.is_empty() {
@@ -44,7 +43,7 @@ pub(super) fn relations(env: &mut Env<'_>, settings: &Settings) {
     }
     if env.all_valid(&["PAPER_PRICE_SOURCE", "TRADING_MODE"])
         && settings.trading.paper_price_source == PaperPriceSource::Mexc
-        && settings.trading.mode != TradingMode::Paper
+        && settings.trading.mode != Mode::Paper
     {
         env.invalid(
             "PAPER_PRICE_SOURCE",
@@ -159,7 +158,8 @@ pub(super) fn log_filter(env: &mut Env<'_>) -> String {
 /// kill-switch entry). Each clash is refused naming both settings.
 fn distinct_names(env: &mut Env<'_>, settings: &Settings) {
     let topology = &settings.streams.topology;
-    let failures = topology.failures_key();
+    // The bus's failure notes key (`Topology::failures_key`).
+    let failures = format!("{}:failures", topology.orders_stream);
     let mut keys: Vec<(&str, &str)> = vec![
         ("ORDERS_STREAM", &topology.orders_stream),
         ("RESULTS_STREAM", &topology.results_stream),

@@ -21,7 +21,7 @@ fn defaults_point_at_localhost_and_the_fixed_names() {
     assert_eq!(s.http.port, 8003);
     assert_eq!(s.streams.topology.orders_stream, "stream.orders");
     assert_eq!(s.streams.topology.group, "execution");
-    assert_eq!(s.trading.mode, TradingMode::Paper);
+    assert_eq!(s.trading.mode, Mode::Paper);
     assert!(s.trading.dry_run);
     assert_eq!(s.trading.paper_fee_rate, Decimal::new(1, 3));
 }

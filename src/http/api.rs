@@ -170,7 +170,7 @@ impl Api {
             within(ctx.probe.ping()),
             within(ctx.store.ping()),
             async {
-                match ctx.live {
+                match ctx.breaker {
                     Some(_) => within(ctx.store.live_in_flight()).await,
                     None => None,
                 }
@@ -217,9 +217,9 @@ impl Api {
                 .map(ActiveHalt::from)
                 .collect(),
             live: ctx
-                .live
+                .breaker
                 .as_ref()
-                .map(|desk| live_status(desk, stats, in_flight)),
+                .map(|breaker| live_status(breaker, stats, in_flight)),
         }))
     }
 
@@ -236,7 +236,7 @@ impl Api {
         // All three at once: the answer takes at most one timeout.
         let (stream, ready, in_flight) =
             tokio::join!(within(ctx.probe.stream_stats()), readiness(ctx), async {
-                match ctx.live {
+                match ctx.breaker {
                     Some(_) => within(ctx.store.live_in_flight()).await,
                     None => None,
                 }
@@ -392,16 +392,16 @@ fn default_limit() -> u64 {
 
 /// The live part of `/status`.
 fn live_status(
-    desk: &crate::live::LiveDesk,
+    breaker: &crate::live::BreakerView,
     stats: &crate::stats::Stats,
     in_flight: Option<Vec<(String, i64)>>,
 ) -> LiveStatus {
     let live = &stats.live;
-    let breaker = desk.breaker().state();
+    let state = breaker.state();
     LiveStatus {
-        breaker_open: desk.breaker().blocks(),
-        breaker_reason: breaker.as_ref().map(|b| b.reason.clone()),
-        breaker_since: breaker.map(|b| b.since.to_rfc3339()),
+        breaker_open: breaker.blocks(),
+        breaker_reason: state.as_ref().map(|b| b.reason.clone()),
+        breaker_since: state.map(|b| b.since.to_rfc3339()),
         sent: live.sent.get(),
         accepted: live.accepted.get(),
         rejected: live.rejected_total(),
@@ -422,7 +422,7 @@ async fn readiness(ctx: &ApiContext) -> Readiness {
         .stats
         .since_last_read()
         .is_some_and(|since| since <= ctx.read_freshness);
-    let exchange = ctx.live.as_ref().map(|desk| !desk.breaker().blocks());
+    let exchange = ctx.breaker.as_ref().map(|breaker| !breaker.blocks());
     let kill_switch = ctx.kill_switch.board().is_current();
     let mut readiness = Readiness {
         status: String::new(),

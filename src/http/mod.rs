@@ -51,8 +51,9 @@ pub struct ApiContext {
     pub kill_switch: KillSwitch,
     /// The bearer token of the write endpoints of `/halts`.
     pub admin_token: Option<SecretString>,
-    /// The live path, when real orders are enabled.
-    pub live: Option<Arc<crate::live::LiveDesk>>,
+    /// The live path's circuit breaker, when real orders are enabled (its
+    /// counters are in `stats`).
+    pub breaker: Option<crate::live::BreakerView>,
 }
 
 impl ApiContext {
@@ -94,7 +95,7 @@ pub async fn spec() -> anyhow::Result<String> {
         started: Instant::now(),
         read_freshness: Duration::ZERO,
         kill_switch,
-        live: None,
+        breaker: None,
         admin_token: None,
     };
     Ok(service(ctx).spec())

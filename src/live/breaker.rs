@@ -3,7 +3,7 @@
 //! another replica) instead of failing order after order. After a cool-down
 //! the next order is tried; success closes it, another refusal re-opens it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +30,27 @@ pub struct BreakerState {
     pub since: DateTime<Utc>,
 }
 
+/// What the HTTP API may know of a breaker: whether it stops sending, and
+/// why. It can neither trip nor close it.
+#[derive(Debug, Clone)]
+pub struct BreakerView(Arc<Breaker>);
+
+impl BreakerView {
+    pub fn blocks(&self) -> bool {
+        self.0.blocks()
+    }
+
+    pub fn state(&self) -> Option<BreakerState> {
+        self.0.state()
+    }
+}
+
 impl Breaker {
+    /// A read-only view of this breaker.
+    pub fn view(self: &Arc<Self>) -> BreakerView {
+        BreakerView(self.clone())
+    }
+
     pub fn new(cooldown: Duration, gauge: IntGauge) -> Self {
         Breaker {
             cooldown,

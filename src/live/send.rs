@@ -1,7 +1,7 @@
 //! Sending one order: the stamp committed before the request, the
 //! fleet-wide budget, the request, and what MEXC's answer leads to.
 
-use super::{Handled, LiveDesk, LiveError, Origin, Slot};
+use super::{Handled, LiveDesk, LiveError, Origin, Slot, state};
 use crate::domain::Order;
 use crate::domain::lifecycle::Observation;
 use crate::execution::mexc::{MexcError, NewOrder};
@@ -42,7 +42,10 @@ impl LiveDesk {
             return self.unsendable(&row, lease).await;
         };
         let order = NewOrder::for_order(order, client_order_id);
-        for attempt in 0..2 {
+        // A second attempt only after a refused timestamp; every other
+        // answer returns.
+        let mut attempt = 0;
+        loop {
             let (sending, stamped) = match self.slot(&row.order_id, lease).await? {
                 Slot::Ready(sending, stamped) => (*sending, stamped),
                 Slot::Unsent(err) => return self.unsent(&row, lease, origin, &err).await,
@@ -87,6 +90,7 @@ impl LiveDesk {
                 }
                 Err(MexcError::TimeOutsideWindow { .. }) if attempt == 0 => {
                     tracing::warn!(order_id = %row.order_id, "timestamp outside recvWindow; clock measured again, retrying once");
+                    attempt += 1;
                 }
                 Err(err) if origin == Origin::Reconciler => {
                     // A re-send refused, for whatever reason (a balance the
@@ -139,7 +143,6 @@ impl LiveDesk {
                 }
             }
         }
-        unreachable!("the second attempt always returns")
     }
 
     /// Takes in what MEXC's refusal of a request means beyond the order:
@@ -265,7 +268,7 @@ impl LiveDesk {
                 Ok(Handled::hold())
             }
             Origin::Reconciler => self
-                .poll_later(row, lease, self.options.max_poll_interval, None, 0)
+                .poll_later(row, lease, state::MAX_POLL_INTERVAL, None, 0)
                 .await
                 .map(Handled::recorded),
         }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::domain::OrderStatus;
 use crate::domain::lifecycle::Observation;
+use crate::domain::{Fill, OrderStatus};
 use crate::execution::mexc::{ExchangeStatus, OrderState, Trade};
 use crate::store::entity::orders;
-use crate::store::{LiveUpdate, NewTrade};
+use crate::store::{LiveUpdate, NewTrade, TradeParty};
 
 /// The service's status for MEXC's; `None` for a status MEXC may add
 /// later (the order keeps its own and is polled again).
@@ -52,24 +52,25 @@ pub fn update_for(
         *fees.entry(asset).or_default() += trade.commission;
     }
     let exchange_order_id = state.order_id.0.clone();
+    let party = TradeParty::of_row(row);
     let fills = own
         .iter()
-        .map(|trade| NewTrade {
-            trade_id: format!("mexc-{}", trade.id),
-            order_id: row.order_id.clone(),
-            symbol: row.symbol.clone().unwrap_or_default(),
-            side: row.side.clone().unwrap_or_default(),
-            price: trade.price,
-            quantity: trade.qty,
-            fee: trade.commission,
-            mode: row.mode.clone(),
-            exchange_order_id: Some(exchange_order_id.clone()),
-            executed_at: trade
+        .map(|trade| {
+            let fill = Fill {
+                quantity: trade.qty,
+                price: trade.price,
+                fee: trade.commission,
+                exchange_order_id: Some(exchange_order_id.clone()),
+            };
+            let executed_at = trade
                 .time
                 .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|at| at.fixed_offset())
-                .unwrap_or(row.updated_at),
-            fee_asset: trade.commission_asset.clone(),
+                .map_or(row.updated_at, |at| at.fixed_offset());
+            party.at(executed_at).trade_with_id(
+                format!("mexc-{}", trade.id),
+                &fill,
+                trade.commission_asset.clone(),
+            )
         })
         .collect();
     let update = LiveUpdate {
@@ -106,14 +107,16 @@ pub fn is_news(before: &orders::Model, after: &orders::Model) -> bool {
     announced && (before.status != after.status || before.filled_quantity != after.filled_quantity)
 }
 
-/// How long until an order in flight is looked up again: soon after it was
-/// sent, less often as it ages (a resting LIMIT order), never more than
-/// `ceiling` apart.
+/// The longest pause between two lookups of an order in flight.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest pause between two lookups.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long until an order is looked up again: soon after it was sent,
+/// less often as it ages (a resting LIMIT order), never more than
+/// `ceiling` apart ([`MAX_POLL_INTERVAL`] for an order in flight).
 pub fn poll_delay(since_sent: Duration, ceiling: Duration) -> Duration {
-    (since_sent / 4).clamp(
-        Duration::from_millis(250),
-        ceiling.max(Duration::from_millis(250)),
-    )
+    (since_sent / 4).clamp(MIN_POLL_INTERVAL, ceiling.max(MIN_POLL_INTERVAL))
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
-use crate::domain::TradingMode;
+use crate::config::{Mode, Settings};
 
 /// How long the defaults may take to answer before they count as absent.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -76,7 +75,7 @@ pub async fn use_private_services(settings: &mut Settings, may_start: bool) -> a
         (true, false) => "Redis (127.0.0.1:6379)",
         _ => "PostgreSQL (127.0.0.1:5432, user claire_user, no password)",
     };
-    if settings.trading.mode == TradingMode::Live {
+    if settings.trading.mode == Mode::Live {
         anyhow::bail!(
             "{missing} did not serve, and live trading never starts private servers: \
              set REDIS_URL and DATABASE_URL (or their _FILE) to the deployment's own"

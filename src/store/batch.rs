@@ -19,50 +19,68 @@ use super::entity::orders;
 use super::rows::{NewOrder, NewTrade};
 use super::writers::{Writer, Writers, terminate_backend};
 
-const UPSERT_ORDERS: &str = r#"
-INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
-                    client_id, strategy_id, bot_id, mode, reject_reason, attempts, order_timestamp,
-                    created_at, updated_at, raw_message)
-SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fee,
-       client_id, strategy_id, bot_id, mode, reject_reason, 1, order_timestamp, created_at, created_at,
-       raw_message
-FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text, quantity numeric,
-     price numeric, status text, filled_quantity numeric, fee numeric, client_id text, strategy_id text,
-     bot_id text, mode text, reject_reason text, order_timestamp timestamptz, created_at timestamptz,
-     raw_message text)
-ORDER BY order_id COLLATE "C"
-ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1
-RETURNING *
-"#;
+/// One statement inserts orders from a JSON array of [`NewOrder`] (the
+/// parameter named), each in `order_id` order, and counts an attempt on
+/// each order already stored instead; both batch paths use it.
+macro_rules! insert_orders {
+    ($rows:literal) => {
+        concat!(
+            "INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, \
+                fill_price, fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, attempts, \
+                order_timestamp, created_at, updated_at, filled_at, raw_message) \
+             SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price, fee, \
+                client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, 1, order_timestamp, \
+                created_at, created_at, filled_at, raw_message \
+             FROM json_to_recordset(",
+            $rows,
+            "::json) AS r(order_id text, symbol text, side text, order_type text, quantity numeric, \
+                price numeric, status text, filled_quantity numeric, fill_price numeric, fee numeric, \
+                client_id text, strategy_id text, bot_id text, mode text, reject_reason text, \
+                exchange_order_id text, order_timestamp timestamptz, created_at timestamptz, \
+                filled_at timestamptz, raw_message text) \
+             ORDER BY order_id COLLATE \"C\" \
+             ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1 "
+        )
+    };
+}
 
-const WRITE_DECIDED: &str = r#"
-WITH stored AS (
-    INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price,
-                        fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, attempts,
-                        order_timestamp, created_at, updated_at, filled_at, raw_message)
-    SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price,
-           fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, 1,
-           order_timestamp, created_at, created_at, filled_at, raw_message
-    FROM json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text,
-         quantity numeric, price numeric, status text, filled_quantity numeric, fill_price numeric, fee numeric,
-         client_id text, strategy_id text, bot_id text, mode text, reject_reason text, exchange_order_id text,
-         order_timestamp timestamptz, created_at timestamptz, filled_at timestamptz, raw_message text)
-    ORDER BY order_id COLLATE "C"
-    ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1
-    RETURNING orders.*, orders.xmax = 0 AS inserted
-), fills AS (
-    INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id,
-                        executed_at, fee_asset)
-    SELECT t.trade_id, t.order_id, t.symbol, t.side, t.price, t.quantity, t.fee, t.mode, t.exchange_order_id,
-           t.executed_at, t.fee_asset
-    FROM json_to_recordset($2::json) AS t(trade_id text, order_id text, symbol text, side text, price numeric,
-         quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, fee_asset text)
-    JOIN stored ON stored.order_id = t.order_id AND stored.inserted
-    ORDER BY t.trade_id COLLATE "C"
-    ON CONFLICT (trade_id) DO NOTHING
-)
-SELECT * FROM stored
-"#;
+/// One statement inserts trades from a JSON array of [`NewTrade`] (the
+/// parameter named, `t` in `$join`), in `trade_id` order, keeping a trade
+/// already stored.
+macro_rules! insert_trades {
+    ($rows:literal, $join:literal) => {
+        concat!(
+            "INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, \
+                exchange_order_id, executed_at, fee_asset) \
+             SELECT t.trade_id, t.order_id, t.symbol, t.side, t.price, t.quantity, t.fee, t.mode, \
+                t.exchange_order_id, t.executed_at, t.fee_asset \
+             FROM json_to_recordset(",
+            $rows,
+            "::json) AS t(trade_id text, order_id text, symbol text, side text, price numeric, \
+                quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, \
+                fee_asset text) ",
+            $join,
+            " ORDER BY t.trade_id COLLATE \"C\" \
+             ON CONFLICT (trade_id) DO NOTHING"
+        )
+    };
+}
+
+/// The transaction path: every order of the batch, as stored afterwards.
+const UPSERT_ORDERS: &str = concat!(insert_orders!("$1"), "RETURNING *");
+
+/// The one-statement path: orders that end at once, and the trades of
+/// those inserted now (a duplicate's fills are not its own).
+const WRITE_DECIDED: &str = concat!(
+    "WITH stored AS (",
+    insert_orders!("$1"),
+    "RETURNING orders.*, orders.xmax = 0 AS inserted), fills AS (",
+    insert_trades!(
+        "$2",
+        "JOIN stored ON stored.order_id = t.order_id AND stored.inserted"
+    ),
+    ") SELECT * FROM stored"
+);
 
 const RECORD_OUTCOMES: &str = r#"
 UPDATE orders AS o
@@ -74,15 +92,7 @@ FROM json_to_recordset($1::json) AS r(order_id text, status text, filled_quantit
 WHERE o.order_id = r.order_id
 "#;
 
-const INSERT_TRADES: &str = r#"
-INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at,
-                    fee_asset)
-SELECT trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, executed_at, fee_asset
-FROM json_to_recordset($1::json) AS r(trade_id text, order_id text, symbol text, side text, price numeric,
-     quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, fee_asset text)
-ORDER BY trade_id COLLATE "C"
-ON CONFLICT (trade_id) DO NOTHING
-"#;
+const INSERT_TRADES: &str = insert_trades!("$1", "");
 
 /// The columns an outcome changes.
 #[derive(Serialize)]

@@ -29,8 +29,8 @@ pub use halts::{EntryOutcome, halt_of, halts_in_force};
 pub use live::{Lease, LiveClaim, LiveUpdate};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
-    NewOrder, NewTrade, completed_row, decided_row, pending_row, rejected_row, result_from_row,
-    stored_content, trade_for,
+    NewOrder, NewTrade, TradeParty, completed_row, decided_row, pending_row, rejected_row,
+    result_from_row, stored_content, trade_for,
 };
 pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
 
@@ -90,25 +90,16 @@ pub struct PoolSettings {
 }
 
 impl PoolSettings {
-    /// The defaults for `max_connections`, with every timeout derived from a
-    /// batch timeout of 30 s.
-    pub fn with_max_connections(max_connections: u32) -> Self {
+    /// A pool for tools and tests: `max_connections`, no session timeouts
+    /// (Postgres' 0). The service's timeouts come from its settings
+    /// (`BATCH_TIMEOUT_SECS` and the `POSTGRES_*_TIMEOUT_MS` variables).
+    pub fn untimed(max_connections: u32) -> Self {
         PoolSettings {
             max_connections,
-            ..PoolSettings::derived(Duration::from_secs(30))
-        }
-    }
-
-    /// Timeouts derived from the longest a batch may take: a statement may
-    /// take all of it, a lock wait a third, and a transaction left idle by
-    /// its client is ended once the batch it belonged to has been given up.
-    pub fn derived(batch_timeout: Duration) -> Self {
-        PoolSettings {
-            max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
-            statement_timeout: batch_timeout,
-            lock_timeout: batch_timeout / 3,
-            idle_in_transaction_timeout: batch_timeout,
+            statement_timeout: Duration::ZERO,
+            lock_timeout: Duration::ZERO,
+            idle_in_transaction_timeout: Duration::ZERO,
             keepalive_idle: Duration::from_secs(15),
         }
     }
@@ -184,7 +175,7 @@ pub enum Migration {
 impl Store {
     /// Connects with the default pool settings and `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        Self::connect_with(url, &PoolSettings::with_max_connections(max_connections)).await
+        Self::connect_with(url, &PoolSettings::untimed(max_connections)).await
     }
 
     /// Connects; an error is not logged here, since it may quote the URL:
@@ -204,7 +195,7 @@ impl Store {
     /// A store whose connections open on first use: building it needs no
     /// running Postgres.
     pub async fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, DbErr> {
-        let settings = PoolSettings::with_max_connections(max_connections);
+        let settings = PoolSettings::untimed(max_connections);
         let options = settings.connect_options(url)?;
         let pool = settings
             .pool_options(options.get_port())
@@ -281,7 +272,12 @@ mod tests {
 
     #[test]
     fn every_session_is_told_to_end_what_its_client_abandons() {
-        let settings = PoolSettings::derived(Duration::from_secs(30));
+        let settings = PoolSettings {
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(30),
+            ..PoolSettings::untimed(16)
+        };
         let options: std::collections::HashMap<_, _> =
             settings.session_options().into_iter().collect();
         assert_eq!(options["statement_timeout"], 30_000);

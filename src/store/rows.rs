@@ -154,7 +154,8 @@ pub fn decided_row(
 }
 
 /// What a trade takes from its order.
-struct TradeParty<'a> {
+#[derive(Debug, Clone, Copy)]
+pub struct TradeParty<'a> {
     order_id: &'a str,
     symbol: Option<&'a str>,
     side: Option<&'a str>,
@@ -162,16 +163,47 @@ struct TradeParty<'a> {
     executed_at: DateTime<FixedOffset>,
 }
 
-impl TradeParty<'_> {
-    /// The trade row of a fill. Its id is derived from the order, so
-    /// recording the same fill again is a no-op.
+impl<'a> TradeParty<'a> {
+    /// A stored order's, its trades executed when it filled (else when it
+    /// last changed).
+    pub fn of_row(row: &'a orders::Model) -> Self {
+        TradeParty {
+            order_id: &row.order_id,
+            symbol: row.symbol.as_deref(),
+            side: row.side.as_deref(),
+            mode: &row.mode,
+            executed_at: row.filled_at.unwrap_or(row.updated_at),
+        }
+    }
+
+    /// The same party, for a trade executed at `at`.
+    pub fn at(self, at: DateTime<FixedOffset>) -> Self {
+        TradeParty {
+            executed_at: at,
+            ..self
+        }
+    }
+
+    /// The trade row of a simulated fill. Its id is derived from the
+    /// order, so recording the same fill again is a no-op.
     fn trade(&self, fill: &Fill, sequence: u32) -> NewTrade {
         let digest = Sha256::new()
             .chain_update(self.order_id.as_bytes())
             .chain_update(sequence.to_le_bytes())
             .finalize();
+        self.trade_with_id(format!("trd-{}", &hex::encode(digest)[..32]), fill, None)
+    }
+
+    /// The trade row of a fill the venue names (`trade_id` its id), with
+    /// the asset its fee was paid in when known.
+    pub fn trade_with_id(
+        &self,
+        trade_id: String,
+        fill: &Fill,
+        fee_asset: Option<String>,
+    ) -> NewTrade {
         NewTrade {
-            trade_id: format!("trd-{}", &hex::encode(digest)[..32]),
+            trade_id,
             order_id: self.order_id.to_owned(),
             symbol: self.symbol.unwrap_or_default().to_owned(),
             side: self.side.unwrap_or_default().to_owned(),
@@ -181,7 +213,7 @@ impl TradeParty<'_> {
             mode: self.mode.to_owned(),
             exchange_order_id: fill.exchange_order_id.clone(),
             executed_at: self.executed_at,
-            fee_asset: None,
+            fee_asset,
         }
     }
 }
@@ -204,14 +236,7 @@ pub struct NewTrade {
 
 /// The trade row of a stored order's fill.
 pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
-    let party = TradeParty {
-        order_id: &row.order_id,
-        symbol: row.symbol.as_deref(),
-        side: row.side.as_deref(),
-        mode: &row.mode,
-        executed_at: row.filled_at.unwrap_or(row.updated_at),
-    };
-    party.trade(fill, sequence)
+    TradeParty::of_row(row).trade(fill, sequence)
 }
 
 /// The published result of a stored order (fresh or re-emitted alike).

@@ -43,7 +43,7 @@ impl Worker {
         let refresh = Duration::from_millis((self.options.claim_idle_ms / 3).max(20));
         // Refreshing outlives `cancel`: it stops once every batch has finished.
         let stop_refreshing = CancellationToken::new();
-        tokio::spawn(self.leases.clone().keep_fresh(
+        tokio::spawn(self.in_flight.clone().keep_fresh(
             self.consumer.clone(),
             refresh,
             stop_refreshing.clone(),
@@ -92,10 +92,10 @@ impl Worker {
                         }
                     }
                     // A claim may return entries this instance is still working on.
-                    entries.retain(|entry| !self.leases.holds(&entry.id));
+                    entries.retain(|entry| !self.in_flight.holds(&entry.id));
                     if !entries.is_empty() {
                         // Held from now on, so no later pass takes them as lost.
-                        let held = self.leases.hold(&entries);
+                        let held = self.in_flight.hold(&entries);
                         let (worker, cancel) = (self.clone(), cancel.clone());
                         in_flight.spawn(async move {
                             let _held = held;
@@ -125,11 +125,11 @@ impl Worker {
         match source {
             Source::New => self.consumer.read_new(batch, self.options.block_ms).await,
             Source::Recovered => {
-                let busy = self.leases.snapshot();
+                let busy = self.in_flight.snapshot();
                 let (entries, next) = self
                     .consumer
                     .recover_own(&cursors.recover, batch, |id| {
-                        busy.contains(id) || self.leases.holds(id)
+                        busy.contains(id) || self.in_flight.holds(id)
                     })
                     .await?;
                 cursors.recover = next;
@@ -188,7 +188,7 @@ impl Worker {
     /// delivered again (and dead-lettered after `MAX_DELIVERIES`) while the
     /// rest go through. Returns false when cancelled before it could finish.
     async fn process_until_done(&self, entries: &[Entry], cancel: &CancellationToken) -> bool {
-        let _held = self.leases.hold(entries);
+        let _held = self.in_flight.hold(entries);
         let mut backoff = Backoff::default();
         // Entries whose live orders wait (another replica's lease, a
         // stopped sender) are retried here rather than left for a later

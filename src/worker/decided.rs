@@ -70,7 +70,7 @@ impl Worker {
         let inserted = |id: &str| written.get(id).is_some_and(|w| w.inserted);
         let fresh = plan
             .orders()
-            .filter(|o| inserted(&o.order_id) && plan.stale_reason(&o.order_id).is_none())
+            .filter(|o| inserted(&o.order_id) && plan.held_back_reason(&o.order_id).is_none())
             .count();
         let halted = plan
             .orders()

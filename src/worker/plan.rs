@@ -42,7 +42,7 @@ pub(super) struct BatchPlan {
     orders: Vec<Order>,
     /// Why an order must not be executed although it is valid: stamped
     /// too far from now, or covered by a trading halt.
-    stale: HashMap<String, String>,
+    held_back: HashMap<String, String>,
     /// Orders held back by a trading halt.
     halted: HashSet<String>,
     /// Entries (by position) that contradict their stored order, with the
@@ -103,7 +103,7 @@ impl BatchPlan {
                         .insert(entry.id.clone(), order.order_id.clone());
                     if seen.insert(order.order_id.clone()) {
                         if let Some(reason) = limits.staleness(order.timestamp, &entry.id, now) {
-                            plan.stale.insert(order.order_id.clone(), reason);
+                            plan.held_back.insert(order.order_id.clone(), reason);
                         }
                         plan.rows.push(store::pending_row(&order, mode, now));
                         plan.orders.push(order.clone());
@@ -243,7 +243,7 @@ impl BatchPlan {
     pub fn hold_halted(&mut self, reason: impl Fn(&Order) -> Option<String>) {
         for order in &self.orders {
             if let Some(reason) = reason(order) {
-                self.stale.insert(order.order_id.clone(), reason);
+                self.held_back.insert(order.order_id.clone(), reason);
                 self.halted.insert(order.order_id.clone());
             }
         }
@@ -253,9 +253,10 @@ impl BatchPlan {
         self.halted.contains(order_id)
     }
 
-    /// Why this order is too old to execute, if it is.
-    pub fn stale_reason(&self, order_id: &str) -> Option<&str> {
-        self.stale.get(order_id).map(String::as_str)
+    /// Why this order is held back (stale, from the future or halted), if
+    /// it is.
+    pub fn held_back_reason(&self, order_id: &str) -> Option<&str> {
+        self.held_back.get(order_id).map(String::as_str)
     }
 
     /// A result for every entry that names an order, in entry order:

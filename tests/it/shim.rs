@@ -202,7 +202,10 @@ async fn messages_larger_than_the_limit_are_dead_lettered_unparsed_and_cut() {
     // A letter holding only part of its message cannot be requeued.
     let app_settings = env.settings(&[]);
     let pool = execution_service::bus::pool(&env.var("REDIS_URL"), 2).expect("pool");
-    let dlq = DeadLetters::new(pool, app_settings.streams.topology.clone());
+    let dlq = DeadLetters::new(
+        pool,
+        execution_service::app::topology(&app_settings.streams.topology),
+    );
     let all: Vec<Letter> = dlq.list(10).await.expect("list");
     let truncated: Vec<Letter> = all.into_iter().filter(Letter::is_truncated).collect();
     assert_eq!(truncated.len(), 2);

@@ -239,4 +239,8 @@ fn polls_come_sooner_for_young_orders_and_never_beyond_the_ceiling() {
         Duration::from_secs(2)
     );
     assert_eq!(poll_delay(Duration::from_secs(3600), ceiling), ceiling);
+    assert_eq!(
+        poll_delay(Duration::from_secs(3600), MAX_POLL_INTERVAL),
+        Duration::from_secs(5)
+    );
 }

@@ -15,20 +15,20 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Consumer, Entry};
 
 #[derive(Debug, Clone, Default)]
-pub struct Leases(Arc<Mutex<HashSet<String>>>);
+pub struct InFlight(Arc<Mutex<HashSet<String>>>);
 
 /// Releases its entries when dropped.
 pub struct Held {
-    leases: Leases,
+    in_flight: InFlight,
     ids: Vec<String>,
 }
 
-impl Leases {
+impl InFlight {
     pub fn hold(&self, entries: &[Entry]) -> Held {
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         self.lock().extend(ids.iter().cloned());
         Held {
-            leases: self.clone(),
+            in_flight: self.clone(),
             ids,
         }
     }
@@ -63,7 +63,7 @@ impl Leases {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut held = self.leases.lock();
+        let mut held = self.in_flight.lock();
         for id in &self.ids {
             held.remove(id);
         }
