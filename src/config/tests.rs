@@ -1,4 +1,6 @@
 use super::*;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
 
 use std::time::Duration;
 

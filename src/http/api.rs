@@ -8,6 +8,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
+use super::responses::{Found, Listed};
 use super::schema::{
     ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail,
     OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
@@ -60,62 +61,9 @@ enum MetricsResponse {
     Ok(PlainText<String>),
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "list_bad_request")]
-enum ListResponse {
-    #[oai(status = 200)]
-    Ok(Json<OrderPage>),
-    /// A query parameter is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<ApiError>),
-    /// Postgres does not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ApiError>),
-}
-
-fn list_bad_request(err: poem::Error) -> ListResponse {
-    ListResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
-}
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "order_bad_request")]
-enum OrderResponse {
-    #[oai(status = 200)]
-    Ok(Json<Box<OrderDetail>>),
-    /// The order id is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<ApiError>),
-    /// No order has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ApiError>),
-    /// Postgres does not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ApiError>),
-}
-
-fn order_bad_request(err: poem::Error) -> OrderResponse {
-    OrderResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
-}
-
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "history_bad_request")]
-enum HistoryResponse {
-    #[oai(status = 200)]
-    Ok(Json<Box<OrderHistory>>),
-    /// The order id is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<ApiError>),
-    /// No order has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ApiError>),
-    /// Postgres does not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ApiError>),
-}
-
-fn history_bad_request(err: poem::Error) -> HistoryResponse {
-    HistoryResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
-}
+type ListResponse = Listed<OrderPage>;
+type OrderResponse = Found<OrderDetail>;
+type HistoryResponse = Found<OrderHistory>;
 
 /// Runs a check, counting a timeout as a failure.
 async fn within<T, E>(check: impl Future<Output = Result<T, E>>) -> Option<T> {
@@ -286,7 +234,7 @@ impl Api {
         before: Query<Option<i64>>,
     ) -> ListResponse {
         if symbol.0.as_deref().is_some_and(|s| !storable(s)) {
-            return ListResponse::Ok(Json(OrderPage {
+            return Listed::Ok(Json(OrderPage {
                 orders: Vec::new(),
                 next_before: None,
             }));
@@ -302,12 +250,12 @@ impl Api {
                 let next_before = (rows.len() as u64 == query.limit)
                     .then(|| rows.last().map(|r| r.id))
                     .flatten();
-                ListResponse::Ok(Json(OrderPage {
+                Listed::Ok(Json(OrderPage {
                     orders: rows.iter().map(OrderView::from).collect(),
                     next_before,
                 }))
             }
-            None => ListResponse::Unavailable(Json(ApiError::new(
+            None => Listed::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),
@@ -325,15 +273,15 @@ impl Api {
         order_id: Path<String>,
     ) -> OrderResponse {
         if !storable(&order_id.0) {
-            return OrderResponse::NotFound(no_such_order(&order_id.0));
+            return Found::NotFound(no_such_order(&order_id.0));
         }
         match within(self.0.store.order_with_trades(&order_id.0)).await {
-            Some(Some((order, fills))) => OrderResponse::Ok(Json(Box::new(OrderDetail {
+            Some(Some((order, fills))) => Found::Ok(Json(Box::new(OrderDetail {
                 order: OrderView::from(&order),
                 trades: fills.iter().map(Into::into).collect(),
             }))),
-            Some(None) => OrderResponse::NotFound(no_such_order(&order_id.0)),
-            None => OrderResponse::Unavailable(Json(ApiError::new(
+            Some(None) => Found::NotFound(no_such_order(&order_id.0)),
+            None => Found::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),
@@ -353,17 +301,17 @@ impl Api {
         order_id: Path<String>,
     ) -> HistoryResponse {
         if !storable(&order_id.0) {
-            return HistoryResponse::NotFound(no_such_order(&order_id.0));
+            return Found::NotFound(no_such_order(&order_id.0));
         }
         match within(self.0.store.order_history(&order_id.0)).await {
-            Some(Some((order, events))) => HistoryResponse::Ok(Json(Box::new(OrderHistory {
+            Some(Some((order, events))) => Found::Ok(Json(Box::new(OrderHistory {
                 order_id: order.order_id,
                 status: order.status.to_string(),
                 seq: order.state_seq,
                 events: events.iter().map(Into::into).collect(),
             }))),
-            Some(None) => HistoryResponse::NotFound(no_such_order(&order_id.0)),
-            None => HistoryResponse::Unavailable(Json(ApiError::new(
+            Some(None) => Found::NotFound(no_such_order(&order_id.0)),
+            None => Found::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),

@@ -18,6 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::ApiContext;
+use super::responses::Listed;
 use super::halt_schema::{HaltChange, HaltList, HaltView, NewHalt, is_reason};
 use super::schema::ApiError;
 use crate::domain::{HaltAction, HaltCommand, HaltScope};
@@ -76,22 +77,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
         == 0
 }
 
-#[derive(ApiResponse)]
-#[oai(bad_request_handler = "list_bad_request")]
-enum ListResponse {
-    #[oai(status = 200)]
-    Ok(Json<HaltList>),
-    /// A query parameter is invalid.
-    #[oai(status = 400)]
-    BadRequest(Json<ApiError>),
-    /// Postgres does not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ApiError>),
-}
-
-fn list_bad_request(err: poem::Error) -> ListResponse {
-    ListResponse::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
-}
+type ListResponse = Listed<HaltList>;
 
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "change_bad_request")]
@@ -166,11 +152,11 @@ impl HaltsApi {
     ) -> ListResponse {
         let store = self.0.kill_switch.store();
         match tokio::try_join!(store.recent_halts(limit.0), store.active_halt_rows()) {
-            Ok((recent, active)) => ListResponse::Ok(Json(HaltList {
+            Ok((recent, active)) => Listed::Ok(Json(HaltList {
                 active: active.iter().map(HaltView::from).collect(),
                 recent: recent.iter().map(HaltView::from).collect(),
             })),
-            Err(_) => ListResponse::Unavailable(unavailable()),
+            Err(_) => Listed::Unavailable(unavailable()),
         }
     }
 

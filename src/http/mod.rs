@@ -10,6 +10,7 @@ mod api;
 mod examples;
 mod halt_schema;
 mod halts;
+mod responses;
 mod schema;
 
 use std::sync::Arc;

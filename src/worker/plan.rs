@@ -13,12 +13,16 @@ use chrono::{DateTime, Utc};
 
 use crate::bus::{Announce, Announcement, DeadLetter, Entry, FailureNote};
 use crate::domain::{
-    Content, MAX_ID_LEN, fits_column, issued_in_future, stale_reason, valid_traceparent,
-};
-use crate::domain::{
-    ExecutionResult, Incoming, Order, OrderStatus, Parsed, Rejection, TradingMode,
+    Content, Incoming, MAX_ID_LEN, Order, Parsed, Rejection, TradingMode, fits_column,
 };
 use crate::store::{self, NewOrder, entity::orders};
+
+mod answers;
+mod reading;
+
+use answers::{conflict_reason, order_conflict, rejection_result};
+pub(super) use reading::Limits;
+use reading::{forwarded_traceparent, readable};
 
 /// What becomes of one entry.
 #[derive(Debug)]
@@ -172,15 +176,20 @@ impl BatchPlan {
 
     /// The entries of the batch split in two: those to acknowledge, and
     /// those naming one of `held` (left pending).
-    pub fn entry_ids_split(&self, held: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+    pub fn entry_ids_split(
+        &self,
+        held: &HashSet<String>,
+    ) -> (std::borrow::Cow<'_, [String]>, Vec<String>) {
         if held.is_empty() {
-            return (self.entry_ids.clone(), Vec::new());
+            return (std::borrow::Cow::Borrowed(&self.entry_ids), Vec::new());
         }
-        self.entry_ids.iter().cloned().partition(|id| {
-            self.order_of_entry
-                .get(id.as_str())
-                .is_none_or(|order| !held.contains(order))
-        })
+        let (acknowledged, kept): (Vec<String>, Vec<String>) =
+            self.entry_ids.iter().cloned().partition(|id| {
+                self.order_of_entry
+                    .get(id.as_str())
+                    .is_none_or(|order| !held.contains(order))
+            });
+        (std::borrow::Cow::Owned(acknowledged), kept)
     }
 
     /// The distinct valid orders of the batch.
@@ -303,131 +312,4 @@ impl BatchPlan {
             })
             .collect()
     }
-}
-
-/// An entry's fields with their names as text, or the dead letter it
-/// becomes unparsed: larger than `MAX_MESSAGE_BYTES` (only its first bytes
-/// are kept), a field name that is not UTF-8, or nothing left of it.
-fn readable(entry: &Entry, limits: &Limits) -> Result<Vec<(String, Vec<u8>)>, Box<DeadLetter>> {
-    let letter = |reason: String| {
-        Box::new(DeadLetter::of_entry(
-            entry,
-            None,
-            reason,
-            FailureNote::default(),
-        ))
-    };
-    if entry.size() > limits.max_message_bytes {
-        return Err(Box::new(DeadLetter::oversized_entry(
-            entry,
-            limits.max_message_bytes,
-        )));
-    }
-    if entry.fields.is_empty() {
-        return Err(letter(
-            "the entry was deleted from the stream before it was acknowledged".to_owned(),
-        ));
-    }
-    entry.named_fields().map_err(letter)
-}
-
-/// The limits planning applies to entries.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    pub max_deliveries: u64,
-    /// Larger entries are dead-lettered unparsed.
-    pub max_message_bytes: usize,
-    /// Orders issued longer ago than this are rejected unexecuted.
-    pub max_order_age: Option<chrono::Duration>,
-    /// Orders stamped further in the future than this are rejected too.
-    pub max_order_future: chrono::Duration,
-}
-
-impl Limits {
-    /// Why an order must not be executed now: its `timestamp` lies too far
-    /// in the future (a clock the stale check cannot trust), or it was issued
-    /// (by its `timestamp`, else by its stream entry's time) too long ago.
-    fn staleness(
-        &self,
-        timestamp: Option<DateTime<Utc>>,
-        entry_id: &str,
-        now: DateTime<Utc>,
-    ) -> Option<String> {
-        if let Some(reason) =
-            timestamp.and_then(|at| issued_in_future(at, now, self.max_order_future))
-        {
-            return Some(format!("{reason} (ORDER_MAX_FUTURE_SECS)"));
-        }
-        let issued_at = timestamp.or_else(|| stream_time(entry_id)).unwrap_or(now);
-        stale_reason(issued_at, now, self.max_order_age?)
-    }
-}
-
-/// The trace context the shim put beside an entry's payload: the shim's own
-/// span, which continues the trace the message named.
-fn forwarded_traceparent(entry: &Entry) -> Option<String> {
-    let (_, value) = entry
-        .fields
-        .iter()
-        .find(|(name, _)| name == b"traceparent")?;
-    valid_traceparent(std::str::from_utf8(value).ok()?).map(str::to_owned)
-}
-
-/// When an entry was added, from its id (`<unix ms>-<seq>`).
-fn stream_time(id: &str) -> Option<DateTime<Utc>> {
-    let millis = id.split('-').next()?.parse::<i64>().ok()?;
-    DateTime::from_timestamp_millis(millis)
-}
-
-fn conflict_reason(differing: &[&str]) -> String {
-    format!(
-        "order_id reused with different content: {}",
-        differing.join(", ")
-    )
-}
-
-/// The answer to a valid message whose `order_id` belongs to another order:
-/// REJECTED, repeating what the message asked for.
-fn order_conflict(
-    order: &Order,
-    differing: &[&str],
-    mode: TradingMode,
-    now: DateTime<Utc>,
-) -> ExecutionResult {
-    let answer = Rejection {
-        order_id: order.order_id.clone(),
-        reason: conflict_reason(differing),
-        symbol: Some(order.symbol.clone()),
-        side: Some(order.side.as_str().to_owned()),
-        quantity: Some(order.quantity),
-        client_id: order.client_id.clone(),
-        strategy_id: order.strategy_id.clone(),
-        bot_id: order.bot_id.clone(),
-        traceparent: order.traceparent.clone(),
-        ..Rejection::default()
-    };
-    rejection_result(&answer, mode, now)
-}
-
-/// The result of a rejected order that has no row to speak for it.
-fn rejection_result(
-    rejection: &Rejection,
-    mode: TradingMode,
-    now: DateTime<Utc>,
-) -> ExecutionResult {
-    let mut result = ExecutionResult::new(
-        rejection.order_id.clone(),
-        OrderStatus::Rejected,
-        mode,
-        now.timestamp(),
-    );
-    result.symbol = rejection.symbol.clone();
-    result.side = rejection.side.clone();
-    result.quantity = rejection.quantity;
-    result.client_id = rejection.client_id.clone();
-    result.strategy_id = rejection.strategy_id.clone();
-    result.bot_id = rejection.bot_id.clone();
-    result.error_message = Some(rejection.reason.clone());
-    result.traceparent = rejection.traceparent.clone();
-    result
 }

@@ -1,6 +1,7 @@
 //! MEXC, the live gates and limits, the admin token.
 
 use super::*;
+use rust_decimal::Decimal;
 
 #[test]
 fn mexc_settings_default_to_the_real_api_and_are_range_checked() {
