@@ -163,8 +163,10 @@ impl Worker {
 
         // 3. A result for every entry that names an order, from its row as
         // it now stands, and the dead letters. A row this batch inserted was
-        // announced by nobody: its first answer is its change, later entries
-        // of the same order get a replay of it. An order still in flight has
+        // announced by nobody yet: its first answer is its change (unless a
+        // duplicate in a concurrent batch announces it first, see
+        // `Announce::FirstAnswer`), later entries of the same order get a
+        // replay of it. An order still in flight has
         // no result yet (the reconciler announces it when it is decided);
         // one another replica holds gets its result from that replica.
         let mut results = plan.results(|id| stored.rows.get(id).map(|w| &w.row), mode, now);
@@ -172,7 +174,7 @@ impl Worker {
         for announcement in &mut results {
             let id = announcement.result.order_id.as_str();
             if stored.rows.get(id).is_some_and(|w| w.inserted) && first.insert(id.to_owned()) {
-                announcement.kind = Announce::Change;
+                announcement.kind = Announce::FirstAnswer;
             }
         }
         results.retain(|a| {

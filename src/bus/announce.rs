@@ -28,7 +28,8 @@ use crate::domain::ExecutionResult;
 /// digits: their kinds are checked first), whether there is a fills
 /// stream, how long an announced-state key lasts (s), then three sections,
 /// each a count followed by its items: results (how: `c` a change, `r` an
-/// answer to a fresh message, `a` always; the KEYS index of its announced-
+/// answer to a fresh message, `f` the first answer of a row this batch
+/// inserted, `a` always; the KEYS index of its announced-
 /// state key, 0 for none; its state sequence number; its JSON; for `r`
 /// its JSON as a replay; field count, fields, alias count, aliases: the
 /// fields only the fills stream gets), entries whose failure notes to drop
@@ -37,7 +38,8 @@ use crate::domain::ExecutionResult;
 ///
 /// A result whose state an earlier call announced (its key holds that
 /// sequence number or a later one) is not written again: a change is
-/// dropped, an answer goes out on the channel only, as a replay.
+/// dropped, an answer goes out on the channel only, as a replay (for `f`,
+/// its own JSON with `"replay":true` added).
 static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"#!lua
@@ -92,6 +94,10 @@ for _ = 1, tonumber(take()) do
     end
   elseif replay then
     redis.call('PUBLISH', channel, replay)
+  elseif how == 'f' then
+    -- A duplicate's answer announced the change first: this message's
+    -- answer is that change again, marked as a replay.
+    redis.call('PUBLISH', channel, string.sub(json, 1, -2) .. ',\34replay\34:true}')
   end
 end
 for _ = 1, tonumber(take()) do
@@ -205,6 +211,7 @@ pub(super) async fn announce(
             (0, _) => "a",
             (_, Announce::Change) => "c",
             (_, Announce::Answer) => "r",
+            (_, Announce::FirstAnswer) => "f",
         };
         call.arg(how)
             .arg(key)

@@ -158,6 +158,11 @@ pub enum Announce {
     /// yet, else the stored result again on the results channel only,
     /// marked as a replay (a producer's re-sent message).
     Answer,
+    /// The answer to a fresh message whose row this batch inserted: its
+    /// change, with no replay rendered in advance. Should a duplicate in a
+    /// concurrent batch have announced the change first, this message is
+    /// answered on the channel with the change marked as a replay.
+    FirstAnswer,
 }
 
 /// A result and how to announce it. A result without a state sequence

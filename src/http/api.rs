@@ -8,7 +8,7 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
-use super::responses::{Found, Listed};
+use super::responses::{Listed, Lookup};
 use super::schema::{
     ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail,
     OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
@@ -62,8 +62,8 @@ enum MetricsResponse {
 }
 
 type ListResponse = Listed<OrderPage>;
-type OrderResponse = Found<OrderDetail>;
-type HistoryResponse = Found<OrderHistory>;
+type OrderResponse = Lookup<OrderDetail>;
+type HistoryResponse = Lookup<OrderHistory>;
 
 /// Runs a check, counting a timeout as a failure.
 async fn within<T, E>(check: impl Future<Output = Result<T, E>>) -> Option<T> {
@@ -273,15 +273,15 @@ impl Api {
         order_id: Path<String>,
     ) -> OrderResponse {
         if !storable(&order_id.0) {
-            return Found::NotFound(no_such_order(&order_id.0));
+            return Lookup::NotFound(no_such_order(&order_id.0));
         }
         match within(self.0.store.order_with_trades(&order_id.0)).await {
-            Some(Some((order, fills))) => Found::Ok(Json(Box::new(OrderDetail {
+            Some(Some((order, fills))) => Lookup::Ok(Json(Box::new(OrderDetail {
                 order: OrderView::from(&order),
                 trades: fills.iter().map(Into::into).collect(),
             }))),
-            Some(None) => Found::NotFound(no_such_order(&order_id.0)),
-            None => Found::Unavailable(Json(ApiError::new(
+            Some(None) => Lookup::NotFound(no_such_order(&order_id.0)),
+            None => Lookup::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),
@@ -301,17 +301,17 @@ impl Api {
         order_id: Path<String>,
     ) -> HistoryResponse {
         if !storable(&order_id.0) {
-            return Found::NotFound(no_such_order(&order_id.0));
+            return Lookup::NotFound(no_such_order(&order_id.0));
         }
         match within(self.0.store.order_history(&order_id.0)).await {
-            Some(Some((order, events))) => Found::Ok(Json(Box::new(OrderHistory {
+            Some(Some((order, events))) => Lookup::Ok(Json(Box::new(OrderHistory {
                 order_id: order.order_id,
                 status: order.status.to_string(),
                 seq: order.state_seq,
                 events: events.iter().map(Into::into).collect(),
             }))),
-            Some(None) => Found::NotFound(no_such_order(&order_id.0)),
-            None => Found::Unavailable(Json(ApiError::new(
+            Some(None) => Lookup::NotFound(no_such_order(&order_id.0)),
+            None => Lookup::Unavailable(Json(ApiError::new(
                 "unavailable",
                 "Postgres does not answer",
             ))),

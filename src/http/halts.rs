@@ -18,8 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::ApiContext;
-use super::responses::Listed;
 use super::halt_schema::{HaltChange, HaltList, HaltView, NewHalt, is_reason};
+use super::responses::Listed;
 use super::schema::ApiError;
 use crate::domain::{HaltAction, HaltCommand, HaltScope};
 

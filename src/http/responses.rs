@@ -26,8 +26,8 @@ fn listed_bad_request<T: ParseFromJSON + ToJSON>(err: poem::Error) -> Listed<T> 
 }
 
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "found_bad_request")]
-pub enum Found<T: ParseFromJSON + ToJSON> {
+#[oai(bad_request_handler = "lookup_bad_request")]
+pub enum Lookup<T: ParseFromJSON + ToJSON> {
     #[oai(status = 200)]
     Ok(Json<Box<T>>),
     /// The order id is invalid.
@@ -41,6 +41,6 @@ pub enum Found<T: ParseFromJSON + ToJSON> {
     Unavailable(Json<ApiError>),
 }
 
-fn found_bad_request<T: ParseFromJSON + ToJSON>(err: poem::Error) -> Found<T> {
-    Found::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
+fn lookup_bad_request<T: ParseFromJSON + ToJSON>(err: poem::Error) -> Lookup<T> {
+    Lookup::BadRequest(Json(ApiError::new("bad_request", err.to_string())))
 }

@@ -92,17 +92,16 @@ impl Store {
         let counts = orders::Entity::find()
             .select_only()
             .column_as(Expr::cust("count(*)"), "total")
-            .column_as(
-                Expr::cust("count(*) FILTER (WHERE status = 'FILLED')"),
-                "filled",
-            )
-            .column_as(
-                Expr::cust("count(*) FILTER (WHERE status = 'REJECTED')"),
-                "rejected",
-            )
+            .column_as(count_of(OrderStatus::Filled), "filled")
+            .column_as(count_of(OrderStatus::Rejected), "rejected")
             .into_model::<OrderCounts>()
             .one(self.connection())
             .await?;
         Ok(counts.unwrap_or_default())
     }
+}
+
+/// `count(*)` of the rows in `status`, the status bound as a value.
+fn count_of(status: OrderStatus) -> Expr {
+    Expr::cust_with_values("count(*) FILTER (WHERE status = $1)", [status.as_str()])
 }

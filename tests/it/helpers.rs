@@ -500,26 +500,50 @@ impl TestEnv {
         row.try_get_by_index::<i64>(0).expect("a count")
     }
 
-    /// Drops the database and the Redis keys the test used.
+    /// Releases the test's database and Redis keys now (dropping the
+    /// environment does the same; a test that fails releases them too).
     pub async fn cleanup(self) {
-        let mut conn = self.redis.clone();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}.*", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-        }
         self.db.close_by_ref().await.ok();
-        if let Ok(admin) = Database::connect(admin_url()).await {
-            let _ = admin
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.database
-                ))
-                .await;
-        }
+    }
+}
+
+impl Drop for TestEnv {
+    /// Drops the database and the Redis keys the test used, whether the
+    /// test passed or panicked.
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let database = self.database.clone();
+        let client = self.redis_client.clone();
+        // On a thread of its own: this may run inside a test's runtime,
+        // which cannot block on a future of its own.
+        let released = std::thread::spawn(move || {
+            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}.*"))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+                }
+            }
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(admin_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = released.join();
     }
 }
 

@@ -222,3 +222,55 @@ async fn a_stored_order_left_unfinished_is_finished_once_in_a_transaction() {
 
     env.cleanup().await;
 }
+
+/// Two batches holding the same order race to announce it: the one that
+/// did not insert the row may announce the change first. The one that did
+/// must then still answer its message, as a replay, not drop it.
+#[tokio::test]
+async fn a_first_answer_beaten_by_a_duplicates_answer_goes_out_as_a_replay() {
+    use execution_service::bus::{Announce, Announcement, Publisher};
+    use execution_service::domain::{OrderStatus, TradingMode};
+
+    let env = TestEnv::new().await;
+    let settings = env.settings(&[]);
+    let pool = execution_service::bus::pool(&crate::helpers::redis_url(), 2).expect("a pool");
+    let publisher = Publisher::new(
+        pool,
+        execution_service::app::topology(&settings.streams.topology),
+    );
+    let mut result =
+        ExecutionResult::new("raced".into(), OrderStatus::Filled, TradingMode::Paper, 1);
+    result.seq = Some(1);
+    result.result_id = Some("raced:1".into());
+    let mut channel = Box::pin(env.subscribe_results().await);
+    for kind in [Announce::Answer, Announce::FirstAnswer] {
+        let announcement = Announcement {
+            result: result.clone(),
+            kind,
+        };
+        publisher
+            .publish_and_ack(&[announcement], &[], &[])
+            .await
+            .expect("announced");
+    }
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        let answer = tokio::time::timeout(crate::helpers::DEADLINE, channel.next())
+            .await
+            .expect("two answers")
+            .expect("the channel stays open");
+        answers.push(answer);
+    }
+    assert_eq!(answers[0].replay, None, "the first announces the change");
+    assert_eq!(answers[1].replay, Some(true), "the second is a replay");
+    assert_eq!(
+        ExecutionResult {
+            replay: None,
+            ..answers[1].clone()
+        },
+        answers[0]
+    );
+    // The change reached the streams once.
+    assert_eq!(env.results_for("raced").await.len(), 1);
+    env.cleanup().await;
+}

@@ -2,6 +2,7 @@
 //! real Postgres. Every test has its own database, streams and group.
 
 mod fake_mexc;
+mod fixtures;
 mod helpers;
 mod proxy;
 mod services;
