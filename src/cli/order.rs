@@ -23,7 +23,7 @@ pub async fn run(settings: &Settings, order_id: &str) -> anyhow::Result<ExitCode
         order
             .filled_quantity
             .map_or("-".to_owned(), |q| q.to_string()),
-        order.mode,
+        order.mode.as_str(),
     );
     if let Some(client_order_id) = &order.client_order_id {
         println!(

@@ -113,22 +113,32 @@ impl NewHalt {
     /// The scope's kind and id, the reason and who sets it.
     pub fn parts(&self) -> (&'static str, Option<&str>, &str, Option<&str>) {
         match &self.request {
-            HaltRequest::All(h) => ("all", None, &h.reason, h.source.as_deref()),
+            HaltRequest::All(h) => ("all", None, &h.why.reason, h.why.source.as_deref()),
             HaltRequest::Strategy(h) => (
                 "strategy",
                 Some(&h.strategy_id),
-                &h.reason,
-                h.source.as_deref(),
+                &h.why.reason,
+                h.why.source.as_deref(),
             ),
-            HaltRequest::Bot(h) => ("bot", Some(&h.bot_id), &h.reason, h.source.as_deref()),
-            HaltRequest::Symbol(h) => ("symbol", Some(&h.symbol), &h.reason, h.source.as_deref()),
+            HaltRequest::Bot(h) => (
+                "bot",
+                Some(&h.bot_id),
+                &h.why.reason,
+                h.why.source.as_deref(),
+            ),
+            HaltRequest::Symbol(h) => (
+                "symbol",
+                Some(&h.symbol),
+                &h.why.reason,
+                h.why.source.as_deref(),
+            ),
         }
     }
 }
 
-/// Stop every order.
+/// Why trading stops, and who stops it: what every halt carries.
 #[derive(Debug, Object)]
-pub struct HaltAll {
+pub struct HaltWhy {
     /// Why trading stops; repeated in every rejected order's reason.
     #[oai(validator(
         min_length = 1,
@@ -141,6 +151,13 @@ pub struct HaltAll {
     pub source: Option<String>,
 }
 
+/// Stop every order.
+#[derive(Debug, Object)]
+pub struct HaltAll {
+    #[oai(flatten)]
+    pub why: HaltWhy,
+}
+
 /// Stop one strategy's orders.
 #[derive(Debug, Object)]
 pub struct HaltStrategy {
@@ -150,14 +167,8 @@ pub struct HaltStrategy {
         pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u2000\u2001\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
     ))]
     pub strategy_id: String,
-    #[oai(validator(
-        min_length = 1,
-        max_length = 1000,
-        pattern = r"^[^\x00]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00]*$"
-    ))]
-    pub reason: String,
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub source: Option<String>,
+    #[oai(flatten)]
+    pub why: HaltWhy,
 }
 
 /// Stop one bot's orders.
@@ -169,14 +180,8 @@ pub struct HaltBot {
         pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u2000\u2001\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
     ))]
     pub bot_id: String,
-    #[oai(validator(
-        min_length = 1,
-        max_length = 1000,
-        pattern = r"^[^\x00]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00]*$"
-    ))]
-    pub reason: String,
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub source: Option<String>,
+    #[oai(flatten)]
+    pub why: HaltWhy,
 }
 
 /// Stop the orders for one symbol.
@@ -189,22 +194,18 @@ pub struct HaltSymbol {
         pattern = r"^[A-Za-z0-9]+(?:[/_-][A-Za-z0-9]+)?$"
     ))]
     pub symbol: String,
-    #[oai(validator(
-        min_length = 1,
-        max_length = 1000,
-        pattern = r"^[^\x00]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff][^\x00]*$"
-    ))]
-    pub reason: String,
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub source: Option<String>,
+    #[oai(flatten)]
+    pub why: HaltWhy,
 }
 
 impl Example for HaltRequest {
     fn example() -> Self {
         HaltRequest::Strategy(HaltStrategy {
             strategy_id: "momentum-v2".into(),
-            reason: "daily loss limit reached".into(),
-            source: Some("desk: j.doe".into()),
+            why: HaltWhy {
+                reason: "daily loss limit reached".into(),
+                source: Some("desk: j.doe".into()),
+            },
         })
     }
 }

@@ -277,7 +277,7 @@ impl From<&orders::Model> for OrderView {
             client_id: row.client_id.clone(),
             strategy_id: row.strategy_id.clone(),
             bot_id: row.bot_id.clone(),
-            mode: row.mode.clone(),
+            mode: row.mode.as_str().into(),
             reject_reason: row.reject_reason.clone(),
             exchange_order_id: row.exchange_order_id.clone(),
             attempts: row.attempts,
@@ -323,7 +323,7 @@ impl From<&trades::Model> for TradeView {
             price: format_amount(row.price),
             quantity: format_amount(row.quantity),
             fee: format_amount(row.fee),
-            mode: row.mode.clone(),
+            mode: row.mode.as_str().into(),
             exchange_order_id: row.exchange_order_id.clone(),
             executed_at: row.executed_at.to_rfc3339(),
         }

@@ -171,7 +171,7 @@ impl<'a> TradeParty<'a> {
             order_id: &row.order_id,
             symbol: row.symbol.as_deref(),
             side: row.side.as_deref(),
-            mode: &row.mode,
+            mode: row.mode.as_str(),
             executed_at: row.filled_at.unwrap_or(row.updated_at),
         }
     }
@@ -242,7 +242,7 @@ pub fn trade_for(row: &orders::Model, fill: &Fill, sequence: u32) -> NewTrade {
 /// The published result of a stored order (fresh or re-emitted alike).
 pub fn result_from_row(row: &orders::Model, traceparent: Option<String>) -> ExecutionResult {
     let status = row.status;
-    let mode = TradingMode::parse(&row.mode).unwrap_or(TradingMode::Paper);
+    let mode = row.mode;
     let timestamp = row.filled_at.unwrap_or(row.updated_at);
     let mut result =
         ExecutionResult::new(row.order_id.clone(), status, mode, unix_seconds(timestamp));

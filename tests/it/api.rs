@@ -72,7 +72,6 @@ async fn health_ready_and_status_describe_a_working_instance() {
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -120,7 +119,6 @@ async fn metrics_are_prometheus_text_and_move_with_orders() {
     assert!(after.contains("# TYPE execution_stage_seconds histogram"));
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -188,7 +186,6 @@ async fn orders_are_listed_newest_first_filtered_and_paged() {
     assert_eq!(missing["error"], "not_found");
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -248,7 +245,6 @@ async fn hostile_requests_get_clear_client_errors() {
     assert!(response.status().is_client_error(), "{}", response.status());
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -302,7 +298,6 @@ async fn every_null_in_a_response_is_declared_nullable() {
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -358,7 +353,6 @@ async fn a_method_other_than_get_is_405_with_allow_on_every_path() {
     }
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -386,7 +380,6 @@ async fn a_nul_in_an_order_id_or_symbol_finds_nothing_instead_of_failing() {
     assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -422,7 +415,6 @@ async fn a_path_that_does_not_decode_gets_the_json_error() {
     }
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -492,7 +484,6 @@ async fn lost_postgres(fault: fn(&Proxy)) {
     .await;
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -581,7 +572,6 @@ async fn the_committed_openapi_document_matches_the_code_and_is_valid_openapi_3(
     assert!(docs.to_lowercase().contains("swagger"));
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -609,5 +599,4 @@ async fn start_up_waits_for_an_unreachable_postgres() {
         .expect("build task")
         .expect("build");
     assert_eq!(app.settings().streams.topology.consumer, "late");
-    env.cleanup().await;
 }

@@ -189,7 +189,6 @@ async fn bytes_that_are_not_utf8_anywhere_are_dead_lettered_exactly_and_stop_not
     assert!(mirrored, "the channel message's bytes are not in the DLQ");
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -218,7 +217,6 @@ async fn a_replica_restarted_with_an_undecodable_entry_pending_resumes_and_is_re
         .await;
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -256,5 +254,4 @@ async fn an_undecodable_entry_pending_on_a_dead_replica_is_claimed_with_its_neig
     assert_eq!(app.stats.redeliveries.get(), 6);
 
     app.stop().await;
-    env.cleanup().await;
 }

@@ -44,7 +44,6 @@ async fn publish_prints_the_result_of_its_order() {
     assert_eq!(printed["fee"], "0.12000000");
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -57,7 +56,6 @@ async fn publish_fails_when_no_result_arrives() {
         .expect("run publish");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no result arrived"));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -95,7 +93,6 @@ async fn serve_finishes_its_work_and_exits_zero_on_sigterm() {
         "the shim did not unsubscribe"
     );
     assert_eq!(env.pending().await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -113,7 +110,6 @@ async fn bad_settings_stop_start_up_naming_each_variable() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TRADING_MODE=\"yolo\""), "{stderr}");
     assert!(stderr.contains("REDIS_PORT=\"not-a-port\""), "{stderr}");
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -198,7 +194,6 @@ async fn dead_letters_can_be_listed_shown_requeued_and_purged() {
     assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -257,7 +252,6 @@ async fn requeue_all_moves_every_letter_back_across_pages() {
             .all(|entry| !entry.contains_key("dlq_reason"))
     );
     assert!(requeued[letters - 1]["payload"].contains(&format!("letter-{}", letters - 1)));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -325,7 +319,6 @@ async fn publish_can_send_a_whole_json_order_straight_onto_the_stream() {
     );
     assert_eq!(env.stream_len("ORDERS_STREAM").await, 2);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -384,7 +377,6 @@ async fn migrate_applies_reports_and_rolls_back() {
         1
     );
     assert_eq!(env.count(raw_column).await, 1);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -451,7 +443,6 @@ async fn halt_resume_and_halts_work_through_the_stream() {
         1
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -472,7 +463,6 @@ async fn real_orders_without_confirmation_and_keys_refuse_to_start() {
         "{stderr}"
     );
     assert!(!stderr.contains("mx0-visible-key"), "{stderr}");
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -529,5 +519,4 @@ async fn bench_prints_the_postgres_ceiling_its_share_and_the_peak_memory() {
         "the scratch schema was left behind"
     );
     app.stop().await;
-    env.cleanup().await;
 }

@@ -60,7 +60,6 @@ async fn fifty_quantities_under_one_id_fill_once_and_conflict_forty_nine_times()
         "{metrics}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -82,7 +81,6 @@ async fn another_side_in_the_same_batch_conflicts_with_the_first() {
     assert_eq!(results[1]["side"], "SELL");
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -141,7 +139,6 @@ async fn a_rejection_whose_values_fit_no_column_keeps_its_id() {
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 0);
     assert_eq!(app.stats.conflicts.get(), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -163,5 +160,4 @@ async fn a_rejected_id_stays_rejected_when_a_corrected_order_reuses_it() {
     );
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 0);
     app.stop().await;
-    env.cleanup().await;
 }

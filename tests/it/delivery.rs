@@ -37,7 +37,6 @@ async fn entries_left_pending_by_a_stopped_consumer_are_claimed_and_completed() 
     assert_eq!(app.stats.redeliveries.get(), 10);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -61,7 +60,6 @@ async fn a_restarted_consumer_resumes_its_own_pending_entries_first() {
         .await;
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -111,7 +109,6 @@ async fn an_entry_delivered_more_than_max_deliveries_goes_to_the_dead_letter_str
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -154,7 +151,6 @@ async fn stopping_finishes_and_acknowledges_the_batch_in_flight() {
     env.wait_for_results(400).await;
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 400);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -215,7 +211,6 @@ async fn a_message_postgres_refuses_is_retried_then_dead_lettered_while_its_batc
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -281,7 +276,6 @@ async fn a_batch_hung_in_postgres_is_abandoned_and_retried() {
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -333,7 +327,6 @@ async fn a_batch_blocked_on_a_lock_is_reported_and_retried() {
         "a lock wait is not a hang"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -363,7 +356,6 @@ async fn every_postgres_session_carries_the_timeouts_and_keepalives() {
     assert_eq!(show("tcp_keepalives_count").await, "3");
     assert_eq!(show("application_name").await, "execution-service");
     drop(app);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -432,7 +424,6 @@ async fn entries_a_lost_read_reply_delivered_are_taken_back_without_counting_a_d
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -490,7 +481,6 @@ async fn claims_continue_past_a_long_run_of_busy_pending_entries() {
 
     refresher.abort();
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -533,7 +523,6 @@ async fn the_failure_note_of_an_entry_that_went_through_after_all_is_removed() {
     assert_eq!(env.stream_len("DLQ_STREAM").await, 0);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -569,7 +558,6 @@ async fn a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_lost_witho
     env.wait_until("nothing is pending", || async { env.pending().await == 0 })
         .await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// A worker, and the entry of one order it has read.
@@ -605,8 +593,6 @@ async fn an_entry_is_not_acknowledged_when_its_result_cannot_be_written() {
     assert_eq!(report.results[0].status.as_str(), "FILLED");
     assert_eq!(env.results_for("unwritable-1").await.len(), 1);
     assert_eq!(env.pending().await, 0);
-
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -630,7 +616,6 @@ async fn nothing_is_acknowledged_when_the_fills_stream_cannot_be_written() {
     assert_eq!(env.pending().await, 0);
     assert_eq!(env.results_for("fills-wrongtype-1").await.len(), 1);
     assert_eq!(env.stream_len("FILLS_STREAM").await, 1);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -672,5 +657,4 @@ async fn a_dead_letter_keeps_thousands_of_fields() {
         panic!("fields: {:?}", entry[1]);
     };
     assert!(fields.len() / 2 > 5_000, "only {} fields", fields.len() / 2);
-    env.cleanup().await;
 }

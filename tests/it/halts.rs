@@ -100,7 +100,6 @@ async fn a_halt_on_the_stream_stops_its_scope_only_until_resumed() {
         1
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -161,7 +160,6 @@ async fn a_malformed_entry_halts_nothing_and_is_dead_lettered_once() {
     assert_eq!(env.stream_len("DLQ_STREAM").await, 3);
     one.stop().await;
     two.stop().await;
-    env.cleanup().await;
 }
 
 async fn post(
@@ -203,7 +201,6 @@ async fn without_a_configured_token_the_write_endpoints_are_forbidden() {
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(env.count("SELECT count(*) FROM halts").await, 0);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -295,7 +292,6 @@ async fn the_admin_api_halts_and_lifts_on_every_replica_with_the_right_token() {
     wait_for_halts(&env, &one, 0).await;
     one.stop().await;
     two.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -320,7 +316,6 @@ async fn the_same_entry_read_by_three_replicas_is_recorded_once() {
     for app in apps {
         app.stop().await;
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -339,7 +334,6 @@ async fn a_halt_set_while_no_replica_ran_applies_before_the_first_batch() {
     assert_eq!(results[0]["status"], "REJECTED");
     assert_eq!(results[0]["error_message"], "halted: all overnight");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -362,7 +356,6 @@ async fn a_stored_halt_this_version_cannot_read_halts_everything() {
         results[0]
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -388,5 +381,4 @@ async fn an_entry_with_a_nul_in_a_field_name_stops_no_later_halt() {
     wait_for_halts(&env, &app, 1).await;
     assert_eq!(env.stream_len("DLQ_STREAM").await, 1);
     app.stop().await;
-    env.cleanup().await;
 }

@@ -67,7 +67,6 @@ async fn an_order_on_the_channel_is_filled_and_announced_on_both_outputs() {
     assert_eq!(env.pending().await, 0);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -115,7 +114,6 @@ async fn a_flat_stream_entry_is_filled_like_a_json_one() {
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 2);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -162,7 +160,6 @@ async fn an_order_older_than_the_maximum_age_is_rejected_unexecuted() {
     assert_eq!(app.stats.executed.get(), 1);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -204,7 +201,6 @@ async fn an_order_stamped_in_the_future_is_rejected_unexecuted_beyond_the_skew()
     assert_eq!(status("skewed-1")["status"], "FILLED");
     assert_eq!(app.stats.executed.get(), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -256,7 +252,6 @@ async fn every_result_is_also_on_the_fills_stream_with_the_original_field_names(
     env.wait_for_results(3).await;
     assert_eq!(env.stream_len("FILLS_STREAM").await, 2);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -286,5 +281,4 @@ async fn a_market_order_without_a_price_fills_at_the_default_reference_price() {
     assert_eq!(second["status"], "REJECTED");
     assert!(second["error_message"].contains("no price"), "{second:?}");
     app.stop().await;
-    env.cleanup().await;
 }

@@ -499,12 +499,6 @@ impl TestEnv {
             .expect("a row");
         row.try_get_by_index::<i64>(0).expect("a count")
     }
-
-    /// Releases the test's database and Redis keys now (dropping the
-    /// environment does the same; a test that fails releases them too).
-    pub async fn cleanup(self) {
-        self.db.close_by_ref().await.ok();
-    }
 }
 
 impl Drop for TestEnv {

@@ -38,7 +38,6 @@ async fn the_same_order_published_five_times_is_mirrored_and_executed_once() {
     );
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -100,7 +99,6 @@ async fn the_same_order_added_to_the_stream_three_times_gets_one_execution_and_e
     assert_eq!(app.stats.executed.get(), 1);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -140,8 +138,6 @@ async fn an_entry_delivered_twice_is_executed_once() {
         1,
         "a redelivered entry whose change was announced is acknowledged silently"
     );
-
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -160,8 +156,6 @@ async fn duplicates_inside_one_batch_share_one_execution() {
     assert!(report.results.iter().all(|r| r == &report.results[0]));
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     assert_eq!(env.pending().await, 0);
-
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -219,8 +213,6 @@ async fn a_stored_order_left_unfinished_is_finished_once_in_a_transaction() {
         2,
         "an order was executed twice"
     );
-
-    env.cleanup().await;
 }
 
 /// Two batches holding the same order race to announce it: the one that
@@ -272,5 +264,4 @@ async fn a_first_answer_beaten_by_a_duplicates_answer_goes_out_as_a_replay() {
     );
     // The change reached the streams once.
     assert_eq!(env.results_for("raced").await.len(), 1);
-    env.cleanup().await;
 }

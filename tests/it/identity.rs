@@ -84,7 +84,6 @@ async fn padded_and_invisible_ids_are_refused_on_orders_never_trimmed() {
     }
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 0);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -118,7 +117,6 @@ async fn a_near_duplicate_order_id_is_refused_not_executed_again() {
     }
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -164,7 +162,6 @@ async fn halts_meet_the_same_rule_on_the_stream_and_the_api() {
     let results = env.wait_for_results(1).await;
     assert_eq!(results[0]["status"], "FILLED");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -219,7 +216,6 @@ async fn a_lift_names_its_halt_and_a_retried_lift_changes_nothing() {
         results[0]
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -339,7 +335,6 @@ async fn a_recreated_kill_switch_stream_is_read_again_and_its_halts_applied() {
         assert!(result["error_message"].starts_with("halted:"), "{result:?}");
     }
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -382,7 +377,6 @@ async fn while_halts_cannot_be_read_the_replica_is_not_ready_and_executes_nothin
     let results = env.wait_for_results(1).await;
     assert_eq!(results[0]["status"], "FILLED");
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -415,5 +409,4 @@ async fn a_halt_on_a_short_market_halts_that_market_only() {
     assert_eq!(status("on-ab-cd").as_deref(), Some("REJECTED"));
     assert_eq!(status("on-btc").as_deref(), Some("FILLED"), "{results:?}");
     app.stop().await;
-    env.cleanup().await;
 }

@@ -58,7 +58,6 @@ async fn start_up_names_every_setting_whose_key_holds_the_wrong_kind() {
         );
     }
     assert!(!message.contains("ORDERS_STREAM"), "{message}");
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -122,7 +121,6 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
     // attempt stored it, the one that announced it found it stored.
     assert_eq!(app.stats.executed.get(), 3);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -173,7 +171,6 @@ async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_dupli
         ["dry-before", "dry-held", "dry-after"]
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -198,5 +195,4 @@ async fn a_dead_letter_stream_that_cannot_be_written_holds_up_no_halt() {
     })
     .await;
     app.stop().await;
-    env.cleanup().await;
 }

@@ -152,7 +152,6 @@ async fn an_accepted_order_is_looked_up_and_announced_filled_with_its_exchange_i
         "{metrics}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -186,7 +185,6 @@ async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup
         assert_eq!(fake.posts_for(&client_id), 1, "{fault:?}: never sent twice");
         assert_eq!(result["client_order_id"], client_id);
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -227,7 +225,6 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_where_opted_in_after
         "a re-send is not another execution"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -250,7 +247,6 @@ async fn lookups_that_lag_acceptance_cause_no_resend() {
     assert_eq!(fake.posts_for(&client_id), 1, "re-sent on a lagging lookup");
     assert_eq!(fake.orders_for(&client_id).len(), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -309,7 +305,6 @@ async fn the_same_order_published_five_times_is_one_post() {
             assert_eq!(announced[0]["status"], "FILLED");
         }
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -335,7 +330,6 @@ async fn a_pre_trade_rule_failure_sends_nothing() {
     );
     assert_eq!(fake.count("POST", "/api/v3/order"), 0);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -386,7 +380,6 @@ async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
         "{metrics}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -423,7 +416,6 @@ async fn a_skewed_clock_costs_one_resync_and_one_retry() {
             "{offset_ms}: the retry after 700003 is a request like any other"
         );
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -468,7 +460,6 @@ async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
         assert_eq!(fake.orders_for(&exchange_id(&env, order_id)).len(), 1);
     }
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -507,7 +498,6 @@ async fn partial_fills_are_announced_then_the_fill_and_each_trade_is_recorded_on
     );
     assert_eq!(fake.count("POST", "/api/v3/order"), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -532,7 +522,6 @@ async fn an_open_order_past_its_ttl_is_cancelled_once_and_announced_with_what_fi
         Some("CANCELED")
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -570,7 +559,6 @@ async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconci
         "an UNKNOWN order was re-sent"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -612,7 +600,6 @@ async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing
         0
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -674,7 +661,6 @@ async fn a_refused_key_stops_sending_on_the_replica_visible_in_ready_and_status(
         2
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -706,7 +692,6 @@ async fn three_replicas_together_stay_under_the_request_budget_at_the_exchange()
     for app in apps {
         app.stop().await;
     }
-    env.cleanup().await;
 }
 
 /// Claims `order_id` for a replica that then dies: its lease (`lease_ms`)
@@ -789,7 +774,6 @@ async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritte
         "an order sent under a halt"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -834,7 +818,6 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
         "nothing asked of MEXC for a finished order"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 fn strategy_order(order_id: &str, strategy: &str) -> String {
@@ -884,7 +867,6 @@ async fn a_halt_cancels_the_open_orders_it_covers_once_across_replicas() {
     for app in apps {
         app.stop().await;
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -921,7 +903,6 @@ async fn without_cancel_on_halt_open_orders_stay_open() {
     .await;
     assert_eq!(fake.count("DELETE", "/api/v3/order"), 0);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -950,7 +931,6 @@ async fn paper_and_mock_make_no_request_to_the_exchange() {
         assert!(results.iter().all(|r| r["mode"] == mode));
         assert_eq!(fake.request_count(), 0, "{mode} asked MEXC");
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -983,5 +963,4 @@ async fn an_order_claimed_but_never_sent_is_not_sent_once_a_halt_covers_it() {
     })
     .await;
     app.stop().await;
-    env.cleanup().await;
 }

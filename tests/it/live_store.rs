@@ -97,7 +97,6 @@ async fn a_new_order_is_committed_as_submitted_before_it_may_be_sent_and_held_by
             .unwrap(),
         LiveClaim::LookUp(_)
     ));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -126,7 +125,6 @@ async fn an_expired_lease_is_taken_over_and_looked_up_first() {
         panic!("an expired lease is taken over for a lookup");
     };
     assert_eq!(taken.lease_owner.as_deref(), Some("b"));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -213,7 +211,6 @@ async fn only_the_lease_owner_records_and_each_fill_is_recorded_once() {
             .unwrap(),
         LiveClaim::Done(_)
     ));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -261,7 +258,6 @@ async fn two_replicas_taking_expired_leases_at_once_never_take_the_same_order() 
             .unwrap()
             .is_empty()
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -353,5 +349,4 @@ async fn every_change_is_guarded_by_the_state_machine_and_recorded_as_an_event()
         .expect("run order");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no order with order_id"));
-    env.cleanup().await;
 }

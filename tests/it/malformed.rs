@@ -183,7 +183,6 @@ async fn every_malformed_message_gets_its_documented_outcome() {
     assert_eq!(stats.filled.get(), 1);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -213,5 +212,4 @@ async fn an_id_too_long_for_a_row_is_answered_and_its_letter_says_it_is_the_only
     );
     assert_eq!(env.count("SELECT count(*) FROM orders").await, 0);
     app.stop().await;
-    env.cleanup().await;
 }

@@ -538,7 +538,6 @@ async fn a_live_dry_run_checks_and_tests_orders_but_never_places_one() {
         2
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -565,5 +564,4 @@ async fn a_dry_run_without_credentials_checks_the_rules_only() {
     assert_eq!(fake.count("POST", "/api/v3/order/test"), 0);
     assert!(fake.count("GET", "/api/v3/exchangeInfo") >= 1);
     app.stop().await;
-    env.cleanup().await;
 }

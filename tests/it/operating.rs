@@ -161,7 +161,6 @@ async fn a_dead_letter_fires_its_alert_in_a_real_prometheus() {
     let _ = prometheus.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// The value of an instant query's first sample, if any.
@@ -250,7 +249,6 @@ async fn every_metric_the_dashboard_reads_is_served() {
         "the dashboard reads metrics the service does not serve: {unknown:?}"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[test]

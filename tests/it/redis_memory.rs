@@ -140,5 +140,4 @@ async fn a_redis_out_of_memory_holds_results_and_publishes_each_once_after() {
         .arg("NOSAVE")
         .query_async(&mut conn)
         .await;
-    env.cleanup().await;
 }

@@ -52,7 +52,6 @@ async fn two_replicas_execute_two_thousand_orders_exactly_once() {
 
     a.stop().await;
     b.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -86,7 +85,6 @@ async fn mock_outcomes_repeat_for_the_same_order_and_seed() {
         assert!(outcome.iter().all(|o| o.3 == "mock"));
         outcomes.push(outcome);
         app.stop().await;
-        env.cleanup().await;
     }
     assert_eq!(outcomes[0], outcomes[1]);
     assert!(

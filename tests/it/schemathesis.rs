@@ -99,5 +99,4 @@ async fn the_api_keeps_to_its_openapi_document_under_schemathesis() {
     eprintln!("{version}: no problems in {:?}", started.elapsed());
 
     app.stop().await;
-    env.cleanup().await;
 }

@@ -41,7 +41,6 @@ async fn a_chunk_redis_refuses_is_retried_until_it_is_mirrored() {
     assert_eq!(env.stream_len("ORDERS_STREAM").await, 5);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -98,7 +97,6 @@ async fn an_order_sent_again_after_the_dedup_window_gets_its_result_again() {
     assert_eq!(app.stats.executed.get(), 1);
 
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -237,7 +235,6 @@ async fn messages_larger_than_the_limit_are_dead_lettered_unparsed_and_cut() {
     assert_eq!(requeued.len(), whole.len());
     assert_eq!(dlq.list(10).await.expect("list").len(), truncated.len());
     assert_eq!(env.stream_len("ORDERS_STREAM").await, whole.len());
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -262,5 +259,4 @@ async fn another_message_under_the_same_id_within_the_window_is_answered_as_a_co
     );
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     app.stop().await;
-    env.cleanup().await;
 }

@@ -318,7 +318,6 @@ async fn a_missing_database_is_created_by_serve_and_by_migrate() {
     assert_eq!(tables.try_get::<i64>("", "n").expect("a count"), 2);
     db.close().await.ok();
     drop_database(&migrated).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -440,7 +439,6 @@ async fn schema_changes_wait_for_the_migration_lock() {
             "after migrate {action}"
         );
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -498,5 +496,4 @@ async fn credentials_or_permissions_redis_refuses_stop_start_up() {
         .query_async(&mut conn)
         .await
         .expect("ACL DELUSER");
-    env.cleanup().await;
 }

@@ -274,7 +274,6 @@ async fn an_order_is_one_trace_from_the_producer_through_shim_worker_and_result(
             "no {name} span was exported"
         );
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -320,5 +319,4 @@ async fn spans_go_out_over_grpc_and_continue_the_incoming_trace() {
     );
     assert_eq!(process.parent_span_id, mirror.span_id);
     cluster.stop().await;
-    env.cleanup().await;
 }

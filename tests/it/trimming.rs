@@ -96,5 +96,4 @@ async fn a_stalled_group_loses_nothing_to_trimming_and_works_off_its_backlog() {
     .await;
 
     app.stop().await;
-    env.cleanup().await;
 }

@@ -3,6 +3,7 @@ use std::str::FromStr;
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::domain::TradingMode;
 use crate::execution::mexc::OrderId;
 
 fn row() -> orders::Model {
@@ -22,7 +23,7 @@ fn row() -> orders::Model {
         client_id: None,
         strategy_id: None,
         bot_id: None,
-        mode: "live".into(),
+        mode: TradingMode::Live,
         reject_reason: None,
         exchange_order_id: None,
         attempts: 0,

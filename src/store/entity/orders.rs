@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, TradingMode};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "orders")]
@@ -30,7 +30,7 @@ pub struct Model {
     pub client_id: Option<String>,
     pub strategy_id: Option<String>,
     pub bot_id: Option<String>,
-    pub mode: String,
+    pub mode: TradingMode,
     pub reject_reason: Option<String>,
     pub exchange_order_id: Option<String>,
     pub attempts: i32,

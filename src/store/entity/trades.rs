@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::TradingMode;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "trades")]
 pub struct Model {
@@ -18,7 +20,7 @@ pub struct Model {
     pub quantity: Decimal,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
     pub fee: Decimal,
-    pub mode: String,
+    pub mode: TradingMode,
     pub exchange_order_id: Option<String>,
     pub executed_at: DateTimeWithTimeZone,
     /// The asset the fee is charged in (live fills).

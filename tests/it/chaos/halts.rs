@@ -128,7 +128,6 @@ async fn a_halt_reaches_three_replicas_within_a_second() {
     );
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 150);
     cluster.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -186,5 +185,4 @@ async fn replicas_started_or_restarted_while_halted_reject_from_their_first_batc
     })
     .await;
     cluster.stop().await;
-    env.cleanup().await;
 }

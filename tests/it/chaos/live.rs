@@ -139,7 +139,6 @@ async fn killed_while_waiting_on(point: KillPoint) {
         "one trade per exchange fill"
     );
     cluster.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]

@@ -238,7 +238,6 @@ async fn orders_outlast(fault: Fault, lasting: Duration) {
         "a network fault dead-lettered orders"
     );
     cluster.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]

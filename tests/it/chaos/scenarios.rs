@@ -89,7 +89,6 @@ async fn kill_replicas_during_load(
         "a killed replica sent orders to the DLQ"
     );
     cluster.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -152,7 +151,6 @@ async fn a_cut_postgres_pauses_the_work_and_loses_nothing() {
     assert_eq!(counts.filled, 3_000);
     assert_eq!(counts.dead_letters, 0, "an outage pushed orders to the DLQ");
     cluster.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -239,7 +237,6 @@ async fn a_restarted_redis_is_reconnected_and_retried_orders_execute_once() {
     );
     subscriber.abort();
     cluster.stop().await;
-    env.cleanup().await;
     redis.kill().await;
 }
 
@@ -362,5 +359,4 @@ async fn a_thousand_hostile_messages_in_valid_traffic_each_get_their_outcome() {
     let counts = check_invariants(&env, &ids).await;
     assert_eq!(counts.filled, 2_000);
     cluster.stop().await;
-    env.cleanup().await;
 }

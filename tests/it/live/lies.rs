@@ -125,7 +125,6 @@ async fn a_long_denial_after_an_unanswered_post_sends_no_second_order() {
         );
         assert_history_matches(&env).await;
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -172,7 +171,6 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
     );
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -253,7 +251,6 @@ async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_w
     .await;
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -320,7 +317,6 @@ async fn a_refused_resend_is_looked_up_and_never_ends_the_order_on_its_own() {
         assert_eq!(refusals, 0, "code {code}: ended on the refusal");
         assert_history_matches(&env).await;
         app.stop().await;
-        env.cleanup().await;
     }
 }
 
@@ -368,7 +364,6 @@ async fn orders_filled_in_hundreds_of_trades_are_recorded_whole() {
     );
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -417,7 +412,6 @@ async fn fees_in_two_assets_are_kept_per_asset() {
         2
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -443,7 +437,6 @@ async fn a_cancel_by_the_accounts_owner_is_recorded_with_what_filled() {
     );
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -517,7 +510,6 @@ async fn a_halt_stops_every_order_still_waiting_for_the_request_budget() {
     );
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -559,8 +551,6 @@ async fn two_deployments_of_one_account_share_its_request_budget() {
     for app in apps {
         app.stop().await;
     }
-    one.cleanup().await;
-    two.cleanup().await;
 }
 
 #[tokio::test]
@@ -585,7 +575,6 @@ async fn a_symbol_paused_and_resumed_at_mexc_trades_again_at_once() {
     assert_eq!(fake.posts_for(&exchange_id(&env, "while-paused")), 0);
     assert_eq!(fake.posts_for(&exchange_id(&env, "after-resume")), 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -660,5 +649,4 @@ async fn a_postgres_cut_while_requests_are_in_flight_announces_each_change_once(
     assert_eq!(stuck, 0, "orders left unfinished");
     assert_history_matches(&env).await;
     app.stop().await;
-    env.cleanup().await;
 }

@@ -45,7 +45,6 @@ async fn paper_market_orders_fill_at_the_mexc_ticker_price_when_asked() {
     assert_eq!(requests[0].query, "symbol=BTCUSDT");
     assert!(!requests[0].keyed);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -84,7 +83,6 @@ async fn paper_trading_by_default_never_calls_mexc() {
     env.wait_for_results(2).await;
     mock.stop().await;
     assert_eq!(fake.request_count(), 0, "{:?}", fake.requests());
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -131,5 +129,4 @@ async fn paper_falls_back_to_reference_prices_while_mexc_is_down() {
     // One request per symbol: the failure is remembered, not retried per order.
     assert_eq!(fake.count("GET", "/api/v3/ticker/price"), 2);
     app.stop().await;
-    env.cleanup().await;
 }
