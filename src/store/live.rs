@@ -8,10 +8,7 @@
 //! on `lease_owner`); a fill is recorded once whoever records it (its
 //! `trade_id` comes from the exchange's trade id).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
-
-use rust_decimal::Decimal;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait};
 
@@ -19,8 +16,14 @@ use super::Store;
 use super::batch::{insert_trades_statement, upsert_statement};
 use super::entity::orders;
 use super::rows::{NewOrder, NewTrade};
+use crate::domain::OrderStatus;
 use crate::domain::lifecycle::{self, Observation};
-use crate::domain::{OrderStatus, format_amount};
+
+mod leases;
+mod update;
+
+use update::Event;
+pub use update::{LiveUpdate, fees_json};
 
 /// Who holds live orders, and for how long a claim lasts unrenewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,115 +44,6 @@ pub enum LiveClaim {
     Held(orders::Model),
     /// Terminal: its stored result is re-emitted.
     Done(orders::Model),
-}
-
-/// What was learnt about a live order, to record: the observation that
-/// moves it (none when only bookkeeping changes), what the exchange said,
-/// and how long the lease lasts.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LiveUpdate {
-    /// What moves the order through its state machine, if anything.
-    pub observation: Option<Observation>,
-    pub exchange_status: Option<String>,
-    pub exchange_order_id: Option<String>,
-    pub filled_quantity: Option<Decimal>,
-    pub fill_price: Option<Decimal>,
-    /// The fees per asset. One asset: `fee` and `fee_asset` too; several:
-    /// those two are cleared (no one figure is the fee).
-    pub fees: Option<BTreeMap<String, Decimal>>,
-    pub reject_reason: Option<String>,
-    /// What else explains the observation, for the audit trail (an error
-    /// MEXC gave, the searches that found nothing).
-    pub note: Option<String>,
-    /// Lookups MEXC answered "no such order" (a send starts the count
-    /// again).
-    pub not_found: i32,
-    /// The exchange answered for the order now (its resolve deadline
-    /// starts again).
-    pub resolved: bool,
-    /// Reported not placed: keep looking for it this long.
-    pub watch_for: Option<Duration>,
-    /// Keep the lease (the order is still open) or let it go (terminal).
-    pub keep_lease: bool,
-    /// With `keep_lease`: the lease ends after this long, when any
-    /// replica's reconciler looks the order up again.
-    pub poll_in: Option<Duration>,
-}
-
-impl LiveUpdate {
-    /// An update that moves the order on `observation`.
-    pub fn on(observation: Observation) -> Self {
-        LiveUpdate {
-            observation: Some(observation),
-            ..LiveUpdate::default()
-        }
-    }
-
-    /// The evidence of the change, for `order_events`.
-    fn evidence(&self, fills: &[NewTrade]) -> serde_json::Value {
-        let mut evidence = serde_json::Map::new();
-        let mut put = |name: &str, value: Option<String>| {
-            if let Some(value) = value {
-                evidence.insert(name.to_owned(), serde_json::Value::String(value));
-            }
-        };
-        put("exchange_status", self.exchange_status.clone());
-        put("exchange_order_id", self.exchange_order_id.clone());
-        put("executed_qty", self.filled_quantity.map(format_amount));
-        put("reason", self.reject_reason.clone());
-        put("note", self.note.clone());
-        if let Some(fees) = &self.fees {
-            evidence.insert("fees".into(), fees_json(fees));
-        }
-        if !fills.is_empty() {
-            let ids = fills.iter().map(|t| t.trade_id.clone().into()).collect();
-            evidence.insert("trade_ids".into(), serde_json::Value::Array(ids));
-        }
-        serde_json::Value::Object(evidence)
-    }
-}
-
-/// Fees per asset as the `fees` column holds them: exact decimal text.
-pub fn fees_json(fees: &BTreeMap<String, Decimal>) -> serde_json::Value {
-    serde_json::Value::Object(
-        fees.iter()
-            .map(|(asset, amount)| (asset.clone(), format_amount(*amount).into()))
-            .collect(),
-    )
-}
-
-/// One change of an order's state, as `order_events` keeps it.
-struct Event<'a> {
-    order_id: &'a str,
-    seq: i32,
-    from: Option<OrderStatus>,
-    to: OrderStatus,
-    observation: &'a str,
-    evidence: serde_json::Value,
-    replica: &'a str,
-}
-
-impl Event<'_> {
-    /// Appends the event; one already there (same order and sequence
-    /// number) is left as it is.
-    async fn append(self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO order_events (order_id, seq, from_status, to_status, observation, evidence, replica) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id, seq) DO NOTHING",
-            [
-                self.order_id.into(),
-                self.seq.into(),
-                self.from.map(|s| s.as_str().to_owned()).into(),
-                self.to.as_str().into(),
-                self.observation.into(),
-                self.evidence.into(),
-                self.replica.into(),
-            ],
-        ))
-        .await?;
-        Ok(())
-    }
 }
 
 impl Store {
@@ -476,105 +370,6 @@ impl Store {
         }
         txn.commit().await?;
         Ok(row)
-    }
-
-    /// Live orders not finished, by status (for `/status`).
-    pub async fn live_in_flight(&self) -> Result<Vec<(String, i64)>, DbErr> {
-        let rows = self
-            .connection()
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT status, count(*) AS n FROM orders \
-                 WHERE status = ANY($1) GROUP BY status",
-                [lifecycle::names(&lifecycle::IN_FLIGHT).into()],
-            ))
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
-            .collect()
-    }
-
-    /// Lets go of finished orders whose results are announced (`ids` with
-    /// the lease owner each was recorded under); orders still in flight
-    /// keep their leases. An order reported not placed and still watched
-    /// keeps the time of its next look.
-    pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let (order_ids, owners): (Vec<String>, Vec<String>) = ids.iter().cloned().unzip();
-        let finished: Vec<String> = lifecycle::ALL
-            .into_iter()
-            .filter(|status| status.is_terminal())
-            .map(|status| status.as_str().to_owned())
-            .collect();
-        let done = self
-            .connection()
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE orders o SET lease_owner = NULL, \
-                   lease_until = CASE WHEN o.watch_until > now() THEN o.lease_until END \
-                 FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
-                 WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
-                   AND o.status = ANY($3)",
-                [order_ids.into(), owners.into(), finished.into()],
-            ))
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Renews this replica's leases on `order_ids` (a replica waiting on the
-    /// exchange or the rate limit keeps its orders); returns how many it
-    /// still held.
-    pub async fn renew_leases(&self, lease: &Lease, order_ids: &[String]) -> Result<u64, DbErr> {
-        if order_ids.is_empty() {
-            return Ok(0);
-        }
-        let done = self
-            .connection()
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE orders SET lease_until = now() + $2 * interval '1 millisecond' \
-                 WHERE lease_owner = $1 AND order_id = ANY($3)",
-                [
-                    lease.owner.clone().into(),
-                    (lease.length.as_millis() as i64).into(),
-                    order_ids.to_vec().into(),
-                ],
-            ))
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    /// Takes over up to `limit` orders whose lease has expired, skipping
-    /// rows another replica is taking at the same moment: orders in flight
-    /// (a dead replica's, or ones due for a lookup), each to be looked up
-    /// before anything is sent for it, and finished orders whose result was
-    /// recorded but maybe never announced (the lease is released only once
-    /// it was).
-    pub async fn take_expired_leases(
-        &self,
-        lease: &Lease,
-        limit: u64,
-    ) -> Result<Vec<orders::Model>, DbErr> {
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "UPDATE orders SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
-             WHERE id IN ( \
-               SELECT id FROM orders \
-               WHERE lease_until IS NOT NULL AND lease_until < now() \
-               ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING *",
-            [
-                lease.owner.clone().into(),
-                (lease.length.as_millis() as i64).into(),
-                (limit as i64).into(),
-            ],
-        );
-        orders::Entity::find()
-            .from_raw_sql(statement)
-            .all(self.connection())
-            .await
     }
 }
 

@@ -1,0 +1,110 @@
+//! Leases of live orders in flight: renewed, let go of once announced,
+//! taken over when expired; and the count of orders in flight.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+
+use super::Lease;
+use crate::domain::lifecycle;
+use crate::store::Store;
+use crate::store::entity::orders;
+
+impl Store {
+    /// Live orders not finished, by status (for `/status`).
+    pub async fn live_in_flight(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        let rows = self
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT status, count(*) AS n FROM orders \
+                 WHERE status = ANY($1) GROUP BY status",
+                [lifecycle::names(&lifecycle::IN_FLIGHT).into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
+            .collect()
+    }
+
+    /// Lets go of finished orders whose results are announced (`ids` with
+    /// the lease owner each was recorded under); orders still in flight
+    /// keep their leases. An order reported not placed and still watched
+    /// keeps the time of its next look.
+    pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let (order_ids, owners): (Vec<String>, Vec<String>) = ids.iter().cloned().unzip();
+        let finished: Vec<String> = lifecycle::ALL
+            .into_iter()
+            .filter(|status| status.is_terminal())
+            .map(|status| status.as_str().to_owned())
+            .collect();
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders o SET lease_owner = NULL, \
+                   lease_until = CASE WHEN o.watch_until > now() THEN o.lease_until END \
+                 FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
+                 WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
+                   AND o.status = ANY($3)",
+                [order_ids.into(), owners.into(), finished.into()],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Renews this replica's leases on `order_ids` (a replica waiting on the
+    /// exchange or the rate limit keeps its orders); returns how many it
+    /// still held.
+    pub async fn renew_leases(&self, lease: &Lease, order_ids: &[String]) -> Result<u64, DbErr> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET lease_until = now() + $2 * interval '1 millisecond' \
+                 WHERE lease_owner = $1 AND order_id = ANY($3)",
+                [
+                    lease.owner.clone().into(),
+                    (lease.length.as_millis() as i64).into(),
+                    order_ids.to_vec().into(),
+                ],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Takes over up to `limit` orders whose lease has expired, skipping
+    /// rows another replica is taking at the same moment: orders in flight
+    /// (a dead replica's, or ones due for a lookup), each to be looked up
+    /// before anything is sent for it, and finished orders whose result was
+    /// recorded but maybe never announced (the lease is released only once
+    /// it was).
+    pub async fn take_expired_leases(
+        &self,
+        lease: &Lease,
+        limit: u64,
+    ) -> Result<Vec<orders::Model>, DbErr> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
+             WHERE id IN ( \
+               SELECT id FROM orders \
+               WHERE lease_until IS NOT NULL AND lease_until < now() \
+               ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING *",
+            [
+                lease.owner.clone().into(),
+                (lease.length.as_millis() as i64).into(),
+                (limit as i64).into(),
+            ],
+        );
+        orders::Entity::find()
+            .from_raw_sql(statement)
+            .all(self.connection())
+            .await
+    }
+}
