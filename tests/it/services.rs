@@ -140,11 +140,27 @@ fn private_redis() -> String {
 }
 
 /// A Redis of one test's own, for what would disturb the others (its
-/// memory limit, its shutdown): its URL. It stops with the test process,
-/// or earlier by `SHUTDOWN NOSAVE`.
-pub fn own_redis() -> String {
+/// memory limit, its shutdown). It shuts down when dropped, whether the
+/// test passed or failed (and with the test process at the latest).
+pub struct OwnRedis {
+    pub url: String,
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.url.as_str())
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2))
+        {
+            let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("NOSAVE").query(&mut conn);
+        }
+    }
+}
+
+pub fn own_redis() -> OwnRedis {
     let addr = local::start_redis(None, std::process::id()).unwrap_or_else(|err| missing(err));
-    format!("redis://{addr}/")
+    OwnRedis {
+        url: format!("redis://{addr}/"),
+    }
 }
 
 fn private_postgres() -> String {
