@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod serve;
 
-pub use serve::{LocalServices, use_private_services};
+pub use serve::{LocalServices, postgres_serves, redis_serves, use_private_services};
 
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

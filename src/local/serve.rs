@@ -64,9 +64,14 @@ pub async fn use_private_services(settings: &mut Settings, may_start: bool) -> a
     if !local.enabled {
         return Ok(());
     }
-    let need_redis = !local.redis_named && !redis_serves(settings.redis.url.expose_secret()).await;
-    let need_postgres =
-        !local.postgres_named && !postgres_serves(settings.postgres.url.expose_secret()).await;
+    let need_redis = !local.redis_named
+        && redis_serves(settings.redis.url.expose_secret())
+            .await
+            .is_err();
+    let need_postgres = !local.postgres_named
+        && postgres_serves(settings.postgres.url.expose_secret())
+            .await
+            .is_err();
     if !need_redis && !need_postgres {
         return Ok(());
     }
@@ -99,13 +104,10 @@ pub async fn use_private_services(settings: &mut Settings, may_start: bool) -> a
             dir.display()
         ),
     };
-    if let Some(addr) = need_redis.then_some(()).and(services.redis.as_deref()) {
+    if need_redis && let Some(addr) = services.redis.as_deref() {
         settings.redis.url = LocalServices::redis_url(addr).into();
     }
-    if let Some(addr) = need_postgres
-        .then_some(())
-        .and(services.postgres.as_deref())
-    {
+    if need_postgres && let Some(addr) = services.postgres.as_deref() {
         settings.postgres.url = LocalServices::postgres_url(addr).into();
         settings.postgres.url_source = format!("the private PostgreSQL under {}", dir.display());
     }
@@ -146,32 +148,43 @@ async fn start(dir: &Path, redis: bool, postgres: bool) -> anyhow::Result<LocalS
 }
 
 /// Whether a Redis at `url` answers PING (a password it wants and does not
-/// get counts as not serving).
-async fn redis_serves(url: &str) -> bool {
+/// get counts as not serving): why not, when it does not.
+pub async fn redis_serves(url: &str) -> Result<(), String> {
     let ping = async {
-        let client = redis::Client::open(url).ok()?;
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .ok()
+            .map(drop)
+            .map_err(|e| e.to_string())
     };
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Some(_)))
+    tokio::time::timeout(PROBE_TIMEOUT, ping)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())))
 }
 
 /// Whether Postgres at `url` takes the login (a database it lacks is
-/// fine: the service creates it).
-async fn postgres_serves(url: &str) -> bool {
+/// fine: the service creates it): why not, when it does not.
+pub async fn postgres_serves(url: &str) -> Result<(), String> {
     use sea_orm::sqlx::{Connection, postgres::PgConnection};
     match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect(url)).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
-            true
+            Ok(())
         }
-        Ok(Err(err)) => err
-            .as_database_error()
-            .and_then(|db| db.code())
-            .is_some_and(|code| code == "3D000"),
-        Err(_) => false,
+        Ok(Err(err))
+            if err
+                .as_database_error()
+                .and_then(|db| db.code())
+                .is_some_and(|code| code == "3D000") =>
+        {
+            Ok(())
+        }
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
     }
 }

@@ -575,6 +575,23 @@ pub async fn announced_until(
     seen
 }
 
+/// The next `count` results a results subscription carries, each within
+/// the deadline.
+pub async fn next_results(
+    channel: &mut (impl futures_util::Stream<Item = ExecutionResult> + Unpin),
+    count: usize,
+) -> Vec<ExecutionResult> {
+    let mut results = Vec::with_capacity(count);
+    while results.len() < count {
+        let result = tokio::time::timeout(DEADLINE, channel.next())
+            .await
+            .unwrap_or_else(|_| panic!("{count} results not announced in time; got {results:?}"))
+            .expect("the channel stays open");
+        results.push(result);
+    }
+    results
+}
+
 /// A valid order as JSON.
 pub fn order_json(order_id: &str, quantity: &str, price: &str) -> String {
     serde_json::json!({"order_id": order_id, "symbol": "BTCUSDT", "side": "BUY", "quantity": quantity, "price": price})

@@ -2,7 +2,6 @@
 
 use execution_service::bus::Entry;
 use execution_service::domain::ExecutionResult;
-use futures_util::StreamExt;
 
 use crate::helpers::{TestEnv, order_json};
 
@@ -55,14 +54,7 @@ async fn the_same_order_added_to_the_stream_three_times_gets_one_execution_and_e
         env.xadd_payload(&order_json("dup-2", "0.5", "20000")).await;
     }
     // Three answers on the channel: the change, then two replays of it.
-    let mut answers = Vec::new();
-    while answers.len() < 3 {
-        let answer = tokio::time::timeout(crate::helpers::DEADLINE, channel.next())
-            .await
-            .expect("three answers")
-            .expect("the channel stays open");
-        answers.push(answer);
-    }
+    let answers = crate::helpers::next_results(&mut channel, 3).await;
     assert_eq!(answers[0].replay, None);
     for replay in &answers[1..] {
         assert_eq!(replay.replay, Some(true));
@@ -245,14 +237,7 @@ async fn a_first_answer_beaten_by_a_duplicates_answer_goes_out_as_a_replay() {
             .await
             .expect("announced");
     }
-    let mut answers = Vec::new();
-    while answers.len() < 2 {
-        let answer = tokio::time::timeout(crate::helpers::DEADLINE, channel.next())
-            .await
-            .expect("two answers")
-            .expect("the channel stays open");
-        answers.push(answer);
-    }
+    let answers = crate::helpers::next_results(&mut channel, 2).await;
     assert_eq!(answers[0].replay, None, "the first announces the change");
     assert_eq!(answers[1].replay, Some(true), "the second is a replay");
     assert_eq!(

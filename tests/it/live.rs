@@ -54,6 +54,21 @@ pub(crate) async fn spawn_live(
     env.spawn(name, &borrowed).await
 }
 
+/// Makes the `nth` order request get MEXC's refusal `code` (HTTP 400).
+pub(crate) fn refuse_nth_order(fake: &FakeMexc, nth: usize, code: i64, msg: &str) {
+    fake.script(
+        Script::nth(
+            nth,
+            Fault::Error {
+                status: 400,
+                code,
+                msg: msg.into(),
+            },
+        )
+        .on("POST", "/api/v3/order"),
+    );
+}
+
 /// The id the order carries at the exchange.
 fn exchange_id(env: &TestEnv, order_id: &str) -> String {
     client_order_id(&env.var("CONSUMER_GROUP"), order_id)
@@ -336,28 +351,8 @@ async fn a_pre_trade_rule_failure_sends_nothing() {
 async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
     let fake = FakeMexc::start().await;
     let env = TestEnv::new().await;
-    fake.script(
-        Script::nth(
-            1,
-            Fault::Error {
-                status: 400,
-                code: 10101,
-                msg: "Insufficient balance".into(),
-            },
-        )
-        .on("POST", "/api/v3/order"),
-    );
-    fake.script(
-        Script::nth(
-            2,
-            Fault::Error {
-                status: 400,
-                code: 30016,
-                msg: "trading disabled".into(),
-            },
-        )
-        .on("POST", "/api/v3/order"),
-    );
+    refuse_nth_order(&fake, 1, 10101, "Insufficient balance");
+    refuse_nth_order(&fake, 2, 30016, "trading disabled");
     let app = spawn_live(&env, &fake, "live-g", &[]).await;
     env.xadd_payload(&limit_order("broke", "0.002", "50000"))
         .await;

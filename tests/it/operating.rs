@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::fake_mexc::{FakeMexc, Fault, Script};
+use crate::fake_mexc::FakeMexc;
 use crate::helpers::{TestEnv, free_port};
-use crate::live::{limit_order, spawn_live, wait_for_status};
+use crate::live::{limit_order, refuse_nth_order, spawn_live, wait_for_status};
 use crate::skips::{cannot_run, runs};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -213,17 +213,7 @@ async fn every_metric_the_dashboard_reads_is_served() {
     // families with labels have a series.
     let env = TestEnv::new().await;
     let fake = FakeMexc::start().await;
-    fake.script(
-        Script::nth(
-            1,
-            Fault::Error {
-                status: 400,
-                code: 10101,
-                msg: "Insufficient balance".into(),
-            },
-        )
-        .on("POST", "/api/v3/order"),
-    );
+    refuse_nth_order(&fake, 1, 10101, "Insufficient balance");
     let app = spawn_live(&env, &fake, "dashboard", &[]).await;
     env.xadd_payload(&limit_order("dash-refused", "0.002", "50000"))
         .await;

@@ -34,7 +34,10 @@ pub fn services() -> &'static Services {
             Err(_)
                 if !private
                     && serves(DEFAULT_REDIS, || {
-                        redis_login(&format!("redis://{DEFAULT_REDIS}/"))
+                        login(
+                            |url| async move { local::redis_serves(&url).await },
+                            &format!("redis://{DEFAULT_REDIS}/"),
+                        )
                     }) =>
             {
                 format!("redis://{DEFAULT_REDIS}/")
@@ -51,7 +54,15 @@ pub fn services() -> &'static Services {
                 );
                 (url, addr)
             }
-            Err(_) if !private && serves(DEFAULT_POSTGRES, || postgres_login(&default_admin)) => {
+            Err(_)
+                if !private
+                    && serves(DEFAULT_POSTGRES, || {
+                        login(
+                            |url| async move { local::postgres_serves(&url).await },
+                            &default_admin,
+                        )
+                    }) =>
+            {
                 (default_admin, DEFAULT_POSTGRES.to_owned())
             }
             Err(_) => {
@@ -84,37 +95,19 @@ fn serves(addr: &str, login: impl FnOnce() -> Result<(), String>) -> bool {
     }
 }
 
-fn redis_login(url: &str) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_secs(3))
-        .map_err(|e| e.to_string())?;
-    redis::cmd("PING")
-        .query::<String>(&mut conn)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-fn postgres_login(url: &str) -> Result<(), String> {
-    use sea_orm::sqlx::{Connection, postgres::PgConnection};
+/// The service's own probe, on a runtime of its own on a thread of its
+/// own: this runs inside a test's runtime, which cannot block on it.
+fn login<F: std::future::Future<Output = Result<(), String>>>(
+    probe: impl FnOnce(String) -> F + Send + 'static,
+    url: &str,
+) -> Result<(), String> {
     let url = url.to_owned();
-    // Its own runtime, on its own thread: this runs inside a test's.
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let connect = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url));
-            match connect.await {
-                Ok(Ok(conn)) => {
-                    let _ = conn.close().await;
-                    Ok(())
-                }
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err("no answer within 5 s".to_owned()),
-            }
-        })
+            .map_err(|e| e.to_string())?
+            .block_on(async move { probe(url).await })
     })
     .join()
     .unwrap_or_else(|_| Err("the check panicked".to_owned()))

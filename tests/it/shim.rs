@@ -3,7 +3,6 @@
 //! too large is dead-lettered unparsed.
 
 use execution_service::bus::{DeadLetters, Letter, RequeueError};
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::bytes::{RawFields, raw_entries, xadd_raw};
@@ -72,14 +71,7 @@ async fn an_order_sent_again_after_the_dedup_window_gets_its_result_again() {
 
     // The stored result again, on the channel, marked as a replay; the
     // streams carry the order's one change once.
-    let mut answers = Vec::new();
-    while answers.len() < 2 {
-        let answer = tokio::time::timeout(crate::helpers::DEADLINE, channel.next())
-            .await
-            .expect("two answers")
-            .expect("the channel stays open");
-        answers.push(answer);
-    }
+    let answers = crate::helpers::next_results(&mut channel, 2).await;
     assert_eq!(answers[1].replay, Some(true));
     assert_eq!(answers[1].result_id, answers[0].result_id);
     assert_eq!(answers[0].status.as_str(), "FILLED");

@@ -267,17 +267,7 @@ async fn a_refused_resend_is_looked_up_and_never_ends_the_order_on_its_own() {
         let fake = FakeMexc::start().await;
         let env = TestEnv::new().await;
         accepted_unanswered_then_denied(&fake, Fault::Reset, 7);
-        fake.script(
-            Script::nth(
-                2,
-                Fault::Error {
-                    status: 400,
-                    code,
-                    msg: msg.into(),
-                },
-            )
-            .on("POST", "/api/v3/order"),
-        );
+        super::refuse_nth_order(&fake, 2, code, msg);
         let app = spawn_live(
             &env,
             &fake,
