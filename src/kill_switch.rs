@@ -14,8 +14,8 @@
 //! first batch. An entry that cannot be understood halts nothing: the
 //! replica that records it first dead-letters it.
 
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_redis::Pool;
 use sea_orm::DbErr;
@@ -23,10 +23,14 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, BusError, Entry, KillSwitchReader, Publisher, Topology};
-use crate::domain::{Halt, HaltCommand};
+use crate::domain::HaltCommand;
 use crate::retry::Backoff;
 use crate::stats::Stats;
 use crate::store::{EntryOutcome, Store};
+
+mod board;
+
+pub use board::{HaltBoard, READ_FRESHNESS};
 
 /// How long one read of the stream blocks; also bounds shutdown.
 const READ_BLOCK: Duration = Duration::from_millis(500);
@@ -38,59 +42,6 @@ const RELOAD_EVERY: Duration = Duration::from_secs(1);
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a submitted change may take to be applied here.
 const SUBMIT_WAIT: Duration = Duration::from_secs(5);
-
-/// How long after its last good read the kill-switch stream still counts
-/// as read: a replica that has not read it for longer cannot know of a new
-/// halt, so it takes no order and is not ready.
-pub const READ_FRESHNESS: Duration = Duration::from_secs(3);
-
-/// The active halts, as of the last reload, and whether they can be
-/// trusted: when the stream was last read.
-#[derive(Debug, Clone, Default)]
-pub struct HaltBoard {
-    halts: Arc<RwLock<Arc<Vec<Halt>>>>,
-    /// `None` while no follower keeps the board (a worker used on its own);
-    /// then the follower's last good read of the stream, if any.
-    follower: Arc<RwLock<Option<Option<Instant>>>>,
-}
-
-impl HaltBoard {
-    pub fn snapshot(&self) -> Arc<Vec<Halt>> {
-        self.halts
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn replace(&self, halts: Vec<Halt>) {
-        *self.halts.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(halts);
-    }
-
-    /// Whether the halts are known: the follower read the stream within
-    /// [`READ_FRESHNESS`] (always, for a board no follower keeps).
-    pub fn is_current(&self) -> bool {
-        match *self.follower.read().unwrap_or_else(PoisonError::into_inner) {
-            None => true,
-            Some(read_at) => read_at.is_some_and(|at| at.elapsed() <= READ_FRESHNESS),
-        }
-    }
-
-    /// A follower keeps the board from now on (nothing read yet).
-    fn followed(&self) {
-        *self
-            .follower
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(None);
-    }
-
-    /// The follower read the stream (and applied what it found).
-    fn read_now(&self) {
-        *self
-            .follower
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Some(Instant::now()));
-    }
-}
 
 /// How far this replica's follower has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -77,11 +77,14 @@ fn program(name: &str, first: &[PathBuf]) -> Option<PathBuf> {
 }
 
 /// A TCP port nothing listens on now.
-pub fn free_port() -> u16 {
+pub fn free_port() -> Result<u16, LocalError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
+        .map_err(|e| LocalError::Failed {
+            what: "finding a free port on 127.0.0.1".into(),
+            detail: e.to_string(),
+        })
 }
 
 /// Whether something accepts TCP connections at `addr`.
@@ -95,7 +98,7 @@ pub fn answers(addr: &str) -> bool {
 /// append-only file there across runs; without, it keeps nothing.
 pub fn start_redis(data: Option<&Path>, watch: u32) -> Result<String, LocalError> {
     let server = redis_server()?;
-    let port = free_port();
+    let port = free_port()?;
     let persistence = match data {
         Some(dir) => {
             create_dir(dir)?;
@@ -153,7 +156,7 @@ pub fn start_postgres(data: &Path, keep: bool, watch: u32) -> Result<String, Loc
         );
         run("initdb", "sh", |cmd| cmd.args(["-c", &script]))?;
     }
-    let port = free_port();
+    let port = free_port()?;
     let log = data.join("postgres.log");
     let remove = if keep {
         String::new()

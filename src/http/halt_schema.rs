@@ -158,31 +158,35 @@ pub struct HaltAll {
     pub why: HaltWhy,
 }
 
-/// Stop one strategy's orders.
-#[derive(Debug, Object)]
-pub struct HaltStrategy {
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u2000\u2001\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
-    ))]
-    pub strategy_id: String,
-    #[oai(flatten)]
-    pub why: HaltWhy,
+/// A halt of the orders carrying one id (`strategy_id`, `bot_id`): the id
+/// follows the identity rule, whose pattern is written here once.
+macro_rules! halt_of_one_id {
+    ($(#[$doc:meta])* $name:ident, $field:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Object)]
+        pub struct $name {
+            #[oai(validator(
+                min_length = 1,
+                max_length = 255,
+                pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u2000\u2001\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
+            ))]
+            pub $field: String,
+            #[oai(flatten)]
+            pub why: HaltWhy,
+        }
+    };
 }
 
-/// Stop one bot's orders.
-#[derive(Debug, Object)]
-pub struct HaltBot {
-    #[oai(validator(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb](?:[^\x00-\x1f\x7f-\x9f\xad\u2000\u2001\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb])?$"
-    ))]
-    pub bot_id: String,
-    #[oai(flatten)]
-    pub why: HaltWhy,
-}
+halt_of_one_id!(
+    /// Stop one strategy's orders.
+    HaltStrategy,
+    strategy_id
+);
+halt_of_one_id!(
+    /// Stop one bot's orders.
+    HaltBot,
+    bot_id
+);
 
 /// Stop the orders for one symbol.
 #[derive(Debug, Object)]

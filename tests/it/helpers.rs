@@ -556,7 +556,9 @@ pub fn service_command(vars: &HashMap<String, String>) -> tokio::process::Comman
 }
 
 /// A TCP port nothing listens on right now.
-pub use execution_service::local::free_port;
+pub fn free_port() -> u16 {
+    execution_service::local::free_port().expect("a free port")
+}
 
 /// The order ids a results subscription carries, up to and including
 /// `last`, each arriving within the deadline.

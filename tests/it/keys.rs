@@ -6,6 +6,7 @@
 use futures_util::StreamExt;
 
 use crate::helpers::{DEADLINE, TestEnv, announced_until, order_json};
+use crate::live::LiveRig;
 
 /// A kill-switch entry nobody can understand, then a halt of ETHUSDT
 /// (orders here are BTCUSDT).
@@ -126,10 +127,9 @@ async fn a_results_stream_overwritten_while_running_holds_its_batch_without_dupl
 #[tokio::test]
 async fn a_failure_notes_key_overwritten_holds_a_transaction_batch_without_duplicates() {
     // A live dry run takes the transaction path.
-    let fake = crate::fake_mexc::FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let mut announced = env.subscribe_results().await.map(|r| r.order_id);
-    let url = fake.url();
+    let url = env.fake.url();
     let app = env
         .spawn(
             "dry-overwritten",

@@ -42,6 +42,37 @@ pub(crate) fn live_vars(env: &TestEnv, fake: &FakeMexc) -> Vec<(String, String)>
     .collect()
 }
 
+/// Everything a live test stands on: its own database, streams and keys
+/// (the `TestEnv` it derefs to) and its own fake MEXC. Both are released
+/// when the rig drops, whether the test passed or not.
+pub(crate) struct LiveRig {
+    env: TestEnv,
+    pub(crate) fake: FakeMexc,
+}
+
+impl LiveRig {
+    pub(crate) async fn start() -> Self {
+        let fake = FakeMexc::start().await;
+        let env = TestEnv::new().await;
+        Self { env, fake }
+    }
+
+    /// A replica trading on this rig's fake with [`live_vars`], plus `extra`.
+    pub(crate) async fn replica(&self, name: &str, extra: &[(&str, &str)]) -> Running {
+        spawn_live(&self.env, &self.fake, name, extra).await
+    }
+}
+
+impl std::ops::Deref for LiveRig {
+    type Target = TestEnv;
+
+    fn deref(&self) -> &TestEnv {
+        &self.env
+    }
+}
+
+/// A replica of `env` trading on `fake`: for deployments that share one
+/// exchange account; a test of one deployment uses [`LiveRig::replica`].
 pub(crate) async fn spawn_live(
     env: &TestEnv,
     fake: &FakeMexc,
@@ -117,9 +148,8 @@ async fn get_json(url: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn an_accepted_order_is_looked_up_and_announced_filled_with_its_exchange_ids() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    let app = spawn_live(&env, &fake, "live-a", &[]).await;
+    let env = LiveRig::start().await;
+    let app = env.replica("live-a", &[]).await;
     env.xadd_payload(&limit_order("live-1", "0.002", "50000"))
         .await;
 
@@ -129,9 +159,9 @@ async fn an_accepted_order_is_looked_up_and_announced_filled_with_its_exchange_i
     assert_eq!(result["client_order_id"], client_id);
     assert_eq!(result["filled_quantity"], "0.00200000");
     assert_eq!(result["price"], "50000.00000000");
-    let exchange_order_id = &fake.orders_for(&client_id)[0].order_id;
+    let exchange_order_id = &env.fake.orders_for(&client_id)[0].order_id;
     assert_eq!(&result["exchange_order_id"], exchange_order_id);
-    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(env.fake.posts_for(&client_id), 1);
     assert_eq!(
         env.texts("SELECT trade_id FROM trades").await.len(),
         1,
@@ -178,26 +208,29 @@ async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup
         (Fault::Reset, true),
     ];
     for (fault, reject_duplicates) in cases {
-        let fake = FakeMexc::start().await;
-        fake.reject_duplicate_client_ids(reject_duplicates);
-        let env = TestEnv::new().await;
-        fake.script(
+        let env = LiveRig::start().await;
+        env.fake.reject_duplicate_client_ids(reject_duplicates);
+        env.fake.script(
             Script::nth(1, fault.clone())
                 .on("POST", "/api/v3/order")
                 .after_applying(),
         );
-        let app = spawn_live(&env, &fake, "live-b", &[]).await;
+        let app = env.replica("live-b", &[]).await;
         env.xadd_payload(&limit_order("lost-answer", "0.002", "50000"))
             .await;
 
         let result = wait_for_status(&env, "lost-answer", "FILLED").await;
         let client_id = exchange_id(&env, "lost-answer");
         assert_eq!(
-            fake.orders_for(&client_id).len(),
+            env.fake.orders_for(&client_id).len(),
             1,
             "{fault:?}: one order at MEXC"
         );
-        assert_eq!(fake.posts_for(&client_id), 1, "{fault:?}: never sent twice");
+        assert_eq!(
+            env.fake.posts_for(&client_id),
+            1,
+            "{fault:?}: never sent twice"
+        );
         assert_eq!(result["client_order_id"], client_id);
         app.stop().await;
     }
@@ -205,16 +238,19 @@ async fn accepted_then_no_answer_is_one_order_at_the_exchange_resolved_by_lookup
 
 #[tokio::test]
 async fn not_accepted_and_a_server_error_is_sent_again_only_where_opted_in_after_the_searches() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.script(Script::nth(1, Fault::ServerError).on("POST", "/api/v3/order"));
-    let app = spawn_live(&env, &fake, "live-c", &[("LIVE_RESEND_NOT_PLACED", "true")]).await;
+    let env = LiveRig::start().await;
+    env.fake
+        .script(Script::nth(1, Fault::ServerError).on("POST", "/api/v3/order"));
+    let app = env
+        .replica("live-c", &[("LIVE_RESEND_NOT_PLACED", "true")])
+        .await;
     env.xadd_payload(&limit_order("absent-1", "0.002", "50000"))
         .await;
 
     wait_for_status(&env, "absent-1", "FILLED").await;
     let client_id = exchange_id(&env, "absent-1");
-    let writes: Vec<_> = fake
+    let writes: Vec<_> = env
+        .fake
         .order_writes()
         .into_iter()
         .filter(|w| w.client_order_id == client_id)
@@ -225,9 +261,10 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_where_opted_in_after
         "re-sent {:?} after the first, before its recvWindow and the grace passed",
         writes[1].at - writes[0].at
     );
-    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    assert_eq!(env.fake.orders_for(&client_id).len(), 1);
     assert!(
-        fake.count("GET", "/api/v3/allOrders") >= 1 && fake.count("GET", "/api/v3/myTrades") >= 1,
+        env.fake.count("GET", "/api/v3/allOrders") >= 1
+            && env.fake.count("GET", "/api/v3/myTrades") >= 1,
         "re-sent without searching the order list and the trades"
     );
     assert_eq!(
@@ -244,23 +281,28 @@ async fn not_accepted_and_a_server_error_is_sent_again_only_where_opted_in_after
 
 #[tokio::test]
 async fn lookups_that_lag_acceptance_cause_no_resend() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     // MEXC may deny an order it accepted for a few seconds: five lookups.
-    fake.unknown_for_first_lookups(5);
-    fake.script(
+    env.fake.unknown_for_first_lookups(5);
+    env.fake.script(
         Script::nth(1, Fault::Reset)
             .on("POST", "/api/v3/order")
             .after_applying(),
     );
-    let app = spawn_live(&env, &fake, "live-d", &[("LIVE_ABSENCE_WINDOW_SECS", "5")]).await;
+    let app = env
+        .replica("live-d", &[("LIVE_ABSENCE_WINDOW_SECS", "5")])
+        .await;
     env.xadd_payload(&limit_order("lagging", "0.002", "50000"))
         .await;
 
     wait_for_status(&env, "lagging", "FILLED").await;
     let client_id = exchange_id(&env, "lagging");
-    assert_eq!(fake.posts_for(&client_id), 1, "re-sent on a lagging lookup");
-    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    assert_eq!(
+        env.fake.posts_for(&client_id),
+        1,
+        "re-sent on a lagging lookup"
+    );
+    assert_eq!(env.fake.orders_for(&client_id).len(), 1);
     app.stop().await;
 }
 
@@ -271,10 +313,9 @@ async fn the_same_order_published_five_times_is_one_post() {
     // other on one replica. Whether or not the exchange refuses a
     // duplicate client id must not matter.
     for reject_duplicates in [false, true] {
-        let fake = FakeMexc::start().await;
-        fake.reject_duplicate_client_ids(reject_duplicates);
-        let env = TestEnv::new().await;
-        let app = spawn_live(&env, &fake, "live-e", &[("BATCH_SIZE", "1")]).await;
+        let env = LiveRig::start().await;
+        env.fake.reject_duplicate_client_ids(reject_duplicates);
+        let app = env.replica("live-e", &[("BATCH_SIZE", "1")]).await;
         let mut channel = Box::pin(env.subscribe_results().await);
         for _ in 0..5 {
             env.xadd_payload(&market_order("five-times", "0.002")).await;
@@ -304,7 +345,7 @@ async fn the_same_order_published_five_times_is_one_post() {
         assert!(answers.iter().all(|a| a.result_id == answers[0].result_id));
         let client_id = exchange_id(&env, "five-times");
         assert_eq!(
-            fake.posts_for(&client_id),
+            env.fake.posts_for(&client_id),
             1,
             "rejecting duplicates: {reject_duplicates}"
         );
@@ -325,9 +366,8 @@ async fn the_same_order_published_five_times_is_one_post() {
 
 #[tokio::test]
 async fn a_pre_trade_rule_failure_sends_nothing() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    let app = spawn_live(&env, &fake, "live-f", &[("MAX_ORDER_NOTIONAL", "50")]).await;
+    let env = LiveRig::start().await;
+    let app = env.replica("live-f", &[("MAX_ORDER_NOTIONAL", "50")]).await;
     // Below MEXC's minimum notional, and above MAX_ORDER_NOTIONAL.
     env.xadd_payload(&limit_order("tiny", "0.0001", "5000"))
         .await;
@@ -343,17 +383,16 @@ async fn a_pre_trade_rule_failure_sends_nothing() {
         huge["error_message"].contains("MAX_ORDER_NOTIONAL"),
         "{huge:?}"
     );
-    assert_eq!(fake.count("POST", "/api/v3/order"), 0);
+    assert_eq!(env.fake.count("POST", "/api/v3/order"), 0);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    refuse_nth_order(&fake, 1, 10101, "Insufficient balance");
-    refuse_nth_order(&fake, 2, 30016, "trading disabled");
-    let app = spawn_live(&env, &fake, "live-g", &[]).await;
+    let env = LiveRig::start().await;
+    refuse_nth_order(&env.fake, 1, 10101, "Insufficient balance");
+    refuse_nth_order(&env.fake, 2, 30016, "trading disabled");
+    let app = env.replica("live-g", &[]).await;
     env.xadd_payload(&limit_order("broke", "0.002", "50000"))
         .await;
     let broke = wait_for_status(&env, "broke", "REJECTED").await;
@@ -362,8 +401,8 @@ async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
     let closed = wait_for_status(&env, "closed", "REJECTED").await;
     assert!(broke["error_message"].contains("10101"), "{broke:?}");
     assert!(closed["error_message"].contains("30016"), "{closed:?}");
-    assert_eq!(fake.count("POST", "/api/v3/order"), 2);
-    assert!(fake.orders().is_empty());
+    assert_eq!(env.fake.count("POST", "/api/v3/order"), 2);
+    assert!(env.fake.orders().is_empty());
     let metrics = reqwest::get(format!("{}/metrics", app.url))
         .await
         .unwrap()
@@ -380,27 +419,26 @@ async fn mapped_rejections_end_rejected_with_mexcs_code_and_are_never_resent() {
 #[tokio::test]
 async fn a_skewed_clock_costs_one_resync_and_one_retry() {
     for offset_ms in [2_000, -70_000] {
-        let fake = FakeMexc::start().await;
-        let env = TestEnv::new().await;
-        let app = spawn_live(&env, &fake, "live-h", &[]).await;
+        let env = LiveRig::start().await;
+        let app = env.replica("live-h", &[]).await;
         env.xadd_payload(&limit_order("before-skew", "0.002", "50000"))
             .await;
         wait_for_status(&env, "before-skew", "FILLED").await;
-        let syncs = fake.count("GET", "/api/v3/time");
+        let syncs = env.fake.count("GET", "/api/v3/time");
 
-        fake.set_clock_offset_ms(offset_ms);
+        env.fake.set_clock_offset_ms(offset_ms);
         env.xadd_payload(&limit_order("skewed", "0.002", "50000"))
             .await;
         wait_for_status(&env, "skewed", "FILLED").await;
         let client_id = exchange_id(&env, "skewed");
         assert_eq!(
-            fake.posts_for(&client_id),
+            env.fake.posts_for(&client_id),
             2,
             "{offset_ms}: one refused, one retried"
         );
-        assert_eq!(fake.orders_for(&client_id).len(), 1);
+        assert_eq!(env.fake.orders_for(&client_id).len(), 1);
         assert_eq!(
-            fake.count("GET", "/api/v3/time") - syncs,
+            env.fake.count("GET", "/api/v3/time") - syncs,
             1,
             "{offset_ms}: one resync"
         );
@@ -416,9 +454,8 @@ async fn a_skewed_clock_costs_one_resync_and_one_retry() {
 
 #[tokio::test]
 async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.script(
+    let env = LiveRig::start().await;
+    env.fake.script(
         Script::nth(
             1,
             Fault::RateLimited {
@@ -428,7 +465,7 @@ async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
         )
         .on("POST", "/api/v3/order"),
     );
-    let app = spawn_live(&env, &fake, "live-i", &[]).await;
+    let app = env.replica("live-i", &[]).await;
     env.xadd_payload(&limit_order("limited", "0.002", "50000"))
         .await;
     // Once the refusal is taken in (the pause set for every replica), no
@@ -442,7 +479,7 @@ async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
     wait_for_status(&env, "limited", "FILLED").await;
     wait_for_status(&env, "queued", "FILLED").await;
 
-    let writes = fake.order_writes();
+    let writes = env.fake.order_writes();
     let refused_at = writes[0].at;
     assert!(
         writes[1..]
@@ -452,20 +489,19 @@ async fn a_rate_limit_answer_pauses_every_send_until_retry_after() {
         writes.iter().map(|w| w.at - refused_at).collect::<Vec<_>>()
     );
     for order_id in ["limited", "queued"] {
-        assert_eq!(fake.orders_for(&exchange_id(&env, order_id)).len(), 1);
+        assert_eq!(env.fake.orders_for(&exchange_id(&env, order_id)).len(), 1);
     }
     app.stop().await;
 }
 
 #[tokio::test]
 async fn partial_fills_are_announced_then_the_fill_and_each_trade_is_recorded_once() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.fill_plan(vec![
+    let env = LiveRig::start().await;
+    env.fake.fill_plan(vec![
         (Duration::ZERO, "0.3"),
         (Duration::from_millis(1_500), "1"),
     ]);
-    let app = spawn_live(&env, &fake, "live-j", &[]).await;
+    let app = env.replica("live-j", &[]).await;
     env.xadd_payload(&limit_order("partial", "0.002", "50000"))
         .await;
 
@@ -491,24 +527,26 @@ async fn partial_fills_are_announced_then_the_fill_and_each_trade_is_recorded_on
             .as_deref(),
         Some("0.00200000")
     );
-    assert_eq!(fake.count("POST", "/api/v3/order"), 1);
+    assert_eq!(env.fake.count("POST", "/api/v3/order"), 1);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_open_order_past_its_ttl_is_cancelled_once_and_announced_with_what_filled() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.fill_plan(vec![(Duration::ZERO, "0.3")]);
-    let app = spawn_live(&env, &fake, "live-k", &[("LIVE_ORDER_TTL_SECS", "1")]).await;
+    let env = LiveRig::start().await;
+    env.fake.fill_plan(vec![(Duration::ZERO, "0.3")]);
+    let app = env.replica("live-k", &[("LIVE_ORDER_TTL_SECS", "1")]).await;
     env.xadd_payload(&limit_order("resting", "0.002", "50000"))
         .await;
 
     let canceled = wait_for_status(&env, "resting", "CANCELED").await;
     assert_eq!(canceled["filled_quantity"], "0.00060000");
     let client_id = exchange_id(&env, "resting");
-    assert_eq!(fake.orders_for(&client_id)[0].status, "PARTIALLY_CANCELED");
-    assert_eq!(fake.count("DELETE", "/api/v3/order"), 1);
+    assert_eq!(
+        env.fake.orders_for(&client_id)[0].status,
+        "PARTIALLY_CANCELED"
+    );
+    assert_eq!(env.fake.count("DELETE", "/api/v3/order"), 1);
     assert_eq!(env.count("SELECT count(*) FROM trades").await, 1);
     assert_eq!(
         env.scalar_text("SELECT status FROM orders")
@@ -521,25 +559,20 @@ async fn an_open_order_past_its_ttl_is_cancelled_once_and_announced_with_what_fi
 
 #[tokio::test]
 async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconciled_after() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.script(
+    let env = LiveRig::start().await;
+    env.fake.script(
         Script::nth(1, Fault::Reset)
             .on("POST", "/api/v3/order")
             .after_applying(),
     );
-    fake.script(
+    env.fake.script(
         Script::nth(1, Fault::ServerError)
             .on("GET", "/api/v3/order")
             .times(12),
     );
-    let app = spawn_live(
-        &env,
-        &fake,
-        "live-l",
-        &[("LIVE_RESOLVE_DEADLINE_SECS", "1")],
-    )
-    .await;
+    let app = env
+        .replica("live-l", &[("LIVE_RESOLVE_DEADLINE_SECS", "1")])
+        .await;
     env.xadd_payload(&limit_order("dark", "0.002", "50000"))
         .await;
 
@@ -549,7 +582,7 @@ async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconci
     assert_eq!(status["live"]["unknown"], 1);
     wait_for_status(&env, "dark", "FILLED").await;
     assert_eq!(
-        fake.posts_for(&exchange_id(&env, "dark")),
+        env.fake.posts_for(&exchange_id(&env, "dark")),
         1,
         "an UNKNOWN order was re-sent"
     );
@@ -559,13 +592,12 @@ async fn an_unreachable_exchange_makes_an_order_unknown_never_resent_and_reconci
 #[tokio::test]
 async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing_until_it_expires()
 {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     // A replica that claimed the order, sent it, and died before recording.
     let payload = limit_order("orphan", "0.002", "50000");
     let (store, order, dead) = claimed_by_a_dead_replica(&env, &payload, 2_000).await;
     let client_id = exchange_id(&env, "orphan");
-    let client = fake.client();
+    let client = env.fake.client();
     let stamped = client.stamp().await.unwrap();
     store
         .mark_sending("orphan", &dead, stamped, true)
@@ -576,12 +608,12 @@ async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing
         execution_service::execution::mexc::NewOrder::for_order(&order, client_id.clone());
     client.new_order_stamped(&new_order, stamped).await.unwrap();
 
-    let app = spawn_live(&env, &fake, "live-m", &[]).await;
+    let app = env.replica("live-m", &[]).await;
     env.xadd_payload(&payload).await;
     let result = wait_for_status(&env, "orphan", "FILLED").await;
     assert_eq!(result["client_order_id"], client_id);
     assert_eq!(
-        fake.posts_for(&client_id),
+        env.fake.posts_for(&client_id),
         1,
         "sent again while the order existed"
     );
@@ -599,15 +631,13 @@ async fn an_entry_redelivered_while_a_dead_replica_holds_the_lease_sends_nothing
 
 #[tokio::test]
 async fn a_refused_key_stops_sending_on_the_replica_visible_in_ready_and_status() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    let app = spawn_live(
-        &env,
-        &fake,
-        "live-n",
-        &[("MEXC_API_SECRET", "not-the-secret-the-exchange-knows")],
-    )
-    .await;
+    let env = LiveRig::start().await;
+    let app = env
+        .replica(
+            "live-n",
+            &[("MEXC_API_SECRET", "not-the-secret-the-exchange-knows")],
+        )
+        .await;
     env.xadd_payload(&limit_order("refused-1", "0.002", "50000"))
         .await;
     app.wait_for_stat("the breaker", |stats| stats.live.breaker_open.get() == 1)
@@ -646,7 +676,7 @@ async fn a_refused_key_stops_sending_on_the_replica_visible_in_ready_and_status(
     assert!(env.results().await.is_empty());
     assert_eq!(env.pending().await, 2);
     assert_eq!(
-        fake.count("POST", "/api/v3/order"),
+        env.fake.count("POST", "/api/v3/order"),
         1,
         "sending went on after the key was refused"
     );
@@ -660,13 +690,12 @@ async fn a_refused_key_stops_sending_on_the_replica_visible_in_ready_and_status(
 
 #[tokio::test]
 async fn three_replicas_together_stay_under_the_request_budget_at_the_exchange() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let limit = [("MEXC_MAX_ORDERS_PER_SEC", "3")];
     let apps = [
-        spawn_live(&env, &fake, "live-o1", &limit).await,
-        spawn_live(&env, &fake, "live-o2", &limit).await,
-        spawn_live(&env, &fake, "live-o3", &limit).await,
+        env.replica("live-o1", &limit).await,
+        env.replica("live-o2", &limit).await,
+        env.replica("live-o3", &limit).await,
     ];
     for n in 0..12 {
         env.xadd_payload(&limit_order(&format!("budget-{n}"), "0.002", "50000"))
@@ -681,8 +710,8 @@ async fn three_replicas_together_stay_under_the_request_budget_at_the_exchange()
             == 12
     })
     .await;
-    assert_eq!(fake.orders().len(), 12);
-    let busiest = fake.max_order_writes_within(Duration::from_secs(1));
+    assert_eq!(env.fake.orders().len(), 12);
+    let busiest = env.fake.max_order_writes_within(Duration::from_secs(1));
     assert!(busiest <= 3, "{busiest} order requests within one second");
     for app in apps {
         app.stop().await;
@@ -723,11 +752,10 @@ async fn claimed_by_a_dead_replica(
 
 #[tokio::test]
 async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritten() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let payload = limit_order("in-flight", "0.002", "50000");
     let (store, order, dead) = claimed_by_a_dead_replica(&env, &payload, 1_000).await;
-    let client = fake.client();
+    let client = env.fake.client();
     let stamped = client.stamp().await.unwrap();
     store
         .mark_sending("in-flight", &dead, stamped, true)
@@ -746,7 +774,7 @@ async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritte
     ])
     .await;
 
-    let app = spawn_live(&env, &fake, "live-p", &[]).await;
+    let app = env.replica("live-p", &[]).await;
     env.xadd_payload(&payload).await;
     env.xadd_payload(&limit_order("after-halt", "0.002", "50000"))
         .await;
@@ -762,9 +790,9 @@ async fn an_order_in_flight_redelivered_under_a_halt_is_looked_up_not_overwritte
             .iter()
             .all(|r| r["status"] == "FILLED")
     );
-    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(env.fake.posts_for(&client_id), 1);
     assert_eq!(
-        fake.count("POST", "/api/v3/order"),
+        env.fake.count("POST", "/api/v3/order"),
         1,
         "an order sent under a halt"
     );
@@ -777,8 +805,7 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
     use execution_service::domain::lifecycle::Observation;
     use execution_service::store::LiveUpdate;
 
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let payload = limit_order("unannounced", "0.002", "50000");
     let (store, _, dead) = claimed_by_a_dead_replica(&env, &payload, 60_000).await;
     // Recorded FILLED, then the replica died before publishing.
@@ -797,7 +824,7 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
         .unwrap()
         .unwrap();
 
-    let app = spawn_live(&env, &fake, "live-q", &[]).await;
+    let app = env.replica("live-q", &[]).await;
     let result = wait_for_status(&env, "unannounced", "FILLED").await;
     assert_eq!(result["filled_quantity"], "0.00200000");
     env.wait_until("the announced order's lease is released", || async {
@@ -808,7 +835,7 @@ async fn a_finished_order_whose_result_never_went_out_is_announced_by_the_reconc
     .await;
     assert_eq!(env.results_for("unannounced").await.len(), 1);
     assert_eq!(
-        fake.request_count(),
+        env.fake.request_count(),
         0,
         "nothing asked of MEXC for a finished order"
     );
@@ -825,18 +852,22 @@ fn strategy_order(order_id: &str, strategy: &str) -> String {
 
 #[tokio::test]
 async fn a_halt_cancels_the_open_orders_it_covers_once_across_replicas() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     // Orders rest on the book.
-    fake.fill_plan(vec![]);
+    env.fake.fill_plan(vec![]);
     let apps = [
-        spawn_live(&env, &fake, "live-r1", &[]).await,
-        spawn_live(&env, &fake, "live-r2", &[]).await,
+        env.replica("live-r1", &[]).await,
+        env.replica("live-r2", &[]).await,
     ];
     env.xadd_payload(&strategy_order("s1-open", "S1")).await;
     env.xadd_payload(&strategy_order("s2-open", "S2")).await;
     env.wait_until("both orders rest at MEXC", || async {
-        fake.orders().iter().filter(|o| o.status == "NEW").count() == 2
+        env.fake
+            .orders()
+            .iter()
+            .filter(|o| o.status == "NEW")
+            .count()
+            == 2
     })
     .await;
     env.kill_switch(&[
@@ -852,13 +883,17 @@ async fn a_halt_cancels_the_open_orders_it_covers_once_across_replicas() {
     assert!(canceled["error_message"].contains("halted"), "{canceled:?}");
     // The other order keeps being polled, and is never cancelled.
     let s2 = exchange_id(&env, "s2-open");
-    let looked = fake.orders_for(&s2)[0].lookups;
+    let looked = env.fake.orders_for(&s2)[0].lookups;
     env.wait_until("the uncovered order is polled again twice", || async {
-        fake.orders_for(&s2)[0].lookups >= looked + 2
+        env.fake.orders_for(&s2)[0].lookups >= looked + 2
     })
     .await;
-    assert_eq!(fake.count("DELETE", "/api/v3/order"), 1, "cancelled once");
-    assert_eq!(fake.orders_for(&s2)[0].status, "NEW");
+    assert_eq!(
+        env.fake.count("DELETE", "/api/v3/order"),
+        1,
+        "cancelled once"
+    );
+    assert_eq!(env.fake.orders_for(&s2)[0].status, "NEW");
     for app in apps {
         app.stop().await;
     }
@@ -866,19 +901,14 @@ async fn a_halt_cancels_the_open_orders_it_covers_once_across_replicas() {
 
 #[tokio::test]
 async fn without_cancel_on_halt_open_orders_stay_open() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.fill_plan(vec![]);
-    let app = spawn_live(
-        &env,
-        &fake,
-        "live-s",
-        &[("CANCEL_OPEN_ORDERS_ON_HALT", "false")],
-    )
-    .await;
+    let env = LiveRig::start().await;
+    env.fake.fill_plan(vec![]);
+    let app = env
+        .replica("live-s", &[("CANCEL_OPEN_ORDERS_ON_HALT", "false")])
+        .await;
     env.xadd_payload(&strategy_order("kept-open", "S1")).await;
     env.wait_until("the order rests at MEXC", || async {
-        fake.orders().len() == 1
+        env.fake.orders().len() == 1
     })
     .await;
     env.kill_switch(&[
@@ -891,21 +921,20 @@ async fn without_cancel_on_halt_open_orders_stay_open() {
     let client_id = exchange_id(&env, "kept-open");
     app.wait_for_stat("the halt is applied", |stats| stats.halts_active.get() == 1)
         .await;
-    let looked = fake.orders_for(&client_id)[0].lookups;
+    let looked = env.fake.orders_for(&client_id)[0].lookups;
     env.wait_until("the order is polled twice under the halt", || async {
-        fake.orders_for(&client_id)[0].lookups >= looked + 2
+        env.fake.orders_for(&client_id)[0].lookups >= looked + 2
     })
     .await;
-    assert_eq!(fake.count("DELETE", "/api/v3/order"), 0);
+    assert_eq!(env.fake.count("DELETE", "/api/v3/order"), 0);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn paper_and_mock_make_no_request_to_the_exchange() {
     for mode in ["paper", "mock"] {
-        let fake = FakeMexc::start().await;
-        let env = TestEnv::new().await;
-        let url = fake.url();
+        let env = LiveRig::start().await;
+        let url = env.fake.url();
         let app = env
             .spawn(
                 mode,
@@ -924,15 +953,14 @@ async fn paper_and_mock_make_no_request_to_the_exchange() {
         }
         let results = env.wait_for_results(20).await;
         assert!(results.iter().all(|r| r["mode"] == mode));
-        assert_eq!(fake.request_count(), 0, "{mode} asked MEXC");
+        assert_eq!(env.fake.request_count(), 0, "{mode} asked MEXC");
         app.stop().await;
     }
 }
 
 #[tokio::test]
 async fn an_order_claimed_but_never_sent_is_not_sent_once_a_halt_covers_it() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let payload = limit_order("claimed-only", "0.002", "50000");
     // Its replica committed the intent and died before stamping a request.
     claimed_by_a_dead_replica(&env, &payload, 500).await;
@@ -944,7 +972,7 @@ async fn an_order_claimed_but_never_sent_is_not_sent_once_a_halt_covers_it() {
         ("source", "operator"),
     ])
     .await;
-    let app = spawn_live(&env, &fake, "live-t", &[]).await;
+    let app = env.replica("live-t", &[]).await;
     env.xadd_payload(&payload).await;
 
     let rejected = wait_for_status(&env, "claimed-only", "REJECTED").await;
@@ -952,7 +980,11 @@ async fn an_order_claimed_but_never_sent_is_not_sent_once_a_halt_covers_it() {
         rejected["error_message"].starts_with("halted:"),
         "{rejected:?}"
     );
-    assert_eq!(fake.count("POST", "/api/v3/order"), 0, "sent under a halt");
+    assert_eq!(
+        env.fake.count("POST", "/api/v3/order"),
+        0,
+        "sent under a halt"
+    );
     env.wait_until("the entry is acknowledged", || async {
         env.pending().await == 0
     })

@@ -6,9 +6,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::fake_mexc::FakeMexc;
 use crate::helpers::{TestEnv, free_port};
-use crate::live::{limit_order, refuse_nth_order, spawn_live, wait_for_status};
+use crate::live::{LiveRig, limit_order, refuse_nth_order, wait_for_status};
 use crate::skips::{cannot_run, runs};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -211,10 +210,9 @@ async fn every_metric_the_dashboard_reads_is_served() {
 
     // A live replica, with one order MEXC refuses, so that the live
     // families with labels have a series.
-    let env = TestEnv::new().await;
-    let fake = FakeMexc::start().await;
-    refuse_nth_order(&fake, 1, 10101, "Insufficient balance");
-    let app = spawn_live(&env, &fake, "dashboard", &[]).await;
+    let env = LiveRig::start().await;
+    refuse_nth_order(&env.fake, 1, 10101, "Insufficient balance");
+    let app = env.replica("dashboard", &[]).await;
     env.xadd_payload(&limit_order("dash-refused", "0.002", "50000"))
         .await;
     wait_for_status(&env, "dash-refused", "REJECTED").await;

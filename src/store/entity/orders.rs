@@ -14,6 +14,10 @@ pub struct Model {
     /// Absent only on a REJECTED row whose message lacked it or carried a
     /// value the column cannot hold (then `raw_message` has it).
     pub symbol: Option<String>,
+    /// `side` and `order_type` stay text, unlike `status` and `mode`: a
+    /// REJECTED row keeps what its message said (`HOLD`, `STOP`) so that
+    /// the rejection can be read back; an executed row holds the domain's
+    /// names (`Side::as_str`, `OrderType::as_str`).
     pub side: Option<String>,
     pub order_type: Option<String>,
     #[sea_orm(column_type = "Decimal(Some((20, 8)))", nullable)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::{exchange_id, limit_order, market_order, spawn_live, wait_for_status};
+use super::{LiveRig, exchange_id, limit_order, market_order, spawn_live, wait_for_status};
 use crate::fake_mexc::{FakeMexc, Fault, Script, symbol_info};
 use crate::helpers::TestEnv;
 use crate::proxy::Proxy;
@@ -97,30 +97,32 @@ async fn a_long_denial_after_an_unanswered_post_sends_no_second_order() {
     // deployment that opted in to re-sending sends nothing more, since the
     // window outlasts the denial.
     for resend in ["false", "true"] {
-        let fake = FakeMexc::start().await;
-        let env = TestEnv::new().await;
-        accepted_unanswered_then_denied(&fake, Fault::Reset, 6);
-        let app = spawn_live(
-            &env,
-            &fake,
-            "lies-a",
-            &[
-                ("LIVE_ABSENCE_WINDOW_SECS", "10"),
-                ("LIVE_RESEND_NOT_PLACED", resend),
-            ],
-        )
-        .await;
+        let env = LiveRig::start().await;
+        accepted_unanswered_then_denied(&env.fake, Fault::Reset, 6);
+        let app = env
+            .replica(
+                "lies-a",
+                &[
+                    ("LIVE_ABSENCE_WINDOW_SECS", "10"),
+                    ("LIVE_RESEND_NOT_PLACED", resend),
+                ],
+            )
+            .await;
         env.xadd_payload(&limit_order("denied", "0.002", "50000"))
             .await;
 
         let result = wait_for_status(&env, "denied", "FILLED").await;
         let client_id = exchange_id(&env, "denied");
-        assert_eq!(fake.posts_for(&client_id), 1, "resend={resend}: sent twice");
-        assert_eq!(fake.orders_for(&client_id).len(), 1);
+        assert_eq!(
+            env.fake.posts_for(&client_id),
+            1,
+            "resend={resend}: sent twice"
+        );
+        assert_eq!(env.fake.orders_for(&client_id).len(), 1);
         assert_eq!(result["filled_quantity"], "0.00200000");
         assert_eq!(announced_changes(&env, "denied").await, ["FILLED"]);
         assert!(
-            fake.count("GET", "/api/v3/order") >= 3,
+            env.fake.count("GET", "/api/v3/order") >= 3,
             "the denial was looked at"
         );
         assert_history_matches(&env).await;
@@ -134,22 +136,20 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
     // for a minute, its answer lost, and MEXC accepting duplicate client
     // ids as new orders. With the default absence window (90 s) the order
     // is found, never re-sent, and not reported not placed on the way.
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.reject_duplicate_client_ids(false);
-    accepted_unanswered_then_denied(&fake, Fault::Hang, 60);
-    let app = spawn_live(
-        &env,
-        &fake,
-        "lies-k",
-        &[
-            // The defaults (the test settings shorten them).
-            ("LIVE_ABSENCE_WINDOW_SECS", "90"),
-            ("LIVE_RESOLVE_DEADLINE_SECS", "120"),
-            ("LIVE_RESEND_NOT_PLACED", "true"),
-        ],
-    )
-    .await;
+    let env = LiveRig::start().await;
+    env.fake.reject_duplicate_client_ids(false);
+    accepted_unanswered_then_denied(&env.fake, Fault::Hang, 60);
+    let app = env
+        .replica(
+            "lies-k",
+            &[
+                // The defaults (the test settings shorten them).
+                ("LIVE_ABSENCE_WINDOW_SECS", "90"),
+                ("LIVE_RESOLVE_DEADLINE_SECS", "120"),
+                ("LIVE_RESEND_NOT_PLACED", "true"),
+            ],
+        )
+        .await;
     env.xadd_payload(&limit_order("a-minute", "0.002", "50000"))
         .await;
     let deadline = Instant::now() + Duration::from_secs(80);
@@ -162,10 +162,10 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
     }
     let client_id = exchange_id(&env, "a-minute");
     assert_eq!(announced_changes(&env, "a-minute").await, ["FILLED"]);
-    assert_eq!(fake.posts_for(&client_id), 1);
-    assert_eq!(fake.orders_for(&client_id).len(), 1);
+    assert_eq!(env.fake.posts_for(&client_id), 1);
+    assert_eq!(env.fake.orders_for(&client_id).len(), 1);
     assert_eq!(
-        fake.count("GET", "/api/v3/allOrders"),
+        env.fake.count("GET", "/api/v3/allOrders"),
         0,
         "searched before the window passed"
     );
@@ -175,10 +175,11 @@ async fn a_sixty_second_denial_with_the_default_window_sends_one_order() {
 
 #[tokio::test]
 async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_when_it_appears() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    accepted_unanswered_then_denied(&fake, Fault::Reset, 7);
-    let app = spawn_live(&env, &fake, "lies-b", &[("LIVE_ABSENCE_WINDOW_SECS", "2")]).await;
+    let env = LiveRig::start().await;
+    accepted_unanswered_then_denied(&env.fake, Fault::Reset, 7);
+    let app = env
+        .replica("lies-b", &[("LIVE_ABSENCE_WINDOW_SECS", "2")])
+        .await;
     env.xadd_payload(&limit_order("late", "0.002", "50000"))
         .await;
 
@@ -187,11 +188,16 @@ async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_w
     assert!(reason.starts_with("not placed"), "{reason}");
     assert!(reason.contains("LIVE_ABSENCE_WINDOW_SECS=2"), "{reason}");
     assert!(
-        fake.count("GET", "/api/v3/allOrders") >= 1 && fake.count("GET", "/api/v3/myTrades") >= 1,
+        env.fake.count("GET", "/api/v3/allOrders") >= 1
+            && env.fake.count("GET", "/api/v3/myTrades") >= 1,
         "reported not placed without searching the order list and trades"
     );
     let client_id = exchange_id(&env, "late");
-    assert_eq!(fake.posts_for(&client_id), 1, "re-sent without opting in");
+    assert_eq!(
+        env.fake.posts_for(&client_id),
+        1,
+        "re-sent without opting in"
+    );
 
     // The order was there all along: once MEXC shows it, its fills are
     // recorded and the earlier result corrected.
@@ -201,14 +207,17 @@ async fn a_denial_longer_than_the_window_is_reported_not_placed_then_corrected_w
     assert_eq!(filled["filled_quantity"], "0.00200000");
     assert_eq!(app.stats.live.late_appearances.get(), 1);
     assert_eq!(app.stats.live.not_placed.get(), 1);
-    assert_eq!(fake.posts_for(&client_id), 1);
+    assert_eq!(env.fake.posts_for(&client_id), 1);
     assert_eq!(
         announced_changes(&env, "late").await,
         ["REJECTED", "FILLED"]
     );
     let (trades, quantity) = recorded_trades(&env, "late").await;
-    assert_eq!(trades as usize, fake.orders_for(&client_id)[0].trades.len());
-    assert_eq!(quantity, fake.orders_for(&client_id)[0].executed_qty);
+    assert_eq!(
+        trades as usize,
+        env.fake.orders_for(&client_id)[0].trades.len()
+    );
+    assert_eq!(quantity, env.fake.orders_for(&client_id)[0].executed_qty);
     let observations = env
         .texts("SELECT observation FROM order_events WHERE order_id = 'late' ORDER BY seq")
         .await;
@@ -264,26 +273,24 @@ async fn a_refused_resend_is_looked_up_and_never_ends_the_order_on_its_own() {
         (30004, "Insufficient position"),
         (-2010, "Duplicate order sent."),
     ] {
-        let fake = FakeMexc::start().await;
-        let env = TestEnv::new().await;
-        accepted_unanswered_then_denied(&fake, Fault::Reset, 7);
-        super::refuse_nth_order(&fake, 2, code, msg);
-        let app = spawn_live(
-            &env,
-            &fake,
-            "lies-c",
-            &[
-                ("LIVE_ABSENCE_WINDOW_SECS", "2"),
-                ("LIVE_RESEND_NOT_PLACED", "true"),
-            ],
-        )
-        .await;
+        let env = LiveRig::start().await;
+        accepted_unanswered_then_denied(&env.fake, Fault::Reset, 7);
+        super::refuse_nth_order(&env.fake, 2, code, msg);
+        let app = env
+            .replica(
+                "lies-c",
+                &[
+                    ("LIVE_ABSENCE_WINDOW_SECS", "2"),
+                    ("LIVE_RESEND_NOT_PLACED", "true"),
+                ],
+            )
+            .await;
         env.xadd_payload(&limit_order("refused-again", "0.002", "50000"))
             .await;
         wait_for_status(&env, "refused-again", "FILLED").await;
         let client_id = exchange_id(&env, "refused-again");
-        assert_eq!(fake.posts_for(&client_id), 2, "code {code}");
-        assert_eq!(fake.orders_for(&client_id).len(), 1);
+        assert_eq!(env.fake.posts_for(&client_id), 2, "code {code}");
+        assert_eq!(env.fake.orders_for(&client_id).len(), 1);
         // Whatever it went through, no refusal ended it: a REJECTED on the
         // way (the searches after the refused re-send found nothing yet)
         // says not placed, and the order's real fill corrected it.
@@ -312,21 +319,20 @@ async fn a_refused_resend_is_looked_up_and_never_ends_the_order_on_its_own() {
 
 #[tokio::test]
 async fn orders_filled_in_hundreds_of_trades_are_recorded_whole() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     // 160 fills, a millisecond apart, all due at once.
     let steps = 160u32;
     let fractions: Vec<String> = (1..=steps)
         .map(|i| (Decimal::from(i) / Decimal::from(steps)).to_string())
         .collect();
-    fake.fill_plan(
+    env.fake.fill_plan(
         fractions
             .iter()
             .enumerate()
             .map(|(i, f)| (Duration::from_millis(i as u64), f.as_str()))
             .collect(),
     );
-    let app = spawn_live(&env, &fake, "lies-d", &[]).await;
+    let app = env.replica("lies-d", &[]).await;
     env.xadd_payload(&limit_order("many-fills", "0.016", "50000"))
         .await;
     env.xadd_payload(&market_order("swept", "0.016")).await;
@@ -334,7 +340,7 @@ async fn orders_filled_in_hundreds_of_trades_are_recorded_whole() {
     for order_id in ["many-fills", "swept"] {
         let result = wait_for_status(&env, order_id, "FILLED").await;
         assert_eq!(result["filled_quantity"], "0.01600000", "{order_id}");
-        let exchange = &fake.orders_for(&exchange_id(&env, order_id))[0];
+        let exchange = &env.fake.orders_for(&exchange_id(&env, order_id))[0];
         assert_eq!(exchange.trades.len(), 160);
         let (trades, quantity) = recorded_trades(&env, order_id).await;
         assert_eq!(trades, 160, "{order_id}: trades recorded");
@@ -349,7 +355,7 @@ async fn orders_filled_in_hundreds_of_trades_are_recorded_whole() {
         assert_eq!(fee.parse::<Decimal>().unwrap(), exchange_fee.round_dp(8));
     }
     assert!(
-        fake.count("GET", "/api/v3/myTrades") >= 4,
+        env.fake.count("GET", "/api/v3/myTrades") >= 4,
         "160 trades cannot come in one page of 100"
     );
     assert_history_matches(&env).await;
@@ -358,18 +364,17 @@ async fn orders_filled_in_hundreds_of_trades_are_recorded_whole() {
 
 #[tokio::test]
 async fn fees_in_two_assets_are_kept_per_asset() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.fees_also_in("MX");
-    fake.fill_plan(vec![
+    let env = LiveRig::start().await;
+    env.fake.fees_also_in("MX");
+    env.fake.fill_plan(vec![
         (Duration::ZERO, "0.5"),
         (Duration::from_millis(5), "1"),
     ]);
-    let app = spawn_live(&env, &fake, "lies-e", &[]).await;
+    let app = env.replica("lies-e", &[]).await;
     env.xadd_payload(&limit_order("two-assets", "0.002", "50000"))
         .await;
     let result = wait_for_status(&env, "two-assets", "FILLED").await;
-    let exchange = &fake.orders_for(&exchange_id(&env, "two-assets"))[0];
+    let exchange = &env.fake.orders_for(&exchange_id(&env, "two-assets"))[0];
     let mut expected: BTreeMap<String, Decimal> = BTreeMap::new();
     for trade in &exchange.trades {
         *expected.entry(trade.commission_asset.clone()).or_default() += trade.commission;
@@ -406,18 +411,20 @@ async fn fees_in_two_assets_are_kept_per_asset() {
 
 #[tokio::test]
 async fn a_cancel_by_the_accounts_owner_is_recorded_with_what_filled() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    fake.fill_plan(vec![(Duration::ZERO, "0.25")]);
-    let app = spawn_live(&env, &fake, "lies-f", &[]).await;
+    let env = LiveRig::start().await;
+    env.fake.fill_plan(vec![(Duration::ZERO, "0.25")]);
+    let app = env.replica("lies-f", &[]).await;
     env.xadd_payload(&limit_order("cancelled-by-hand", "0.004", "50000"))
         .await;
     wait_for_status(&env, "cancelled-by-hand", "PARTIALLY_FILLED").await;
-    assert!(fake.cancel_by_user(&exchange_id(&env, "cancelled-by-hand")));
+    assert!(
+        env.fake
+            .cancel_by_user(&exchange_id(&env, "cancelled-by-hand"))
+    );
     let result = wait_for_status(&env, "cancelled-by-hand", "CANCELED").await;
     assert_eq!(result["filled_quantity"], "0.00100000");
     assert_eq!(
-        fake.count("DELETE", "/api/v3/order"),
+        env.fake.count("DELETE", "/api/v3/order"),
         0,
         "the service cancelled it"
     );
@@ -432,22 +439,20 @@ async fn a_cancel_by_the_accounts_owner_is_recorded_with_what_filled() {
 #[tokio::test]
 async fn a_halt_stops_every_order_still_waiting_for_the_request_budget() {
     const TOKEN: &str = "lies-admin-token-0123456789";
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
-    let app = spawn_live(
-        &env,
-        &fake,
-        "lies-g",
-        &[("MEXC_MAX_ORDERS_PER_SEC", "4"), ("ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
+    let env = LiveRig::start().await;
+    let app = env
+        .replica(
+            "lies-g",
+            &[("MEXC_MAX_ORDERS_PER_SEC", "4"), ("ADMIN_TOKEN", TOKEN)],
+        )
+        .await;
     let orders = 120;
     for i in 0..orders {
         env.xadd_payload(&market_order(&format!("queued-{i}"), "0.002"))
             .await;
     }
     env.wait_until("the first orders left", || async {
-        fake.count("POST", "/api/v3/order") >= 4
+        env.fake.count("POST", "/api/v3/order") >= 4
     })
     .await;
     let response = reqwest::Client::new()
@@ -475,7 +480,8 @@ async fn a_halt_stops_every_order_still_waiting_for_the_request_budget() {
         answered.len() == orders
     })
     .await;
-    let late: Vec<Duration> = fake
+    let late: Vec<Duration> = env
+        .fake
         .order_writes()
         .iter()
         .filter(|w| w.at > applied)
@@ -485,7 +491,7 @@ async fn a_halt_stops_every_order_still_waiting_for_the_request_budget() {
         late.iter().all(|after| *after <= Duration::from_millis(50)),
         "orders sent after the halt was applied: {late:?}"
     );
-    let sent = fake.count("POST", "/api/v3/order");
+    let sent = env.fake.count("POST", "/api/v3/order");
     assert!(sent < orders, "the halt stopped nothing: {sent} sent");
     let halted = env
         .results()
@@ -545,25 +551,24 @@ async fn two_deployments_of_one_account_share_its_request_budget() {
 
 #[tokio::test]
 async fn a_symbol_paused_and_resumed_at_mexc_trades_again_at_once() {
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let mut paused = symbol_info("BTCUSDT", "BTC", "USDT");
     paused["status"] = json!("2");
-    fake.set_symbol(paused);
-    let app = spawn_live(&env, &fake, "lies-i", &[]).await;
+    env.fake.set_symbol(paused);
+    let app = env.replica("lies-i", &[]).await;
     env.xadd_payload(&limit_order("while-paused", "0.002", "50000"))
         .await;
     wait_for_status(&env, "while-paused", "REJECTED").await;
     let refused_at = Instant::now();
-    fake.set_symbol(symbol_info("BTCUSDT", "BTC", "USDT"));
+    env.fake.set_symbol(symbol_info("BTCUSDT", "BTC", "USDT"));
     // Rules older than a second are read again before an order is refused
     // on them (the cache keeps them a minute otherwise).
     tokio::time::sleep_until((refused_at + Duration::from_millis(1_100)).into()).await;
     env.xadd_payload(&limit_order("after-resume", "0.002", "50000"))
         .await;
     wait_for_status(&env, "after-resume", "FILLED").await;
-    assert_eq!(fake.posts_for(&exchange_id(&env, "while-paused")), 0);
-    assert_eq!(fake.posts_for(&exchange_id(&env, "after-resume")), 1);
+    assert_eq!(env.fake.posts_for(&exchange_id(&env, "while-paused")), 0);
+    assert_eq!(env.fake.posts_for(&exchange_id(&env, "after-resume")), 1);
     app.stop().await;
 }
 
@@ -573,32 +578,30 @@ async fn a_postgres_cut_while_requests_are_in_flight_announces_each_change_once(
     // outcomes are recorded: batches fail and are retried, leases expire
     // and the reconciler takes over; each order must still be one order at
     // MEXC, and each of its changes one entry on the fills stream.
-    let fake = FakeMexc::start().await;
-    let env = TestEnv::new().await;
+    let env = LiveRig::start().await;
     let proxy = Proxy::start(crate::helpers::postgres_addr()).await;
     let through_proxy = env
         .var("DATABASE_URL")
         .replace(crate::helpers::postgres_addr(), &proxy.addr.to_string());
-    fake.fill_plan(vec![
+    env.fake.fill_plan(vec![
         (Duration::ZERO, "0.5"),
         (Duration::from_millis(1_500), "1"),
     ]);
-    let app = spawn_live(
-        &env,
-        &fake,
-        "lies-j",
-        &[
-            ("DATABASE_URL", through_proxy.as_str()),
-            ("CLAIM_IDLE_MS", "2000"),
-        ],
-    )
-    .await;
+    let app = env
+        .replica(
+            "lies-j",
+            &[
+                ("DATABASE_URL", through_proxy.as_str()),
+                ("CLAIM_IDLE_MS", "2000"),
+            ],
+        )
+        .await;
     let ids: Vec<String> = (0..6).map(|i| format!("cut-{i}")).collect();
     for id in &ids {
         env.xadd_payload(&limit_order(id, "0.002", "50000")).await;
     }
     env.wait_until("every order reached MEXC", || async {
-        fake.count("POST", "/api/v3/order") >= ids.len()
+        env.fake.count("POST", "/api/v3/order") >= ids.len()
     })
     .await;
     proxy.cut();
@@ -617,8 +620,8 @@ async fn a_postgres_cut_while_requests_are_in_flight_announces_each_change_once(
     .await;
     for id in &ids {
         let client_id = exchange_id(&env, id);
-        assert_eq!(fake.orders_for(&client_id).len(), 1, "{id}");
-        assert_eq!(fake.posts_for(&client_id), 1, "{id}");
+        assert_eq!(env.fake.orders_for(&client_id).len(), 1, "{id}");
+        assert_eq!(env.fake.posts_for(&client_id), 1, "{id}");
         let changes = announced_changes(&env, id).await;
         assert_eq!(changes.last().map(String::as_str), Some("FILLED"), "{id}");
         assert_eq!(
@@ -629,7 +632,7 @@ async fn a_postgres_cut_while_requests_are_in_flight_announces_each_change_once(
         let (_, quantity) = recorded_trades(&env, id).await;
         assert_eq!(
             quantity,
-            fake.orders_for(&client_id)[0].executed_qty,
+            env.fake.orders_for(&client_id)[0].executed_qty,
             "{id}"
         );
     }
