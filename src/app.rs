@@ -243,6 +243,44 @@ impl Application {
             }),
         ));
         if let Some(desk) = self.live.clone() {
+            match &self.settings.mexc.ws_url {
+                Some(ws_url) => {
+                    let stream = live::stream::UserStream::new(
+                        desk.clone(),
+                        Publisher::new(self.pool.clone(), self.topology.clone()),
+                        self.pool.clone(),
+                        live::stream::StreamOptions {
+                            ws_url: ws_url.clone(),
+                            lease_key: format!(
+                                "mexc-user-stream:{}",
+                                self.settings.mexc.client_id_namespace
+                            ),
+                            replica: self.settings.streams.topology.consumer.clone(),
+                            silence: self.settings.mexc.stream_silence,
+                        },
+                    );
+                    let stop = cancel.clone();
+                    tasks.push(("user data stream", Box::pin(stream.run(stop))));
+                }
+                None => tracing::warn!(
+                    "the user data stream is off (LIVE_USER_STREAM=false, or MEXC_BASE_URL is not MEXC's and MEXC_WS_URL is unset): fills are learnt by polling alone"
+                ),
+            }
+            let check = live::exchange_check::ExchangeCheck::new(
+                desk.clone(),
+                self.pool.clone(),
+                live::exchange_check::CheckOptions {
+                    every: self.settings.mexc.exchange_check,
+                    cancel_orphans: self.settings.mexc.cancel_orphans,
+                    symbols: self.settings.mexc.symbol_allowlist.clone(),
+                    lease_key: format!(
+                        "mexc-exchange-check:{}",
+                        self.settings.mexc.client_id_namespace
+                    ),
+                    replica: self.settings.streams.topology.consumer.clone(),
+                },
+            );
+            tasks.push(("exchange check", Box::pin(check.run(cancel.clone()))));
             let publisher = Publisher::new(self.pool.clone(), self.topology.clone());
             let tick = self.settings.mexc.reconcile_interval;
             let stop = cancel.clone();

@@ -21,15 +21,17 @@
 
 mod breaker;
 mod claim;
+pub mod exchange_check;
 mod look_up;
 pub mod reconcile;
 mod record;
 mod resolve;
 mod send;
 mod state;
+pub mod stream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -90,6 +92,9 @@ pub struct LiveOptions {
     pub limits: Limits,
     /// `CANCEL_OPEN_ORDERS_ON_HALT`.
     pub cancel_on_halt: bool,
+    /// `LIVE_STREAM_POLL_SECS`: while the user data stream is healthy, the
+    /// pause between two lookups of an order MEXC has described.
+    pub stream_poll: Duration,
 }
 
 /// What became of one order on the live path.
@@ -183,6 +188,11 @@ pub struct LiveDesk {
     breaker: Arc<Breaker>,
     /// The halts in force: open orders they cover are cancelled.
     halts: HaltBoard,
+    /// The newest halt the user data stream task has seen (see
+    /// [`stream::UserStream`]).
+    halts_seen: AtomicI64,
+    /// Whether the deployment's user data stream is subscribed now.
+    stream_healthy: AtomicBool,
     stats: Arc<Stats>,
     stop: CancellationToken,
 }
@@ -227,9 +237,26 @@ impl LiveDesk {
             claims: AtomicU64::new(0),
             options,
             halts,
+            halts_seen: AtomicI64::new(0),
+            stream_healthy: AtomicBool::new(false),
             stats,
             stop,
         }
+    }
+
+    /// Whether the user data stream brings this deployment's fills now.
+    pub fn stream_healthy(&self) -> bool {
+        self.stream_healthy.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_stream_healthy(&self, healthy: bool) {
+        self.stream_healthy.store(healthy, Ordering::Relaxed);
+        self.stats.live.stream.healthy.set(i64::from(healthy));
+    }
+
+    /// How long a request to MEXC may take (connecting the stream too).
+    fn client_timeout(&self) -> Duration {
+        self.client.timeout()
     }
 
     pub fn breaker(&self) -> &Breaker {
@@ -262,8 +289,20 @@ impl LiveDesk {
             .unwrap_or_default()
     }
 
+    /// When to look an order up next: soon after it was sent, less often
+    /// as it ages; while the user data stream is healthy, an order MEXC
+    /// has described (its pushes come as they happen) only every
+    /// `LIVE_STREAM_POLL_SECS`, and never later than its TTL.
     fn poll_in(&self, row: &orders::Model) -> Duration {
-        poll_delay(self.since_sent(row), state::MAX_POLL_INTERVAL)
+        let polling = poll_delay(self.since_sent(row), state::MAX_POLL_INTERVAL);
+        if !self.stream_healthy() || row.exchange_status.is_none() {
+            return polling;
+        }
+        let age = (Utc::now() - row.created_at.to_utc())
+            .to_std()
+            .unwrap_or_default();
+        let until_ttl = self.options.order_ttl.saturating_sub(age);
+        self.options.stream_poll.min(until_ttl.max(polling))
     }
 
     /// Whether the order's last request is past MEXC's `timestamp +

@@ -16,7 +16,7 @@ use crate::domain::OrderStatus;
 
 mod live;
 
-pub use live::LiveStats;
+pub use live::{LiveStats, StreamStats};
 
 /// Stages of a batch, as the `stage` label of the latency histogram: a
 /// paper or mock batch goes parse, execute, write (one statement),

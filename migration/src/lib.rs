@@ -12,6 +12,7 @@ mod m20261126_000004_create_halts;
 mod m20261126_000005_add_live_order_state;
 mod m20261207_000006_add_order_lifecycle;
 mod m20261207_000007_key_halt_entries_by_content;
+mod m20261207_000008_create_exchange_orphans;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_add_live_order_state::Migration),
             Box::new(m20261207_000006_add_order_lifecycle::Migration),
             Box::new(m20261207_000007_key_halt_entries_by_content::Migration),
+            Box::new(m20261207_000008_create_exchange_orphans::Migration),
         ]
     }
 }

@@ -139,6 +139,7 @@ pub(super) fn live_desk(
         namespace: mexc.client_id_namespace.clone(),
         limits: live_limits(mexc),
         cancel_on_halt: mexc.cancel_open_orders_on_halt,
+        stream_poll: mexc.stream_poll,
     };
     stats
         .live

@@ -64,7 +64,28 @@ pub struct MexcSettings {
     /// `CANCEL_OPEN_ORDERS_ON_HALT`: a trading halt also cancels the open
     /// exchange orders it covers.
     pub cancel_open_orders_on_halt: bool,
+    /// `MEXC_WS_URL`: the user data stream's websocket; `None` when the
+    /// stream is off (`LIVE_USER_STREAM=false`, or a custom
+    /// `MEXC_BASE_URL` without a `MEXC_WS_URL` to match).
+    pub ws_url: Option<String>,
+    /// `LIVE_STREAM_POLL_SECS`: while the stream is healthy, how often an
+    /// order MEXC has described is still looked up.
+    pub stream_poll: Duration,
+    /// `LIVE_STREAM_SILENCE_SECS`: nothing on the stream for this long (not
+    /// even the answer to a `PING`, sent after half of it) and the
+    /// connection is replaced.
+    pub stream_silence: Duration,
+    /// `LIVE_EXCHANGE_CHECK_SECS`: how often one replica compares MEXC's
+    /// orders with ours.
+    pub exchange_check: Duration,
+    /// `LIVE_CANCEL_ORPHANS`: cancel an open exchange order with this
+    /// service's client id form and no row (off: alert only).
+    pub cancel_orphans: bool,
 }
+
+/// MEXC's endpoints, when `MEXC_BASE_URL` and `MEXC_WS_URL` are not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.mexc.com";
+pub const DEFAULT_WS_URL: &str = "wss://wbs-api.mexc.com/ws";
 
 /// Where a paper fill of a MARKET order without a price gets its price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +133,75 @@ pub(super) fn mexc_settings(env: &mut Env<'_>) -> MexcSettings {
             10..=60_000,
         )),
         cancel_open_orders_on_halt: env.flag("CANCEL_OPEN_ORDERS_ON_HALT", true),
+        ws_url: ws_url(env),
+        stream_poll: Duration::from_secs(env.ranged("LIVE_STREAM_POLL_SECS", 60, 1..=3_600)),
+        stream_silence: Duration::from_secs(env.ranged("LIVE_STREAM_SILENCE_SECS", 45, 2..=300)),
+        exchange_check: Duration::from_secs(env.ranged(
+            "LIVE_EXCHANGE_CHECK_SECS",
+            300,
+            5..=86_400,
+        )),
+        cancel_orphans: env.flag("LIVE_CANCEL_ORPHANS", false),
     }
+}
+
+/// `MEXC_WS_URL` when the user data stream is on (`LIVE_USER_STREAM`,
+/// default true): wss (ws only to this machine), a path allowed. Unset, it
+/// is MEXC's own, unless `MEXC_BASE_URL` names another exchange: a key
+/// created there means nothing at MEXC's websocket, so the stream stays off
+/// (said at start-up) rather than failing forever.
+fn ws_url(env: &mut Env<'_>) -> Option<String> {
+    const NAME: &str = "MEXC_WS_URL";
+    const EXPECTED: &str =
+        "a wss:// URL without query or credentials (ws:// only to a loopback address)";
+    let on = env.flag("LIVE_USER_STREAM", true);
+    let given = env
+        .var(NAME)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let custom_base = env
+        .var("MEXC_BASE_URL")
+        .is_some_and(|base| base.trim().trim_end_matches('/') != DEFAULT_BASE_URL);
+    let text = match given {
+        Some(text) => text,
+        None if custom_base => return None,
+        None => DEFAULT_WS_URL.to_owned(),
+    };
+    let problem = match url::Url::parse(&text) {
+        Err(err) => Some(err.to_string()),
+        Ok(url) => ws_url_problem(&url),
+    };
+    if let Some(problem) = problem {
+        env.invalid(NAME, redact_url(&text), &format!("{EXPECTED} ({problem})"));
+    }
+    on.then_some(text)
+}
+
+fn ws_url_problem(url: &url::Url) -> Option<String> {
+    let (secure, plain) = match url.scheme() {
+        "wss" => (true, false),
+        "ws" => (false, true),
+        other => return Some(format!("the scheme is {other:?}")),
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Some("no host".to_owned()),
+    };
+    if plain && !secure && !loopback {
+        return Some("plain ws leaves this machine".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("it carries credentials".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Some("it has a query or fragment (the listenKey is added)".to_owned());
+    }
+    if url.port() == Some(0) {
+        return Some("port 0".to_owned());
+    }
+    None
 }
 
 /// `LIVE_ABSENCE_WINDOW_SECS`. `LIVE_ABSENCE_GRACE_SECS`, its
@@ -208,7 +297,7 @@ fn base_url(env: &mut Env<'_>) -> String {
     const NAME: &str = "MEXC_BASE_URL";
     const EXPECTED: &str =
         "an https:// URL without path, query or credentials (http:// only to a loopback address)";
-    let text = env.text(NAME, "https://api.mexc.com").trim().to_owned();
+    let text = env.text(NAME, DEFAULT_BASE_URL).trim().to_owned();
     let problem = match url::Url::parse(&text) {
         Err(err) => Some(err.to_string()),
         Ok(url) => base_url_problem(&url),

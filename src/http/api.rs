@@ -12,6 +12,7 @@ use super::responses::{Listed, Lookup};
 use super::schema::{
     ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail,
     OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
+    StreamStatus,
 };
 use crate::store::OrderQuery;
 
@@ -111,16 +112,19 @@ impl Api {
     #[oai(path = "/status", method = "get", tag = "Tag::Service")]
     async fn status(&self) -> StatusResponse {
         let ctx = &self.0;
-        // All four checks at once: the answer takes at most one timeout.
-        let (stream, counts, redis_ping, postgres_ping, in_flight) = tokio::join!(
+        // All checks at once: the answer takes at most one timeout.
+        let (stream, counts, redis_ping, postgres_ping, (in_flight, orphans)) = tokio::join!(
             within(ctx.probe.stream_stats()),
             within(ctx.store.order_counts()),
             within(ctx.probe.ping()),
             within(ctx.store.ping()),
             async {
                 match ctx.breaker {
-                    Some(_) => within(ctx.store.live_in_flight()).await,
-                    None => None,
+                    Some(_) => tokio::join!(
+                        within(ctx.store.live_in_flight()),
+                        within(ctx.store.count_orphans())
+                    ),
+                    None => (None, None),
                 }
             },
         );
@@ -167,7 +171,7 @@ impl Api {
             live: ctx
                 .breaker
                 .as_ref()
-                .map(|breaker| live_status(breaker, stats, in_flight)),
+                .map(|breaker| live_status(breaker, stats, in_flight, orphans)),
         }))
     }
 
@@ -343,6 +347,7 @@ fn live_status(
     breaker: &crate::live::BreakerView,
     stats: &crate::stats::Stats,
     in_flight: Option<Vec<(String, i64)>>,
+    orphans: Option<crate::store::OrphanCounts>,
 ) -> LiveStatus {
     let live = &stats.live;
     let state = breaker.state();
@@ -360,6 +365,32 @@ fn live_status(
         cancels: live.cancels.get(),
         rate_limit_waits: live.rate_limit_waits.get(),
         in_flight: in_flight.map(|rows| rows.into_iter().collect()),
+        orphan_orders: orphans.map(|c| c.total),
+        orphan_orders_open: orphans.map(|c| c.open),
+        stream: stream_status(&live.stream),
+    }
+}
+
+/// The user data stream part of `/status`, from this replica's counters.
+fn stream_status(stream: &crate::stats::StreamStats) -> StreamStatus {
+    let now = chrono::Utc::now().timestamp();
+    let since = stream.connected_since.get();
+    let last = stream.last_frame.get();
+    StreamStatus {
+        healthy: stream.healthy.get() == 1,
+        holder: stream.holder.get() == 1,
+        connected: stream.connected.get() == 1,
+        connected_since: (since > 0)
+            .then(|| chrono::DateTime::from_timestamp(since, 0))
+            .flatten()
+            .map(|at| at.to_rfc3339()),
+        reconnects: stream.reconnects.get(),
+        last_frame_age_secs: (last > 0).then(|| (now - last).max(0)),
+        decode_errors: stream.decode_errors.get(),
+        changes_applied: stream.applied.get(),
+        foreign_pushes: stream.foreign.get(),
+        stale_pushes: stream.stale.get(),
+        lookups_forced: stream.lookups_forced.get(),
     }
 }
 

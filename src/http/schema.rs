@@ -171,6 +171,47 @@ pub struct LiveStatus {
     /// all replicas; `null` when Postgres does not answer.
     #[oai(nullable)]
     pub in_flight: Option<std::collections::BTreeMap<String, i64>>,
+    /// Exchange orders with this service's client order id form and no row
+    /// here, ever found (`exchange_orphans`; an operator alert each);
+    /// `null` when Postgres does not answer.
+    #[oai(nullable)]
+    pub orphan_orders: Option<i64>,
+    /// Of those, still open at MEXC and not cancelled by the service.
+    #[oai(nullable)]
+    pub orphan_orders_open: Option<i64>,
+    pub stream: StreamStatus,
+}
+
+/// MEXC's user data stream as this replica sees it. One replica of the
+/// deployment holds the connection; every replica knows whether it is up.
+#[derive(Debug, Object)]
+pub struct StreamStatus {
+    /// The deployment's stream is subscribed (on any replica): orders MEXC
+    /// described are looked up only every `LIVE_STREAM_POLL_SECS`. False
+    /// while it is down or off: REST polling carries on alone.
+    pub healthy: bool,
+    /// This replica holds the deployment's stream.
+    pub holder: bool,
+    /// This replica's connection is subscribed.
+    pub connected: bool,
+    /// Since when (RFC 3339), while connected.
+    #[oai(nullable)]
+    pub connected_since: Option<String>,
+    /// Connections of this replica that ended.
+    pub reconnects: u64,
+    /// Seconds since the last frame here; `null` before any.
+    #[oai(nullable)]
+    pub last_frame_age_secs: Option<i64>,
+    /// Frames that did not decode (each logged with its channel).
+    pub decode_errors: u64,
+    /// Order changes recorded from pushes: each a lookup not made.
+    pub changes_applied: u64,
+    /// Pushes for client order ids this deployment has no order for.
+    pub foreign_pushes: u64,
+    /// Pushes older than what was recorded (repeated, out of order).
+    pub stale_pushes: u64,
+    /// Orders handed to a lookup after a gap or unmatched fills.
+    pub lookups_forced: u64,
 }
 
 /// An order's state, as the filter of `GET /orders` takes it.

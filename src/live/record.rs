@@ -12,17 +12,17 @@ use crate::store::entity::orders;
 use crate::store::{Lease, LiveUpdate};
 
 impl LiveDesk {
-    /// Lets go of the finished orders among `rows`, whose results just went
-    /// out (a batch's, a reconciler round's); until then their leases let
-    /// the reconciler announce them, should nobody else. Orders in flight
-    /// keep their leases.
+    /// Lets go of `rows`, whose results just went out (a batch's, a
+    /// reconciler round's, the user data stream's): until then a finished
+    /// order's lease lets the reconciler announce it, should nobody else;
+    /// an order in flight is parked until its next look
+    /// ([`Store::release_announced`]).
     pub async fn release_announced<'a>(
         &self,
         rows: impl IntoIterator<Item = &'a orders::Model>,
     ) -> Result<u64, LiveError> {
         let announced: Vec<(String, String)> = rows
             .into_iter()
-            .filter(|row| row.is_terminal())
             .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
             .collect();
         Ok(self.store.release_announced(&announced).await?)

@@ -41,6 +41,48 @@ pub struct LiveStats {
     pub orders: IntGaugeVec,
     /// `MEXC_MAX_ORDERS_PER_SEC`: the fleet-wide order budget per second.
     pub max_orders_per_second: IntGauge,
+    /// The user data stream, as this replica sees it.
+    pub stream: StreamStats,
+    /// Exchange checks run here, by outcome (`ok`, `failed`).
+    pub exchange_checks: IntCounterVec,
+    /// Exchange orders with this service's client id form and no row,
+    /// found here for the first time (operator alert).
+    pub orphans: IntCounter,
+    /// Such orders still open at MEXC and not cancelled by the service, as
+    /// Postgres holds them after the last check here.
+    pub orphans_open: IntGauge,
+}
+
+/// The user data stream: whether this replica holds it and is subscribed,
+/// what arrived, and what it changed.
+#[derive(Debug, Clone)]
+pub struct StreamStats {
+    /// 1 while this replica holds the deployment's stream lease.
+    pub holder: IntGauge,
+    /// 1 while this replica's connection is subscribed.
+    pub connected: IntGauge,
+    /// Connections that ended (dropped, stalled, refused key, 24 h limit).
+    pub reconnects: IntCounter,
+    /// Frames that arrived, by kind (`order`, `deal`, `other`).
+    pub frames: IntCounterVec,
+    /// Frames that did not decode (logged at error with their channel).
+    pub decode_errors: IntCounter,
+    /// Order changes recorded from pushes: each a lookup not made.
+    pub applied: IntCounter,
+    /// Pushes for client order ids with no row here.
+    pub foreign: IntCounter,
+    /// Pushes older than what is recorded (out of order, twice).
+    pub stale: IntCounter,
+    /// Orders handed to a REST lookup: after a gap, or when a push's fills
+    /// did not add up in time.
+    pub lookups_forced: IntCounter,
+    /// Unix time of the last frame that arrived (0 before any).
+    pub last_frame: IntGauge,
+    /// Unix time this replica's connection was subscribed (0 while not).
+    pub connected_since: IntGauge,
+    /// 1 while the deployment's stream (whichever replica holds it) is
+    /// subscribed: orders MEXC described are polled slowly meanwhile.
+    pub healthy: IntGauge,
 }
 
 impl LiveStats {
@@ -143,6 +185,82 @@ impl LiveStats {
                 "max_orders_per_second",
                 "MEXC_MAX_ORDERS_PER_SEC: the fleet-wide budget of order requests per second",
             ),
+            exchange_checks: {
+                let checks = counter_vec(
+                    "exchange_checks_total",
+                    "Comparisons of MEXC's orders with the service's, by outcome",
+                    "outcome",
+                );
+                for outcome in ["ok", "failed"] {
+                    checks.with_label_values(&[outcome]);
+                }
+                checks
+            },
+            orphans: counter(
+                "orphan_orders_total",
+                "Exchange orders with this service's client id form and no row here (operator alert)",
+            ),
+            orphans_open: gauge(
+                "orphan_orders_open",
+                "Orphan exchange orders still open and not cancelled by the service",
+            ),
+            stream: StreamStats {
+                holder: gauge(
+                    "stream_holder",
+                    "1 while this replica holds the deployment's user data stream",
+                ),
+                connected: gauge(
+                    "stream_connected",
+                    "1 while this replica's user data stream is connected and subscribed",
+                ),
+                reconnects: counter(
+                    "stream_reconnects_total",
+                    "User data stream connections that ended (dropped, stalled, key refused, 24 h limit)",
+                ),
+                frames: {
+                    let frames = counter_vec(
+                        "stream_frames_total",
+                        "User data stream frames that arrived, by kind",
+                        "kind",
+                    );
+                    for kind in ["order", "deal", "other"] {
+                        frames.with_label_values(&[kind]);
+                    }
+                    frames
+                },
+                decode_errors: counter(
+                    "stream_decode_errors_total",
+                    "User data stream frames that did not decode (each logged with its channel)",
+                ),
+                applied: counter(
+                    "stream_changes_applied_total",
+                    "Order changes recorded from the user data stream: lookups not made",
+                ),
+                foreign: counter(
+                    "stream_foreign_pushes_total",
+                    "Pushes for client order ids this deployment has no order for",
+                ),
+                stale: counter(
+                    "stream_stale_pushes_total",
+                    "Pushes older than what was recorded (out of order or repeated)",
+                ),
+                lookups_forced: counter(
+                    "stream_lookups_forced_total",
+                    "Orders handed to a REST lookup after a stream gap or unmatched fills",
+                ),
+                last_frame: gauge(
+                    "stream_last_frame_timestamp_seconds",
+                    "Unix time of the last user data stream frame (0 before any)",
+                ),
+                connected_since: gauge(
+                    "stream_connected_since_timestamp_seconds",
+                    "Unix time this replica's user data stream was subscribed (0 while not)",
+                ),
+                healthy: gauge(
+                    "stream_healthy",
+                    "1 while the deployment's user data stream is subscribed (any replica)",
+                ),
+            },
         }
     }
 

@@ -9,6 +9,7 @@ pub mod entity;
 mod halts;
 mod live;
 mod nodelay;
+mod orphans;
 mod queries;
 mod rows;
 mod startup;
@@ -27,6 +28,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, RuntimeErr, Transactio
 pub use batch::{BatchTx, Written};
 pub use halts::{EntryOutcome, halt_of, halts_in_force};
 pub use live::{Lease, LiveClaim, LiveUpdate};
+pub use orphans::{Orphan, OrphanCounts};
 pub use queries::{OrderCounts, OrderQuery};
 pub use rows::{
     NewOrder, NewTrade, TradeParty, completed_row, decided_row, pending_row, rejected_row,

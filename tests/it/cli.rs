@@ -341,11 +341,14 @@ async fn migrate_applies_reports_and_rolls_back() {
     let raw_column = "SELECT count(*) FROM information_schema.columns \
                       WHERE table_name = 'orders' AND column_name = 'raw_message'";
     assert_eq!(env.count(raw_column).await, 1);
-    // Each `down` rolls back the newest migration: halt entries keyed by
-    // content, the order lifecycle (events, sequence numbers), the live
-    // order columns, the halts tables, the nullable rejection columns, then
-    // the trades table.
-    for _ in 0..6 {
+    // Each `down` rolls back the newest migration: the exchange orphans,
+    // halt entries keyed by content, the order lifecycle (events, sequence
+    // numbers), the live order columns, the halts tables, the nullable
+    // rejection columns, then the trades table.
+    let orphans =
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'exchange_orphans'";
+    assert_eq!(env.count(orphans).await, 1);
+    for _ in 0..7 {
         let down = migrate("down").output().await.expect("migrate down");
         assert!(
             down.status.success(),
@@ -354,6 +357,7 @@ async fn migrate_applies_reports_and_rolls_back() {
         );
     }
     assert_eq!(env.count(raw_column).await, 0);
+    assert_eq!(env.count(orphans).await, 0);
     assert_eq!(
         env.count("SELECT count(*) FROM information_schema.tables WHERE table_name = 'trades'")
             .await,
@@ -377,6 +381,7 @@ async fn migrate_applies_reports_and_rolls_back() {
         1
     );
     assert_eq!(env.count(raw_column).await, 1);
+    assert_eq!(env.count(orphans).await, 1);
 }
 
 #[tokio::test]

@@ -40,7 +40,7 @@ fn order(
     }
 }
 
-fn limit_buy(quantity: &str, price: &str) -> NewOrder {
+pub(crate) fn limit_buy(quantity: &str, price: &str) -> NewOrder {
     let order = order(
         "BTC/USDT",
         Side::Buy,

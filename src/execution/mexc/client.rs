@@ -59,6 +59,7 @@ pub struct MexcClient {
     /// keyed with the secret.
     credentials: Option<(HeaderValue, Signer)>,
     recv_window_ms: u64,
+    timeout: Duration,
     clock: Arc<Clock>,
 }
 
@@ -105,6 +106,7 @@ impl MexcClient {
             base_url: config.base_url.trim_end_matches('/').to_owned(),
             credentials,
             recv_window_ms: config.recv_window_ms,
+            timeout: config.timeout,
             clock: Arc::new(Clock::default()),
         })
     }
@@ -115,6 +117,11 @@ impl MexcClient {
 
     pub fn recv_window_ms(&self) -> u64 {
         self.recv_window_ms
+    }
+
+    /// How long connecting and each whole request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn has_credentials(&self) -> bool {
@@ -339,6 +346,13 @@ impl MexcClient {
         self.signed(Method::GET, "/api/v3/allOrders", params).await
     }
 
+    /// `GET /api/v3/openOrders`: the account's open orders on `symbol`.
+    #[tracing::instrument(name = "mexc.open_orders", skip_all, fields(symbol = %symbol), err(level = "debug"))]
+    pub async fn open_orders(&self, symbol: &str) -> Result<Vec<OrderState>, MexcError> {
+        let params = Params::new().add("symbol", mexc_symbol(symbol));
+        self.signed(Method::GET, "/api/v3/openOrders", params).await
+    }
+
     async fn public<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -351,7 +365,7 @@ impl MexcClient {
         self.send(self.http.get(url)).await
     }
 
-    async fn signed<T: DeserializeOwned>(
+    pub(super) async fn signed<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -12,11 +12,14 @@ mod client;
 mod clock;
 mod error;
 mod history;
+mod listen_key;
 mod model;
 mod order;
+pub mod push;
 mod rule_cache;
 mod rules;
 mod sign;
+mod socket;
 mod ticker;
 mod transport;
 
@@ -32,7 +35,8 @@ pub use model::{
 pub use order::NewOrder;
 pub use rule_cache::{RULES_TTL, RuleCache};
 pub use rules::{Limits, RuleBook, RuleFailure, SymbolRules, check_order};
-pub use sign::{CLIENT_ORDER_ID_LEN, Params, Signer, client_order_id};
+pub use sign::{CLIENT_ORDER_ID_LEN, Params, Signer, client_order_id, is_service_client_id};
+pub use socket::{Arrived, PushSocket, SocketError};
 pub use ticker::{PRICE_TTL, TickerPrices};
 
 /// Where and how the client talks to MEXC.

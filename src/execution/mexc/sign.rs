@@ -97,6 +97,16 @@ pub fn client_order_id(namespace: &str, order_id: &str) -> String {
     format!("{CLIENT_ORDER_ID_PREFIX}{}", &digest[..digits])
 }
 
+/// Whether a client order id has the form this service gives its orders
+/// (of this deployment or another one sharing the account).
+pub fn is_service_client_id(id: &str) -> bool {
+    id.len() == CLIENT_ORDER_ID_LEN
+        && id.starts_with(CLIENT_ORDER_ID_PREFIX)
+        && id[CLIENT_ORDER_ID_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +174,22 @@ mod tests {
         let long = client_order_id("", &"ü/x ".repeat(100));
         assert_eq!(long.len(), CLIENT_ORDER_ID_LEN);
         assert!(long.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn the_service_knows_its_own_client_ids_and_only_those() {
+        assert!(is_service_client_id(&client_order_id("prod", "o-1")));
+        for other in [
+            "",
+            "es",
+            "esB9CA7B3C4517DADAA0911C3F877F2B",
+            "xsb9ca7b3c4517dadaa0911c3f877f2b",
+            "esb9ca7b3c4517dadaa0911c3f877f2",
+            "esb9ca7b3c4517dadaa0911c3f877f2bb",
+            "web_1736417034",
+        ] {
+            assert!(!is_service_client_id(other), "{other:?}");
+        }
     }
 
     #[test]

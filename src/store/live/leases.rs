@@ -1,7 +1,9 @@
 //! Leases of live orders in flight: renewed, let go of once announced,
 //! taken over when expired; and the count of orders in flight.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
+};
 
 use super::Lease;
 use crate::domain::lifecycle;
@@ -25,30 +27,87 @@ impl Store {
             .collect()
     }
 
-    /// Lets go of finished orders whose results are announced (`ids` with
-    /// the lease owner each was recorded under); orders still in flight
-    /// keep their leases. An order reported not placed and still watched
-    /// keeps the time of its next look.
+    /// Lets go of orders whose results are announced (`ids` with the lease
+    /// owner each was recorded under). A finished order is let go of
+    /// entirely (one reported not placed and still watched keeps the time
+    /// of its next look); one in flight is parked: no replica owns it, and
+    /// it keeps the time of its next look, when any replica's reconciler
+    /// takes it, or earlier, when the user data stream brings news of it.
     pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
         if ids.is_empty() {
             return Ok(0);
         }
         let (order_ids, owners): (Vec<String>, Vec<String>) = ids.iter().cloned().unzip();
-        let finished: Vec<String> = lifecycle::ALL
-            .into_iter()
-            .filter(|status| status.is_terminal())
-            .map(|status| status.as_str().to_owned())
-            .collect();
         let done = self
             .connection()
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE orders o SET lease_owner = NULL, \
-                   lease_until = CASE WHEN o.watch_until > now() THEN o.lease_until END \
+                   lease_until = CASE WHEN o.status <> ALL($3) OR o.watch_until > now() \
+                     THEN o.lease_until END \
                  FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
-                 WHERE o.order_id = a.order_id AND o.lease_owner = a.owner \
-                   AND o.status = ANY($3)",
-                [order_ids.into(), owners.into(), finished.into()],
+                 WHERE o.order_id = a.order_id AND o.lease_owner = a.owner",
+                [order_ids.into(), owners.into(), finished().into()],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Takes the lease of a parked order in flight (or of one whose lease
+    /// expired) by its client order id, to record what the user data
+    /// stream says of it; `None` when the order is not ours, is finished,
+    /// or a replica holds it now (it learns the news itself).
+    pub async fn take_parked(
+        &self,
+        client_order_id: &str,
+        lease: &Lease,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE orders SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
+             WHERE client_order_id = $3 AND status = ANY($4) \
+               AND (lease_owner IS NULL OR lease_until < now()) \
+             RETURNING *",
+            [
+                lease.owner.clone().into(),
+                (lease.length.as_millis() as i64).into(),
+                client_order_id.into(),
+                lifecycle::names(&lifecycle::IN_FLIGHT).into(),
+            ],
+        );
+        orders::Entity::find()
+            .from_raw_sql(statement)
+            .one(self.connection())
+            .await
+    }
+
+    /// The live order with this client order id, whatever its state.
+    pub async fn live_order_by_client_id(
+        &self,
+        client_order_id: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::ClientOrderId.eq(client_order_id))
+            .one(self.connection())
+            .await
+    }
+
+    /// Makes parked orders in flight due for a lookup now: every one
+    /// (`None`: after a gap in the user data stream, whatever it missed is
+    /// looked up at once) or those of `order_ids`. Orders a replica holds
+    /// are left to it. Returns how many.
+    pub async fn make_due(&self, order_ids: Option<&[String]>) -> Result<u64, DbErr> {
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET lease_until = now() \
+                 WHERE status = ANY($1) AND lease_owner IS NULL AND lease_until > now() \
+                   AND ($2::text[] IS NULL OR order_id = ANY($2))",
+                [
+                    lifecycle::names(&lifecycle::IN_FLIGHT).into(),
+                    order_ids.map(<[String]>::to_vec).into(),
+                ],
             ))
             .await?;
         Ok(done.rows_affected())
@@ -107,4 +166,13 @@ impl Store {
             .all(self.connection())
             .await
     }
+}
+
+/// The names of the statuses an order ends in.
+fn finished() -> Vec<String> {
+    lifecycle::ALL
+        .into_iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| status.as_str().to_owned())
+        .collect()
 }

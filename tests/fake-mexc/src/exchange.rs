@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::auth::{authenticate, params};
 use super::http::{Reply, Request};
+use super::user_stream::{ListenKeys, Pushed, deal_frame, order_frame};
 use super::{FakeOrder, FakeTrade, Fault, Script};
 
 /// An order POST or DELETE: when it arrived, and for which client id.
@@ -49,6 +50,11 @@ pub(super) struct State {
     pub seen: Vec<Seen>,
     /// Every order POST and DELETE, as it arrived.
     pub order_writes: Vec<OrderWrite>,
+    /// The user data stream's frames go out here, as changes happen.
+    pub pushes: tokio::sync::broadcast::Sender<Pushed>,
+    pub listen_keys: std::sync::Arc<std::sync::Mutex<ListenKeys>>,
+    /// Woken when an order is accepted, so that its fills are pushed on time.
+    pub accepted: std::sync::Arc<tokio::sync::Notify>,
     next_id: u64,
 }
 
@@ -69,6 +75,9 @@ impl State {
             scripts: Vec::new(),
             seen: Vec::new(),
             order_writes: Vec::new(),
+            pushes: tokio::sync::broadcast::channel(4096).0,
+            listen_keys: Default::default(),
+            accepted: Default::default(),
             next_id: 1,
         };
         state
@@ -151,6 +160,8 @@ impl State {
                         | ("DELETE", "/api/v3/order")
                         | ("GET", "/api/v3/myTrades")
                         | ("GET", "/api/v3/allOrders")
+                        | ("GET", "/api/v3/openOrders")
+                        | (_, "/api/v3/userDataStream")
                 );
                 if !signed {
                     return Reply::error(404, -1, "not found");
@@ -164,6 +175,8 @@ impl State {
                     ("GET", "/api/v3/order") => self.query_order(&params),
                     ("DELETE", "/api/v3/order") => self.cancel_order(&params),
                     ("GET", "/api/v3/allOrders") => self.all_orders(&params),
+                    ("GET", "/api/v3/openOrders") => self.open_orders(&params),
+                    (method, "/api/v3/userDataStream") => self.listen_key(method, &params),
                     _ => self.my_trades(&params),
                 }
             }
@@ -278,8 +291,69 @@ impl State {
             "origQty": order.orig_qty.to_string(), "type": order.order_type, "side": order.side,
             "transactTime": order.time_ms,
         });
+        self.push(order_frame(&order, self.now_ms()));
         self.orders.push(order);
+        self.accepted.notify_one();
         Reply::ok(answer.to_string())
+    }
+
+    /// `/api/v3/userDataStream`: create (`POST`), list (`GET`), extend
+    /// (`PUT`) or close (`DELETE`) a listen key.
+    fn listen_key(&mut self, method: &str, params: &HashMap<String, String>) -> Reply {
+        let mut keys = self
+            .listen_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = params.get("listenKey").cloned().unwrap_or_default();
+        let known = match method {
+            "POST" => return Reply::ok(json!({"listenKey": keys.create()}).to_string()),
+            "GET" => return Reply::ok(json!({"listenKey": keys.valid()}).to_string()),
+            "PUT" => keys.extend(&key),
+            "DELETE" => keys.close(&key),
+            _ => return Reply::error(404, -1, "not found"),
+        };
+        if known {
+            Reply::ok(json!({"listenKey": key}).to_string())
+        } else {
+            Reply::error(400, 730_002, "listenKey does not exist")
+        }
+    }
+
+    /// Sends a frame to every subscribed connection (none may listen).
+    pub fn push(&self, pushed: Pushed) {
+        let _ = self.pushes.send(pushed);
+    }
+
+    /// Pushes an order as it now stands.
+    pub fn push_order(&self, index: usize) {
+        self.push(order_frame(&self.orders[index], self.now_ms()));
+    }
+
+    /// Applies every order's due fills (pushing them); how long until the
+    /// next fill is due, if one is planned.
+    pub fn advance_all(&mut self) -> Option<Duration> {
+        let mut next: Option<Duration> = None;
+        for index in 0..self.orders.len() {
+            self.advance(index);
+            let order = &self.orders[index];
+            if !matches!(order.status.as_str(), "NEW" | "PARTIALLY_FILLED") {
+                continue;
+            }
+            let elapsed = order.accepted_at.elapsed();
+            let due = order
+                .plan
+                .iter()
+                .filter(|(_, fraction)| {
+                    order.orig_qty * fraction.min(&Decimal::ONE) > order.executed_qty
+                })
+                .map(|(after, _)| after.saturating_sub(elapsed))
+                .min();
+            next = match (next, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        next
     }
 
     /// A numeric id as a JSON number, any other as a string.
@@ -331,6 +405,7 @@ impl State {
             "PARTIALLY_FILLED" => order.status = "PARTIALLY_CANCELED".into(),
             _ => return Reply::error(400, -2011, "Unknown order sent."),
         }
+        self.push_order(index);
         Reply::ok(self.order_json(index, true).to_string())
     }
 
@@ -371,6 +446,24 @@ impl State {
 
     /// `allOrders`: the symbol's orders created in the window, oldest
     /// first, at most `limit` (500 by default, 1000 at most).
+    /// `openOrders` of one symbol (MEXC requires it), oldest first.
+    fn open_orders(&mut self, params: &HashMap<String, String>) -> Reply {
+        let Some(symbol) = params.get("symbol").cloned() else {
+            return Reply::error(400, 33333, "param is error");
+        };
+        self.advance_all();
+        let listed: Vec<Value> = (0..self.orders.len())
+            .filter(|i| {
+                let o = &self.orders[*i];
+                o.symbol == symbol
+                    && !self.denied(o)
+                    && matches!(o.status.as_str(), "NEW" | "PARTIALLY_FILLED")
+            })
+            .map(|i| self.order_json(i, false))
+            .collect();
+        Reply::ok(Value::Array(listed).to_string())
+    }
+
     fn all_orders(&mut self, params: &HashMap<String, String>) -> Reply {
         let symbol = params.get("symbol").cloned().unwrap_or_default();
         let Some((start, end, limit)) = window(params, 1000) else {
@@ -427,6 +520,8 @@ impl State {
         let market_price = self.prices.get(&self.orders[index].symbol).copied();
         let fee_rate = self.fee_rate;
         let second_asset = self.second_fee_asset.clone();
+        let now_ms = self.now_ms();
+        let mut frames = Vec::new();
         let order = &mut self.orders[index];
         if !matches!(order.status.as_str(), "NEW" | "PARTIALLY_FILLED") {
             return;
@@ -467,6 +562,14 @@ impl State {
                 "PARTIALLY_FILLED"
             }
             .into();
+            // As MEXC's own example shows, the order's push may come
+            // before its deal's.
+            frames.push(order_frame(order, now_ms));
+            let trade = order.trades.last().expect("the fill just added");
+            frames.push(deal_frame(order, trade, now_ms));
+        }
+        for frame in frames {
+            self.push(frame);
         }
     }
 }

@@ -21,8 +21,10 @@
 mod auth;
 mod exchange;
 mod http;
+mod user_stream;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::signature_of;
 pub use exchange::{OrderWrite, Seen, symbol_info};
+pub use user_stream::{DEALS_CHANNEL, ORDERS_CHANNEL};
 
 /// The key and secret the fake accepts.
 pub const API_KEY: &str = "mx0vglFakeKey0000001";
@@ -143,7 +146,9 @@ pub struct FakeTrade {
 
 pub struct FakeMexc {
     addr: SocketAddr,
+    ws_addr: SocketAddr,
     state: Arc<Mutex<exchange::State>>,
+    hub: user_stream::Hub,
     stop: CancellationToken,
 }
 
@@ -162,10 +167,13 @@ impl FakeMexc {
             .expect("bind the fake MEXC")
     }
 
-    /// Starts the fake on `address` (`host:port`).
+    /// Starts the fake on `address` (`host:port`), and its user data
+    /// stream's websocket on a free port of the same host.
     pub async fn start_on(address: &str) -> std::io::Result<FakeMexc> {
         let listener = TcpListener::bind(address).await?;
         let addr = listener.local_addr()?;
+        let ws_listener = TcpListener::bind((addr.ip(), 0)).await?;
+        let ws_addr = ws_listener.local_addr()?;
         let state = Arc::new(Mutex::new(exchange::State::new()));
         let stop = CancellationToken::new();
         let (serving, stopping) = (state.clone(), stop.clone());
@@ -182,11 +190,86 @@ impl FakeMexc {
                 }));
             }
         });
-        Ok(FakeMexc { addr, state, stop })
+        let hub = {
+            let state = lock(&state);
+            user_stream::Hub {
+                pushes: state.pushes.clone(),
+                keys: state.listen_keys.clone(),
+                faults: Default::default(),
+                drops: tokio::sync::watch::channel(0).0,
+                stop: stop.clone(),
+            }
+        };
+        tokio::spawn(user_stream::serve(ws_listener, hub.clone()));
+        tokio::spawn(fill_on_time(state.clone(), stop.clone()));
+        Ok(FakeMexc {
+            addr,
+            ws_addr,
+            state,
+            hub,
+            stop,
+        })
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The user data stream's websocket (`…/ws`; add `?listenKey=`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.ws_addr)
+    }
+
+    /// Closes every open user data stream connection.
+    pub fn drop_stream_connections(&self) {
+        self.hub.drops.send_modify(|n| *n += 1);
+    }
+
+    /// While stalled, connections stay open and nothing arrives on them:
+    /// no frame (those due are lost), no answer to a `PING`.
+    pub fn stall_stream(&self, stalled: bool) {
+        self.hub.faults.stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// New connections are refused (HTTP 401) while set.
+    pub fn refuse_stream(&self, refuse: bool) {
+        self.hub.faults.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// The next `frames` pushes each come after a frame that does not
+    /// decode.
+    pub fn send_undecodable_frames(&self, frames: usize) {
+        self.hub.faults.garbage.store(frames, Ordering::SeqCst);
+    }
+
+    /// Every push arrives twice while set.
+    pub fn duplicate_pushes(&self, duplicate: bool) {
+        self.hub.faults.duplicate.store(duplicate, Ordering::SeqCst);
+    }
+
+    /// Each push is held back and sent after the next one while set.
+    pub fn reorder_pushes(&self, reorder: bool) {
+        self.hub.faults.reorder.store(reorder, Ordering::SeqCst);
+    }
+
+    /// Forgets every listen key: `PUT` answers an error, connections on
+    /// them close, new ones are refused.
+    pub fn forget_listen_keys(&self) {
+        lock_keys(&self.hub.keys).forget();
+    }
+
+    /// Listen keys created so far.
+    pub fn listen_keys_created(&self) -> usize {
+        lock_keys(&self.hub.keys).created()
+    }
+
+    /// User data stream connections open now, and accepted so far.
+    pub fn stream_connections(&self) -> (usize, usize) {
+        let faults = &self.hub.faults;
+        (
+            faults.open.load(Ordering::SeqCst),
+            faults.accepted.load(Ordering::SeqCst),
+        )
     }
 
     fn state(&self) -> MutexGuard<'_, exchange::State> {
@@ -262,6 +345,7 @@ impl FakeMexc {
             _ => return false,
         }
         .into();
+        state.push_order(index);
         true
     }
 
@@ -339,6 +423,27 @@ impl FakeMexc {
             .filter(|s| s.method == method && s.path == path)
             .count()
     }
+}
+
+/// Applies fills when they are due, whether or not anyone asks, so that
+/// the user data stream pushes them as they happen.
+async fn fill_on_time(state: Arc<Mutex<exchange::State>>, stop: CancellationToken) {
+    let accepted = lock(&state).accepted.clone();
+    loop {
+        let next = lock(&state).advance_all();
+        let pause = next
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(1));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = accepted.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+fn lock_keys(keys: &Mutex<user_stream::ListenKeys>) -> MutexGuard<'_, user_stream::ListenKeys> {
+    keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn lock(state: &Mutex<exchange::State>) -> MutexGuard<'_, exchange::State> {
