@@ -395,6 +395,7 @@ fn composed_urls_take_ipv6_hosts_and_the_redactor_knows_their_passwords() {
 
 mod live;
 mod postgres;
+mod stream;
 
 #[test]
 fn the_fills_stream_defaults_turns_off_when_empty_and_must_be_its_own() {
