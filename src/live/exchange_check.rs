@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{LiveDesk, LiveError};
 use crate::bus::RedisLease;
+use crate::execution::mexc::ExchangeStatus;
 use crate::execution::mexc::{MexcError, OrderState, Window, is_service_client_id, mexc_symbol};
 use crate::store::Orphan;
 
@@ -64,6 +65,10 @@ pub enum CheckError {
     Live(#[from] LiveError),
     #[error("MEXC: {0}")]
     Exchange(#[from] MexcError),
+    /// Nothing asked of MEXC now (the breaker is open, or MEXC asked to
+    /// wait).
+    #[error("skipped: {0}")]
+    Skipped(String),
 }
 
 impl From<sea_orm::DbErr> for CheckError {
@@ -123,12 +128,29 @@ impl ExchangeCheck {
         Ok(())
     }
 
-    /// One comparison of MEXC's orders with ours.
+    /// One comparison of MEXC's orders with ours. A symbol whose lists
+    /// cannot be read is counted as failed and the others are checked.
     pub async fn check(&self) -> Result<Checked, CheckError> {
+        if self.desk.breaker().blocks() {
+            return Err(CheckError::Skipped("the circuit breaker is open".into()));
+        }
+        if let Some(pause) = self
+            .desk
+            .limiter
+            .paused_for()
+            .await
+            .map_err(LiveError::from)?
+        {
+            return Err(CheckError::Skipped(format!("MEXC asked to wait {pause:?}")));
+        }
         let window = self.options.every.saturating_mul(2).max(MIN_WINDOW);
-        let store = &self.desk.store;
         let mut by_exchange: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for stored in store.live_symbols(window.as_secs() as i64).await? {
+        for stored in self
+            .desk
+            .store
+            .live_symbols(window.as_secs() as i64)
+            .await?
+        {
             by_exchange
                 .entry(mexc_symbol(&stored))
                 .or_default()
@@ -143,48 +165,96 @@ impl ExchangeCheck {
             symbols: by_exchange.len(),
             ..Checked::default()
         };
+        let mut failed = None;
         for (symbol, stored_names) in &by_exchange {
-            let open = self.desk.client.open_orders(symbol).await?;
-            let recent = self.desk.client.orders_between(symbol, span).await?;
-            let mut orders: BTreeMap<String, OrderState> = BTreeMap::new();
-            for order in recent.into_iter().chain(open.iter().cloned()) {
-                orders.insert(order.order_id.0.clone(), order);
-            }
-            checked.exchange_orders += orders.len();
-            let ours: Vec<&OrderState> = orders
-                .values()
-                .filter(|o| client_id(o).is_some_and(is_service_client_id))
-                .collect();
-            let ids: Vec<String> = ours
-                .iter()
-                .filter_map(|o| client_id(o).map(str::to_owned))
-                .collect();
-            let known = store.known_client_ids(&ids).await?;
-            let orphans: Vec<Orphan> = ours
-                .iter()
-                .filter(|o| client_id(o).is_some_and(|id| !known.contains(id)))
-                .map(|o| orphan_of(o))
-                .collect();
-            self.raise(&orphans, &mut checked).await?;
-            self.follow_closed_orphans(symbol, &orders).await?;
-            let listed: Vec<String> = open
-                .iter()
-                .filter_map(|o| client_id(o).map(str::to_owned))
-                .collect();
-            let mut names: BTreeSet<String> = stored_names.iter().cloned().collect();
-            names.insert(symbol.clone());
-            let names: Vec<String> = names.into_iter().collect();
-            let gone = store.open_rows_not_listed(&names, &listed).await?;
-            if !gone.is_empty() {
-                checked.looked_up += store.make_due(Some(&gone)).await?;
+            if let Err(err) = self
+                .check_symbol(symbol, stored_names, span, &mut checked)
+                .await
+            {
+                tracing::warn!(symbol, error = %err, "exchange check of a symbol failed");
+                if let CheckError::Exchange(MexcError::RateLimited { retry_after, .. }) = &err {
+                    self.desk
+                        .limiter
+                        .pause(*retry_after)
+                        .await
+                        .map_err(LiveError::from)?;
+                    return Err(err);
+                }
+                failed = Some(err);
             }
         }
-        Ok(checked)
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(checked),
+        }
+    }
+
+    async fn check_symbol(
+        &self,
+        symbol: &str,
+        stored_names: &[String],
+        span: Window,
+        checked: &mut Checked,
+    ) -> Result<(), CheckError> {
+        let store = &self.desk.store;
+        let open = self.desk.client.open_orders(symbol).await?;
+        let recent = self.desk.client.orders_between(symbol, span).await?;
+        let mut orders: BTreeMap<String, OrderState> = BTreeMap::new();
+        for order in recent.into_iter().chain(open.iter().cloned()) {
+            orders.insert(order.order_id.0.clone(), order);
+        }
+        checked.exchange_orders += orders.len();
+        let ours: Vec<&OrderState> = orders
+            .values()
+            .filter(|o| client_id(o).is_some_and(is_service_client_id))
+            .collect();
+        let ids: Vec<String> = ours
+            .iter()
+            .filter_map(|o| client_id(o).map(str::to_owned))
+            .collect();
+        let known = store.known_client_ids(&ids).await?;
+        let orphans: Vec<Orphan> = ours
+            .iter()
+            .filter(|o| client_id(o).is_some_and(|id| !known.contains(id)))
+            .map(|o| orphan_of(o))
+            .collect();
+        self.raise(&orphans, checked).await?;
+        self.follow_closed_orphans(symbol, &orders).await?;
+        // An order recorded as not placed that MEXC shows open or filled.
+        let shown: Vec<String> = ours
+            .iter()
+            .filter(|o| !o.executed_qty.is_zero() || is_open(o))
+            .filter_map(|o| client_id(o).map(str::to_owned))
+            .filter(|id| known.contains(id))
+            .collect();
+        for order_id in store
+            .rewatch_not_placed(&shown, self.desk.options.watch_not_placed)
+            .await?
+        {
+            tracing::error!(
+                order_id,
+                "MEXC shows an order recorded as REJECTED: watched again and looked up"
+            );
+            checked.looked_up += 1;
+        }
+        let listed: Vec<String> = open
+            .iter()
+            .filter_map(|o| client_id(o).map(str::to_owned))
+            .collect();
+        let mut names: BTreeSet<String> = stored_names.iter().cloned().collect();
+        names.insert(symbol.to_owned());
+        let names: Vec<String> = names.into_iter().collect();
+        let gone = store.open_rows_not_listed(&names, &listed).await?;
+        if !gone.is_empty() {
+            checked.looked_up += store.make_due(Some(&gone)).await?;
+        }
+        Ok(())
     }
 
     /// Orphans recorded open that MEXC no longer lists (closed by hand,
     /// older than the window) are looked up by id, so that their stored
-    /// state, and the alert on open orphans, follow MEXC's.
+    /// state, and the alert on open orphans, follow MEXC's. One that cannot
+    /// be looked up is left as it was (and logged).
     async fn follow_closed_orphans(
         &self,
         symbol: &str,
@@ -197,7 +267,13 @@ impl ExchangeCheck {
                 Some(state) => state.clone(),
                 None => {
                     let id = crate::execution::mexc::OrderId(id);
-                    self.desk.client.query_order_by_id(symbol, &id).await?
+                    match self.desk.client.query_order_by_id(symbol, &id).await {
+                        Ok(state) => state,
+                        Err(err) => {
+                            tracing::warn!(exchange_order_id = %id, error = %err, "an orphan recorded open cannot be looked up");
+                            continue;
+                        }
+                    }
                 }
             };
             seen.push(orphan_of(&state));
@@ -226,9 +302,10 @@ impl ExchangeCheck {
                 );
             }
             let open = matches!(orphan.exchange_status.as_str(), "NEW" | "PARTIALLY_FILLED");
+            // The cancel is claimed first: two checks never both send it.
             if !self.options.cancel_orphans
                 || !open
-                || store.orphan_cancelled(&orphan.exchange_order_id).await?
+                || !store.claim_orphan_cancel(&orphan.exchange_order_id).await?
             {
                 continue;
             }
@@ -241,14 +318,11 @@ impl ExchangeCheck {
             {
                 Ok(_) => {
                     checked.cancelled += 1;
-                    store
-                        .note_orphan_cancel(&orphan.exchange_order_id, None)
-                        .await?;
                     tracing::warn!(exchange_order_id = %orphan.exchange_order_id, "orphan order cancelled (LIVE_CANCEL_ORPHANS)");
                 }
                 Err(err) => {
                     store
-                        .note_orphan_cancel(&orphan.exchange_order_id, Some(&err.to_string()))
+                        .orphan_cancel_failed(&orphan.exchange_order_id, &err.to_string())
                         .await?;
                     tracing::error!(exchange_order_id = %orphan.exchange_order_id, error = %err, "orphan order could not be cancelled");
                 }
@@ -264,6 +338,13 @@ fn client_id(order: &OrderState) -> Option<&str> {
         .client_order_id
         .as_deref()
         .or(order.orig_client_order_id.as_deref())
+}
+
+fn is_open(order: &OrderState) -> bool {
+    matches!(
+        order.status,
+        ExchangeStatus::New | ExchangeStatus::PartiallyFilled
+    )
 }
 
 fn orphan_of(order: &OrderState) -> Orphan {

@@ -25,7 +25,9 @@ impl LiveDesk {
             .into_iter()
             .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
             .collect();
-        Ok(self.store.release_announced(&announced).await?)
+        // Parked while the stream is down: looked at on the REST schedule.
+        let within = (!self.stream_healthy()).then_some(super::state::MAX_POLL_INTERVAL);
+        Ok(self.store.release_announced(&announced, within).await?)
     }
 
     /// Ends an order whose stored columns cannot make a request.

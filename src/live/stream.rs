@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{LiveDesk, LiveError, is_news, update_for};
 use crate::bus::{Announcement, Publisher, RedisLease};
+use crate::domain::OrderStatus;
 use crate::execution::mexc::push::{DEALS_CHANNEL, ORDERS_CHANNEL, Push};
 use crate::execution::mexc::{Arrived, OrderId, OrderState, PushSocket, SocketError, Trade};
 use crate::retry::Backoff;
@@ -146,14 +147,10 @@ impl UserStream {
                 Ok(true) => {
                     stats.holder.set(1);
                     let ended = self.hold(&stop, &mut backoff).await;
-                    let was_connected = stats.connected.get() == 1;
                     stats.connected.set(0);
                     stats.connected_since.set(0);
-                    self.desk.set_stream_healthy(false);
                     let _ = self.lease.clear_healthy().await;
-                    if was_connected && !matches!(ended, Ended::Stopped) {
-                        self.after_gap("the stream went down").await;
-                    }
+                    self.note_health(false, "the stream went down").await;
                     match ended {
                         Ended::Stopped => break,
                         Ended::LeaseLost => {
@@ -174,14 +171,8 @@ impl UserStream {
                 Ok(false) => {
                     stats.holder.set(0);
                     let healthy = self.lease.is_healthy().await.unwrap_or(false);
-                    if self.desk.stream_healthy() && !healthy {
-                        // Its holder went quiet: orders parked on the
-                        // stream's word are looked up now, not at their
-                        // slow poll.
-                        self.after_gap("the stream's holder stopped saying it is up")
-                            .await;
-                    }
-                    self.desk.set_stream_healthy(healthy);
+                    self.note_health(healthy, "the stream's holder stopped saying it is up")
+                        .await;
                     self.watch_halts().await;
                     tokio::select! {
                         () = stop.cancelled() => break,
@@ -189,7 +180,8 @@ impl UserStream {
                     }
                 }
                 Err(err) => {
-                    self.desk.set_stream_healthy(false);
+                    self.note_health(false, "the stream lease cannot be read")
+                        .await;
                     tracing::warn!(error = %err, "cannot read the user data stream lease");
                     tokio::select! {
                         () = stop.cancelled() => break,
@@ -394,8 +386,9 @@ impl UserStream {
             .is_some_and(|since| since.elapsed() > FILLS_WAIT);
         let store = &self.desk.store;
         let lease = self.desk.new_lease();
-        let Some(row) = store.take_parked(client_order_id, &lease).await? else {
-            // Not ours, finished, or held by a replica working on it.
+        let Some((row, next_look)) = store.take_parked(client_order_id, &lease).await? else {
+            // Not ours, finished, or held by a replica working on it (the
+            // push waits for it to be parked: its lease bounds the wait).
             match store.live_order_by_client_id(client_order_id).await? {
                 None => {
                     stats.foreign.inc();
@@ -405,21 +398,30 @@ impl UserStream {
                     );
                     waiting.remove(client_order_id);
                 }
-                Some(row) if row.is_terminal() => {
-                    stats.stale.inc();
+                Some(row) if row.status == OrderStatus::Rejected => {
+                    let watched = store
+                        .rewatch_not_placed(
+                            &[client_order_id.to_owned()],
+                            self.desk.options.watch_not_placed,
+                        )
+                        .await?;
+                    tracing::error!(order_id = %row.order_id, reason = ?row.reject_reason, "MEXC pushes an order recorded as REJECTED: watched again and looked up");
+                    stats.lookups_forced.inc_by(watched.len() as u64);
                     waiting.remove(client_order_id);
                 }
-                Some(row) if overdue => {
-                    self.force_lookup(&row, "its holder kept it").await?;
+                Some(row) if row.is_terminal() => {
+                    stats.stale.inc();
                     waiting.remove(client_order_id);
                 }
                 Some(_) => {}
             }
             return Ok(());
         };
+        let order_id = row.order_id.clone();
+        let park = || store.park(&order_id, &lease, next_look);
         let Some(state) = entry.state.clone() else {
             // Deals without their order's push yet.
-            self.park(&row).await?;
+            park().await?;
             if overdue {
                 self.force_lookup(&row, "its order push did not come")
                     .await?;
@@ -443,12 +445,12 @@ impl UserStream {
                     "a push older than what is recorded"
                 );
                 stats.stale.inc();
-                self.park(&row).await?;
+                park().await?;
                 waiting.remove(client_order_id);
                 return Ok(());
             }
             Err(reason) => {
-                self.park(&row).await?;
+                park().await?;
                 if overdue {
                     self.force_lookup(&row, &reason).await?;
                     waiting.remove(client_order_id);
@@ -485,12 +487,6 @@ impl UserStream {
         Ok(())
     }
 
-    /// Parks an order taken for a push that could not be applied yet.
-    async fn park(&self, row: &orders::Model) -> Result<(), Ended> {
-        self.desk.release_announced([row]).await?;
-        Ok(())
-    }
-
     /// Hands an order to the reconciler's next round.
     async fn force_lookup(&self, row: &orders::Model, why: &str) -> Result<(), Ended> {
         tracing::info!(order_id = %row.order_id, why, "a pushed change is learnt by a lookup instead");
@@ -511,6 +507,17 @@ impl UserStream {
             tracing::info!(orders = made, why, "orders in flight looked up at once");
         }
         Ok(())
+    }
+
+    /// Whether the deployment's stream is up, as this replica now knows
+    /// it: when it stops being up, every order parked on its word (for the
+    /// slow poll) is looked up at once.
+    async fn note_health(&self, healthy: bool, why: &str) {
+        let was = self.desk.stream_healthy();
+        self.desk.set_stream_healthy(healthy);
+        if was && !healthy {
+            self.after_gap(why).await;
+        }
     }
 
     /// Looks every parked order up after the stream went down, logging

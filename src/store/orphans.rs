@@ -106,37 +106,34 @@ impl Store {
             .collect()
     }
 
-    /// Whether an orphan was already cancelled by the service.
-    pub async fn orphan_cancelled(&self, exchange_order_id: &str) -> Result<bool, DbErr> {
-        let row = self
+    /// Claims the service's one cancel of an orphan: `false` when it was
+    /// claimed before (by this check or another replica's).
+    pub async fn claim_orphan_cancel(&self, exchange_order_id: &str) -> Result<bool, DbErr> {
+        let done = self
             .connection()
-            .query_one_raw(Statement::from_sql_and_values(
+            .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT cancelled_at IS NOT NULL AS cancelled FROM exchange_orphans \
-                 WHERE exchange_order_id = $1",
+                "UPDATE exchange_orphans SET cancelled_at = now(), cancel_error = NULL \
+                 WHERE exchange_order_id = $1 AND cancelled_at IS NULL",
                 [exchange_order_id.into()],
             ))
             .await?;
-        Ok(row
-            .map(|r| r.try_get::<bool>("", "cancelled"))
-            .transpose()?
-            .unwrap_or(false))
+        Ok(done.rows_affected() == 1)
     }
 
-    /// Notes the service's cancel of an orphan: done, or why not.
-    pub async fn note_orphan_cancel(
+    /// The claimed cancel failed: why, and the orphan may be cancelled by
+    /// a later check.
+    pub async fn orphan_cancel_failed(
         &self,
         exchange_order_id: &str,
-        error: Option<&str>,
+        error: &str,
     ) -> Result<(), DbErr> {
         self.connection()
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE exchange_orphans SET \
-                   cancelled_at = CASE WHEN $2::text IS NULL THEN now() ELSE cancelled_at END, \
-                   cancel_error = $2 \
+                "UPDATE exchange_orphans SET cancelled_at = NULL, cancel_error = $2 \
                  WHERE exchange_order_id = $1",
-                [exchange_order_id.into(), error.map(str::to_owned).into()],
+                [exchange_order_id.into(), error.into()],
             ))
             .await?;
         Ok(())

@@ -194,7 +194,10 @@ fn order_push(channel: &str, symbol: String, order: PrivateOrders) -> Result<Pus
         other => return Err(FrameError::new(channel, format!("order status {other}"))),
     };
     if order.client_id.is_empty() {
-        return Err(FrameError::new(channel, "the order carries no client id"));
+        // Placed without one (on the website): not this service's.
+        return Ok(Push::Other {
+            channel: channel.to_owned(),
+        });
     }
     if symbol.is_empty() {
         return Err(FrameError::new(channel, "the frame names no symbol"));
@@ -222,10 +225,10 @@ fn order_push(channel: &str, symbol: String, order: PrivateOrders) -> Result<Pus
 
 fn deal_push(channel: &str, symbol: String, deal: PrivateDeals) -> Result<Push, FrameError> {
     if deal.client_order_id.is_empty() {
-        return Err(FrameError::new(
-            channel,
-            "the deal carries no client order id",
-        ));
+        // A fill of an order placed without a client id: not ours.
+        return Ok(Push::Other {
+            channel: channel.to_owned(),
+        });
     }
     if deal.trade_id.is_empty() || deal.order_id.is_empty() {
         return Err(FrameError::new(

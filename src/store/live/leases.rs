@@ -1,8 +1,12 @@
 //! Leases of live orders in flight: renewed, let go of once announced,
 //! taken over when expired; and the count of orders in flight.
 
+use std::time::Duration;
+
+use sea_orm::prelude::DateTimeWithTimeZone;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    Statement,
 };
 
 use super::Lease;
@@ -33,7 +37,15 @@ impl Store {
     /// of its next look); one in flight is parked: no replica owns it, and
     /// it keeps the time of its next look, when any replica's reconciler
     /// takes it, or earlier, when the user data stream brings news of it.
-    pub async fn release_announced(&self, ids: &[(String, String)]) -> Result<u64, DbErr> {
+    ///
+    /// `next_look_within`: an order in flight is looked at no later than
+    /// this from now (the stream went down while it was held: its slow
+    /// poll no longer holds).
+    pub async fn release_announced(
+        &self,
+        ids: &[(String, String)],
+        next_look_within: Option<Duration>,
+    ) -> Result<u64, DbErr> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -43,11 +55,20 @@ impl Store {
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 "UPDATE orders o SET lease_owner = NULL, \
-                   lease_until = CASE WHEN o.status <> ALL($3) OR o.watch_until > now() \
-                     THEN o.lease_until END \
+                   lease_until = CASE \
+                     WHEN o.status <> ALL($3) AND $4::bigint IS NOT NULL \
+                       THEN LEAST(o.lease_until, now() + $4::bigint * interval '1 millisecond') \
+                     WHEN o.status <> ALL($3) OR o.watch_until > now() THEN o.lease_until END \
                  FROM unnest($1::text[], $2::text[]) AS a(order_id, owner) \
                  WHERE o.order_id = a.order_id AND o.lease_owner = a.owner",
-                [order_ids.into(), owners.into(), finished().into()],
+                [
+                    order_ids.into(),
+                    owners.into(),
+                    finished().into(),
+                    next_look_within
+                        .map(|within| within.as_millis() as i64)
+                        .into(),
+                ],
             ))
             .await?;
         Ok(done.rows_affected())
@@ -55,19 +76,22 @@ impl Store {
 
     /// Takes the lease of a parked order in flight (or of one whose lease
     /// expired) by its client order id, to record what the user data
-    /// stream says of it; `None` when the order is not ours, is finished,
-    /// or a replica holds it now (it learns the news itself).
+    /// stream says of it; with the time of its next look, to be kept when
+    /// it is parked again ([`Store::park`]). `None` when the order is not
+    /// ours, is finished, or a replica holds it now.
     pub async fn take_parked(
         &self,
         client_order_id: &str,
         lease: &Lease,
-    ) -> Result<Option<orders::Model>, DbErr> {
+    ) -> Result<Option<(orders::Model, Option<DateTimeWithTimeZone>)>, DbErr> {
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE orders SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
-             WHERE client_order_id = $3 AND status = ANY($4) \
-               AND (lease_owner IS NULL OR lease_until < now()) \
-             RETURNING *",
+            "UPDATE orders o SET lease_owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
+             FROM (SELECT id, lease_until FROM orders \
+                   WHERE client_order_id = $3 AND status = ANY($4) \
+                     AND (lease_owner IS NULL OR lease_until < now()) FOR UPDATE) AS before \
+             WHERE o.id = before.id \
+             RETURNING o.*, before.lease_until AS next_look",
             [
                 lease.owner.clone().into(),
                 (lease.length.as_millis() as i64).into(),
@@ -75,10 +99,65 @@ impl Store {
                 lifecycle::names(&lifecycle::IN_FLIGHT).into(),
             ],
         );
-        orders::Entity::find()
-            .from_raw_sql(statement)
-            .one(self.connection())
-            .await
+        let Some(row) = self.connection().query_one_raw(statement).await? else {
+            return Ok(None);
+        };
+        let next_look: Option<DateTimeWithTimeZone> = row.try_get("", "next_look")?;
+        let order = orders::Model::from_query_result(&row, "")?;
+        Ok(Some((order, next_look)))
+    }
+
+    /// Parks an order this lease took and did not change, with the time of
+    /// its next look as it was.
+    pub async fn park(
+        &self,
+        order_id: &str,
+        lease: &Lease,
+        next_look: Option<DateTimeWithTimeZone>,
+    ) -> Result<(), DbErr> {
+        self.connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET lease_owner = NULL, lease_until = $3 \
+                 WHERE order_id = $1 AND lease_owner = $2",
+                [
+                    order_id.into(),
+                    lease.owner.clone().into(),
+                    next_look.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Orders recorded as not placed (`REJECTED`) that MEXC shows after all
+    /// (a push, an open or filled order in its list): watched again and
+    /// due for a look now, so that the late appearance is recorded.
+    /// Returns their order ids.
+    pub async fn rewatch_not_placed(
+        &self,
+        client_order_ids: &[String],
+        watch: Duration,
+    ) -> Result<Vec<String>, DbErr> {
+        if client_order_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .connection()
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET \
+                   watch_until = GREATEST(watch_until, now() + $2 * interval '1 millisecond'), \
+                   lease_until = CASE WHEN lease_owner IS NULL THEN now() ELSE lease_until END \
+                 WHERE client_order_id = ANY($1) AND status = 'REJECTED' \
+                 RETURNING order_id",
+                [
+                    client_order_ids.to_vec().into(),
+                    (watch.as_millis() as i64).into(),
+                ],
+            ))
+            .await?;
+        rows.iter().map(|row| row.try_get("", "order_id")).collect()
     }
 
     /// The live order with this client order id, whatever its state.
