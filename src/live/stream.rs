@@ -276,7 +276,9 @@ impl UserStream {
         let mut last_frame = Instant::now();
         let mut last_ping = Instant::now();
         let mut key_kept = Instant::now();
-        let mut tick = tokio::time::interval(TICK);
+        // Often enough that the `PING` after half the silence limit always
+        // goes out, and is answered, before the limit.
+        let mut tick = tokio::time::interval(TICK.min(self.silence / 4));
         let mut retry = tokio::time::interval(RETRY_EVERY);
         let mut waiting: HashMap<String, Waiting> = HashMap::new();
         loop {
