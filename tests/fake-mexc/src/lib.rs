@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::signature_of;
 pub use exchange::{OrderWrite, Seen, symbol_info};
-pub use user_stream::{DEALS_CHANNEL, ORDERS_CHANNEL};
+pub use user_stream::{DEALS_CHANNEL, ORDERS_CHANNEL, Writer as ProtobufWriter};
 
 /// The key and secret the fake accepts.
 pub const API_KEY: &str = "mx0vglFakeKey0000001";

@@ -107,9 +107,10 @@ impl ListenKeys {
 
 /// Protobuf, field by field: a key (`number << 3 | wire type`) and a
 /// varint, or a length and bytes. Empty strings and zeros are left out,
-/// as proto3 encoders do.
+/// as proto3 encoders do. Written from the field numbers alone, so that
+/// tests of a decoder do not check it against itself.
 #[derive(Default)]
-struct Writer(Vec<u8>);
+pub struct Writer(pub Vec<u8>);
 
 impl Writer {
     fn varint(&mut self, mut value: u64) {
@@ -120,7 +121,7 @@ impl Writer {
         self.0.push(value as u8);
     }
 
-    fn int(mut self, field: u64, value: i64) -> Self {
+    pub fn int(mut self, field: u64, value: i64) -> Self {
         if value != 0 {
             self.varint(field << 3);
             self.varint(value as u64);
@@ -128,7 +129,7 @@ impl Writer {
         self
     }
 
-    fn bytes(mut self, field: u64, value: &[u8]) -> Self {
+    pub fn bytes(mut self, field: u64, value: &[u8]) -> Self {
         if !value.is_empty() {
             self.varint(field << 3 | 2);
             self.varint(value.len() as u64);
@@ -137,7 +138,7 @@ impl Writer {
         self
     }
 
-    fn text(self, field: u64, value: &str) -> Self {
+    pub fn text(self, field: u64, value: &str) -> Self {
         self.bytes(field, value.as_bytes())
     }
 }

@@ -2,38 +2,9 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// Protobuf written by hand from the `.proto` field numbers, independent of
-/// the structs above: a field is its key (`number << 3 | wire type`) and
-/// its value (a varint, or a length and bytes).
-#[derive(Default)]
-struct Frame(Vec<u8>);
-
-impl Frame {
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.0.push((value as u8) | 0x80);
-            value >>= 7;
-        }
-        self.0.push(value as u8);
-    }
-
-    fn int(mut self, field: u64, value: i64) -> Self {
-        self.varint(field << 3);
-        self.varint(value as u64);
-        self
-    }
-
-    fn bytes(mut self, field: u64, value: &[u8]) -> Self {
-        self.varint(field << 3 | 2);
-        self.varint(value.len() as u64);
-        self.0.extend_from_slice(value);
-        self
-    }
-
-    fn text(self, field: u64, value: &str) -> Self {
-        self.bytes(field, value.as_bytes())
-    }
-}
+/// Protobuf written by the fake exchange's encoder, from the `.proto`
+/// field numbers alone (not with the structs under test).
+type Frame = fake_mexc::ProtobufWriter;
 
 /// MEXC's documented order push (`MXUSDT`, filled), with a client id.
 fn documented_order() -> Vec<u8> {
