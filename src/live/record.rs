@@ -21,13 +21,29 @@ impl LiveDesk {
         &self,
         rows: impl IntoIterator<Item = &'a orders::Model>,
     ) -> Result<u64, LiveError> {
+        let rows: Vec<&orders::Model> = rows.into_iter().collect();
         let announced: Vec<(String, String)> = rows
-            .into_iter()
+            .iter()
             .filter_map(|row| Some((row.order_id.clone(), row.lease_owner.clone()?)))
             .collect();
         // Parked while the stream is down: looked at on the REST schedule.
         let within = (!self.stream_healthy()).then_some(super::state::MAX_POLL_INTERVAL);
-        Ok(self.store.release_announced(&announced, within).await?)
+        let released = self.store.release_announced(&announced, within).await?;
+        // Open and covered by a halt (one that came while it was held, and
+        // the halt's sweep passed it by): looked at, and cancelled, on the
+        // REST schedule rather than the stream's slow poll.
+        let halted: Vec<String> = rows
+            .iter()
+            .filter(|row| self.options.cancel_on_halt && !row.is_terminal())
+            .filter(|row| self.halt_covering(row).is_some())
+            .map(|row| row.order_id.clone())
+            .collect();
+        if !halted.is_empty() {
+            self.store
+                .look_within(&halted, super::state::MAX_POLL_INTERVAL)
+                .await?;
+        }
+        Ok(released)
     }
 
     /// Ends an order whose stored columns cannot make a request.

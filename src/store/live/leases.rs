@@ -171,6 +171,25 @@ impl Store {
             .await
     }
 
+    /// Parked orders in flight among `order_ids` are looked at within
+    /// `within` from now, at the latest.
+    pub async fn look_within(&self, order_ids: &[String], within: Duration) -> Result<u64, DbErr> {
+        let done = self
+            .connection()
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE orders SET lease_until = LEAST(lease_until, now() + $3 * interval '1 millisecond') \
+                 WHERE order_id = ANY($1) AND status = ANY($2) AND lease_owner IS NULL",
+                [
+                    order_ids.to_vec().into(),
+                    lifecycle::names(&lifecycle::IN_FLIGHT).into(),
+                    (within.as_millis() as i64).into(),
+                ],
+            ))
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Makes parked orders in flight due for a lookup now: every one
     /// (`None`: after a gap in the user data stream, whatever it missed is
     /// looked up at once) or those of `order_ids`. Orders a replica holds

@@ -249,9 +249,10 @@ async fn when_the_stream_goes_down_every_order_is_polled_again_and_nothing_is_mi
     // every order is recorded: REST alone finds them.
     rig.fake.refuse_stream(true);
     rig.fake.drop_stream_connections();
-    app.wait_for_stat("the stream down", |s| !connected(s))
-        .await;
-    assert_eq!(app.stats.live.stream.healthy.get(), 0);
+    app.wait_for_stat("the stream down, and known to be", |s| {
+        !connected(s) && s.live.stream.healthy.get() == 0
+    })
+    .await;
     // REST carries on: the replica stays ready, and says what is down.
     let (code, _) = super::get_json(&format!("{}/ready", app.url)).await;
     assert_eq!(code, 200);
