@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::{LiveDesk, LiveError, is_news, update_for};
 use crate::bus::{Announcement, Publisher, RedisLease};
 use crate::domain::OrderStatus;
+use crate::domain::lifecycle::IN_FLIGHT;
 use crate::execution::mexc::push::{DEALS_CHANNEL, ORDERS_CHANNEL, Push};
 use crate::execution::mexc::{Arrived, OrderId, OrderState, PushSocket, SocketError, Trade};
 use crate::retry::Backoff;
@@ -415,6 +416,13 @@ impl UserStream {
                     stats.stale.inc();
                     waiting.remove(client_order_id);
                 }
+                Some(row) if !IN_FLIGHT.contains(&row.status) => {
+                    // Never sent, as far as the row says (a claim let go
+                    // of before its request): MEXC says otherwise.
+                    tracing::error!(order_id = %row.order_id, status = %row.status.as_str(), "MEXC pushes an order whose row says it was never sent");
+                    waiting.remove(client_order_id);
+                }
+                // Held by a replica working on it: tried again shortly.
                 Some(_) => {}
             }
             return Ok(());
