@@ -10,14 +10,15 @@
 //! (`LIVE_STREAM_POLL_SECS`); polling never stops.
 //!
 //! A push changes an order through the same path as a lookup: the order's
-//! lease is taken (only when it is parked: a replica working on it learns
-//! the news itself), the push read as the lookup's answer would be
-//! ([`super::update_for`], with the fills already recorded and those
-//! pushed), recorded through the state machine, announced once, parked
-//! again. Fills that do not add up yet wait for their deal pushes a moment;
-//! then the order is handed to a lookup. After any gap (a new connection,
-//! a frame that does not decode) every parked order in flight is looked up
-//! at once, so nothing pushed meanwhile is missed.
+//! lease is taken once it is parked (while a replica works on it, the push
+//! waits, at most as long as that replica's lease), the push is read as the
+//! lookup's answer would be ([`super::update_for`], with the fills already
+//! recorded and those pushed), recorded through the state machine,
+//! announced once, and the order parked again. Fills that do not add up yet
+//! wait for their deal pushes a moment; then the order is handed to a
+//! lookup. After any gap (the stream known to be down anywhere, a new
+//! connection, a frame that does not decode) every parked order in flight
+//! is looked up at once, so nothing pushed meanwhile is missed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
