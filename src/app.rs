@@ -255,7 +255,6 @@ impl Application {
                                 "mexc-user-stream:{}",
                                 self.settings.mexc.client_id_namespace
                             ),
-                            replica: self.settings.streams.topology.consumer.clone(),
                             silence: self.settings.mexc.stream_silence,
                         },
                     );
@@ -277,7 +276,6 @@ impl Application {
                         "mexc-exchange-check:{}",
                         self.settings.mexc.client_id_namespace
                     ),
-                    replica: self.settings.streams.topology.consumer.clone(),
                 },
             );
             tasks.push(("exchange check", Box::pin(check.run(cancel.clone()))));

@@ -181,7 +181,9 @@ pub struct LiveDesk {
     rules: RuleCache,
     prices: TickerPrices,
     /// This replica's name; each claim's lease owner is it plus a number,
-    /// so two tasks of one replica never hold the same order at once.
+    /// so two tasks of one replica never hold the same order at once. The
+    /// user data stream and the exchange check hold their Redis leases
+    /// under it.
     replica: String,
     claims: AtomicU64,
     options: LiveOptions,

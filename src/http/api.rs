@@ -8,11 +8,11 @@ use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, Tags};
 
 use super::ApiContext;
+use super::live_status::live_status;
 use super::responses::{Listed, Lookup};
 use super::schema::{
-    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, LiveStatus, OrderDetail,
-    OrderHistory, OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
-    StreamStatus,
+    ActiveHalt, ApiError, ConsumerInfo, DatabaseStats, Health, OrderDetail, OrderHistory,
+    OrderPage, OrderView, Readiness, Statistics, Status, StatusFilter, StreamInfo,
 };
 use crate::store::OrderQuery;
 
@@ -340,58 +340,6 @@ fn storable(text: &str) -> bool {
 
 fn default_limit() -> u64 {
     20
-}
-
-/// The live part of `/status`.
-fn live_status(
-    breaker: &crate::live::BreakerView,
-    stats: &crate::stats::Stats,
-    in_flight: Option<Vec<(String, i64)>>,
-    orphans: Option<crate::store::OrphanCounts>,
-) -> LiveStatus {
-    let live = &stats.live;
-    let state = breaker.state();
-    LiveStatus {
-        breaker_open: breaker.blocks(),
-        breaker_reason: state.as_ref().map(|b| b.reason.clone()),
-        breaker_since: state.map(|b| b.since.to_rfc3339()),
-        sent: live.sent.get(),
-        accepted: live.accepted.get(),
-        rejected: live.rejected_total(),
-        unknown_outcomes: live.unknown_outcomes.get(),
-        unknown: live.unknown.get(),
-        reconciled: live.reconciled.get(),
-        resent: live.resends.get(),
-        cancels: live.cancels.get(),
-        rate_limit_waits: live.rate_limit_waits.get(),
-        in_flight: in_flight.map(|rows| rows.into_iter().collect()),
-        orphan_orders: orphans.map(|c| c.total),
-        orphan_orders_open: orphans.map(|c| c.open),
-        stream: stream_status(&live.stream),
-    }
-}
-
-/// The user data stream part of `/status`, from this replica's counters.
-fn stream_status(stream: &crate::stats::StreamStats) -> StreamStatus {
-    let now = chrono::Utc::now().timestamp();
-    let since = stream.connected_since.get();
-    let last = stream.last_frame.get();
-    StreamStatus {
-        healthy: stream.healthy.get() == 1,
-        holder: stream.holder.get() == 1,
-        connected: stream.connected.get() == 1,
-        connected_since: (since > 0)
-            .then(|| chrono::DateTime::from_timestamp(since, 0))
-            .flatten()
-            .map(|at| at.to_rfc3339()),
-        reconnects: stream.reconnects.get(),
-        last_frame_age_secs: (last > 0).then(|| (now - last).max(0)),
-        decode_errors: stream.decode_errors.get(),
-        changes_applied: stream.applied.get(),
-        foreign_pushes: stream.foreign.get(),
-        stale_pushes: stream.stale.get(),
-        lookups_forced: stream.lookups_forced.get(),
-    }
 }
 
 /// The readiness checks, all at once (each gives up after one second).

@@ -10,6 +10,7 @@ mod api;
 mod examples;
 mod halt_schema;
 mod halts;
+mod live_status;
 mod responses;
 mod schema;
 

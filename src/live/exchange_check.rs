@@ -38,7 +38,6 @@ pub struct CheckOptions {
     pub symbols: Vec<String>,
     /// The Redis key of the deployment's check lease.
     pub lease_key: String,
-    pub replica: String,
 }
 
 pub struct ExchangeCheck {
@@ -79,13 +78,13 @@ impl From<sea_orm::DbErr> for CheckError {
 
 impl ExchangeCheck {
     pub fn new(desk: Arc<LiveDesk>, pool: deadpool_redis::Pool, options: CheckOptions) -> Self {
-        let owner = format!(
-            "{}/{}",
-            options.replica,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
         ExchangeCheck {
-            lease: RedisLease::new(pool, options.lease_key.clone(), owner, options.every),
+            lease: RedisLease::new(
+                pool,
+                options.lease_key.clone(),
+                desk.replica.clone(),
+                options.every,
+            ),
             desk,
             options,
         }

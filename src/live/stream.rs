@@ -20,7 +20,7 @@
 //! connection, a frame that does not decode) every parked order in flight
 //! is looked up at once, so nothing pushed meanwhile is missed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,15 +28,15 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{LiveDesk, LiveError, is_news, update_for};
-use crate::bus::{Announcement, Publisher, RedisLease};
-use crate::domain::OrderStatus;
-use crate::domain::lifecycle::IN_FLIGHT;
-use crate::execution::mexc::push::{DEALS_CHANNEL, ORDERS_CHANNEL, Push};
-use crate::execution::mexc::{Arrived, OrderId, OrderState, PushSocket, SocketError, Trade};
+use super::{LiveDesk, LiveError};
+use crate::bus::{Publisher, RedisLease};
+use crate::execution::mexc::push::{DEALS_CHANNEL, ORDERS_CHANNEL};
+use crate::execution::mexc::{Arrived, PushSocket, SocketError};
 use crate::retry::Backoff;
-use crate::store::entity::{orders, trades};
-use crate::store::result_from_row;
+
+mod apply;
+
+use apply::Waiting;
 
 /// How long the stream lease lasts unrenewed (renewed every second).
 const LEASE_LENGTH: Duration = Duration::from_secs(10);
@@ -64,8 +64,6 @@ pub struct StreamOptions {
     pub ws_url: String,
     /// The Redis key of the deployment's lease on the stream.
     pub lease_key: String,
-    /// This replica's name, as the lease's holder.
-    pub replica: String,
     /// `LIVE_STREAM_SILENCE_SECS`: nothing at all for this long (not even
     /// the `PONG` to the `PING` sent after half of it): the connection is
     /// stalled, and replaced.
@@ -79,16 +77,6 @@ pub struct UserStream {
     lease: RedisLease,
     ws_url: String,
     silence: Duration,
-}
-
-/// Pushes about one order not applied yet.
-#[derive(Debug, Default)]
-struct Waiting {
-    /// The newest order push.
-    state: Option<OrderState>,
-    /// Deal pushes, by trade id.
-    deals: BTreeMap<String, Trade>,
-    since: Option<Instant>,
 }
 
 /// Why a connection ended.
@@ -125,13 +113,8 @@ impl UserStream {
         pool: deadpool_redis::Pool,
         options: StreamOptions,
     ) -> Self {
-        let owner = format!(
-            "{}/{}",
-            options.replica,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
         UserStream {
-            lease: RedisLease::new(pool, options.lease_key, owner, LEASE_LENGTH),
+            lease: RedisLease::new(pool, options.lease_key, desk.replica.clone(), LEASE_LENGTH),
             desk,
             publisher,
             ws_url: options.ws_url,
@@ -334,182 +317,6 @@ impl UserStream {
         }
     }
 
-    /// A push arrived: kept with the others of its order, then applied if
-    /// it can be.
-    async fn take(&self, waiting: &mut HashMap<String, Waiting>, push: Push) -> Result<(), Ended> {
-        let frames = &self.desk.stats.live.stream.frames;
-        let client_order_id = match push {
-            Push::Other { .. } => {
-                frames.with_label_values(&["other"]).inc();
-                return Ok(());
-            }
-            Push::Order {
-                client_order_id,
-                state,
-            } => {
-                frames.with_label_values(&["order"]).inc();
-                let entry = waiting.entry(client_order_id.clone()).or_default();
-                if entry
-                    .state
-                    .as_ref()
-                    .is_none_or(|known| newer(&state, known))
-                {
-                    entry.state = Some(state);
-                }
-                client_order_id
-            }
-            Push::Deal {
-                client_order_id,
-                trade,
-            } => {
-                frames.with_label_values(&["deal"]).inc();
-                let entry = waiting.entry(client_order_id.clone()).or_default();
-                entry.deals.insert(trade.id.clone(), trade);
-                client_order_id
-            }
-        };
-        waiting
-            .get_mut(&client_order_id)
-            .map(|entry| entry.since.get_or_insert_with(Instant::now));
-        self.try_apply(waiting, &client_order_id).await
-    }
-
-    /// Applies what is known of one order when its fills add up; hands it
-    /// to a lookup when they have not after [`FILLS_WAIT`].
-    async fn try_apply(
-        &self,
-        waiting: &mut HashMap<String, Waiting>,
-        client_order_id: &str,
-    ) -> Result<(), Ended> {
-        let stats = &self.desk.stats.live.stream;
-        let Some(entry) = waiting.get(client_order_id) else {
-            return Ok(());
-        };
-        let overdue = entry
-            .since
-            .is_some_and(|since| since.elapsed() > FILLS_WAIT);
-        let store = &self.desk.store;
-        let lease = self.desk.new_lease();
-        let Some((row, next_look)) = store.take_parked(client_order_id, &lease).await? else {
-            // Not ours, finished, or held by a replica working on it (the
-            // push waits for it to be parked: its lease bounds the wait).
-            match store.live_order_by_client_id(client_order_id).await? {
-                None => {
-                    stats.foreign.inc();
-                    tracing::debug!(
-                        client_order_id,
-                        "a push for an order this deployment does not have"
-                    );
-                    waiting.remove(client_order_id);
-                }
-                Some(row) if row.status == OrderStatus::Rejected => {
-                    let watched = store
-                        .rewatch_not_placed(
-                            &[client_order_id.to_owned()],
-                            self.desk.options.watch_not_placed,
-                        )
-                        .await?;
-                    tracing::error!(order_id = %row.order_id, reason = ?row.reject_reason, "MEXC pushes an order recorded as REJECTED: watched again and looked up");
-                    stats.lookups_forced.inc_by(watched.len() as u64);
-                    waiting.remove(client_order_id);
-                }
-                Some(row) if row.is_terminal() => {
-                    stats.stale.inc();
-                    waiting.remove(client_order_id);
-                }
-                Some(row) if !IN_FLIGHT.contains(&row.status) => {
-                    // Never sent, as far as the row says (a claim let go
-                    // of before its request): MEXC says otherwise.
-                    tracing::error!(order_id = %row.order_id, status = %row.status.as_str(), "MEXC pushes an order whose row says it was never sent");
-                    waiting.remove(client_order_id);
-                }
-                // Held by a replica working on it: tried again shortly.
-                Some(_) => {}
-            }
-            return Ok(());
-        };
-        let order_id = row.order_id.clone();
-        let park = || store.park(&order_id, &lease, next_look);
-        let Some(state) = entry.state.clone() else {
-            // Deals without their order's push yet.
-            park().await?;
-            if overdue {
-                self.force_lookup(&row, "its order push did not come")
-                    .await?;
-                waiting.remove(client_order_id);
-            }
-            return Ok(());
-        };
-        let recorded = store
-            .order_with_trades(&row.order_id)
-            .await?
-            .map(|(_, trades)| trades)
-            .unwrap_or_default();
-        let fills = fills_known(&recorded, &entry.deals, &state);
-        let before = row.clone();
-        let found = match update_for(&row, &state, &fills, self.desk.poll_in(&row)) {
-            Ok(found) => found,
-            Err(reason) if stale(&row, &state) => {
-                tracing::debug!(
-                    client_order_id,
-                    reason,
-                    "a push older than what is recorded"
-                );
-                stats.stale.inc();
-                park().await?;
-                waiting.remove(client_order_id);
-                return Ok(());
-            }
-            Err(reason) => {
-                park().await?;
-                if overdue {
-                    self.force_lookup(&row, &reason).await?;
-                    waiting.remove(client_order_id);
-                }
-                return Ok(());
-            }
-        };
-        let after = self
-            .desk
-            .record(&row, &lease, found.0, &found.1)
-            .await?
-            .unwrap_or(before.clone());
-        if is_news(&before, &after) {
-            stats.applied.inc();
-            let result = result_from_row(&after, None);
-            self.publisher
-                .publish(&[Announcement::change(result.clone())], &[])
-                .await
-                .map_err(LiveError::from)?;
-            self.desk.stats.count_result(result.status);
-        } else {
-            stats.stale.inc();
-        }
-        self.desk.release_announced([&after]).await?;
-        let entry = waiting.get_mut(client_order_id).expect("still waiting");
-        entry.deals.retain(|id, deal| {
-            deal.order_id != state.order_id || !fills.iter().any(|f| &f.id == id)
-        });
-        entry.state = None;
-        entry.since = None;
-        if entry.deals.is_empty() {
-            waiting.remove(client_order_id);
-        }
-        Ok(())
-    }
-
-    /// Hands an order to the reconciler's next round.
-    async fn force_lookup(&self, row: &orders::Model, why: &str) -> Result<(), Ended> {
-        tracing::info!(order_id = %row.order_id, why, "a pushed change is learnt by a lookup instead");
-        let made = self
-            .desk
-            .store
-            .make_due(Some(std::slice::from_ref(&row.order_id)))
-            .await?;
-        self.desk.stats.live.stream.lookups_forced.inc_by(made);
-        Ok(())
-    }
-
     /// Every parked order in flight is looked up at once.
     async fn look_up_everything(&self, why: &str) -> Result<(), Ended> {
         let made = self.desk.store.make_due(None).await?;
@@ -554,60 +361,3 @@ impl UserStream {
         }
     }
 }
-
-/// Whether `state` describes an order later than `known` does.
-fn newer(state: &OrderState, known: &OrderState) -> bool {
-    state.executed_qty > known.executed_qty
-        || (state.executed_qty == known.executed_qty
-            && state.status.is_final()
-            && !known.status.is_final())
-}
-
-/// Whether a push describes less than is recorded: it came late.
-fn stale(row: &orders::Model, state: &OrderState) -> bool {
-    let recorded = row.filled_quantity.unwrap_or_default();
-    state.executed_qty < recorded
-}
-
-/// The fills of the pushed order: those recorded (from any source) and
-/// those pushed, each exchange trade once.
-fn fills_known(
-    recorded: &[trades::Model],
-    deals: &BTreeMap<String, Trade>,
-    state: &OrderState,
-) -> Vec<Trade> {
-    let mut fills: BTreeMap<String, Trade> = recorded
-        .iter()
-        .filter_map(|row| {
-            let id = row.trade_id.strip_prefix("mexc-")?;
-            Some((
-                id.to_owned(),
-                Trade {
-                    symbol: state.symbol.clone(),
-                    id: id.to_owned(),
-                    order_id: OrderId(
-                        row.exchange_order_id
-                            .clone()
-                            .unwrap_or_else(|| state.order_id.0.clone()),
-                    ),
-                    price: row.price,
-                    qty: row.quantity,
-                    quote_qty: row.price * row.quantity,
-                    commission: row.fee,
-                    commission_asset: row.fee_asset.clone(),
-                    time: Some(row.executed_at.timestamp_millis()),
-                    is_buyer: None,
-                    is_maker: None,
-                    client_order_id: None,
-                },
-            ))
-        })
-        .collect();
-    for (id, deal) in deals {
-        fills.entry(id.clone()).or_insert_with(|| deal.clone());
-    }
-    fills.into_values().collect()
-}
-
-#[cfg(test)]
-mod tests;

@@ -55,12 +55,16 @@ impl Store {
         let Some(order) = self.order(order_id).await? else {
             return Ok(None);
         };
-        let fills = trades::Entity::find()
+        Ok(Some((order, self.trades_of(order_id).await?)))
+    }
+
+    /// An order's trades, oldest first.
+    pub async fn trades_of(&self, order_id: &str) -> Result<Vec<trades::Model>, DbErr> {
+        trades::Entity::find()
             .filter(trades::Column::OrderId.eq(order_id))
             .order_by_asc(trades::Column::Id)
             .all(self.connection())
-            .await?;
-        Ok(Some((order, fills)))
+            .await
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
