@@ -12,7 +12,6 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use anyhow::Context;
 use futures_util::FutureExt;
-use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, Consumer, Probe, Publisher};
@@ -29,7 +28,7 @@ mod connect;
 mod parts;
 mod supervise;
 
-pub use connect::{StoreStartup, connect_store, pool_settings};
+pub use connect::{StoreStartup, connect_store, pool_settings, redis_pool, redis_target};
 use parts::live_desk;
 pub use parts::{executor_for, mexc_config, topology, worker_options};
 pub use supervise::{Task, supervise};
@@ -40,8 +39,7 @@ pub struct Application {
     topology: bus::Topology,
     worker: WorkerOptions,
     store: Store,
-    redis: redis::Client,
-    pool: deadpool_redis::Pool,
+    pool: crate::bus::Pool,
     executor: Arc<dyn Executor>,
     /// Real orders' path, with `TRADING_MODE=live` and `DRY_RUN=false`.
     live: Option<Arc<LiveDesk>>,
@@ -65,10 +63,7 @@ impl Application {
             migrate: settings.postgres.run_migrations,
         };
         let store = connect_store(&settings, settings.postgres.max_connections, startup).await?;
-        let redis_url = settings.redis.url.expose_secret();
-        let redis = redis::Client::open(redis_url).context("parsing the Redis URL")?;
-        let pool =
-            bus::pool(redis_url, settings.redis.pool_size).context("creating the Redis pool")?;
+        let pool = redis_pool(&settings, settings.redis.pool_size)?;
         let address = format!("{}:{}", settings.http.host, settings.http.port);
         let http = TcpListener::bind(address.clone())
             .into_acceptor()
@@ -80,10 +75,11 @@ impl Application {
             .and_then(|addr| addr.as_socket_addr().copied())
             .context("the HTTP listener has no address")?;
         let stats = Arc::new(Stats::new());
+        pool.target()
+            .count_moves_in(stats.redis_primary_moves.clone());
         let kill_switch = KillSwitch::new(
             store.clone(),
             pool.clone(),
-            redis.clone(),
             topology(&settings.streams.topology),
             settings.streams.shutdown_stream.clone(),
             stats.clone(),
@@ -97,12 +93,14 @@ impl Application {
             &kill_switch.board(),
             &live_stop,
         )?;
+        if live.is_some() {
+            warn_unless_commits_wait_for_a_standby(&store).await;
+        }
         Ok(Application {
             topology: topology(&settings.streams.topology),
             worker: worker_options(&settings.streams.worker),
             settings,
             store,
-            redis,
             pool,
             executor,
             live,
@@ -216,9 +214,12 @@ impl Application {
         ));
         if self.settings.streams.shim_enabled {
             let shim = bus::Shim {
-                client: self.redis,
                 pool: self.pool.clone(),
                 topology: topology.clone(),
+                wait: bus::WaitFor {
+                    replicas: self.settings.redis.wait_replicas,
+                    timeout_ms: self.settings.redis.wait_timeout.as_millis() as u64,
+                },
                 retries: self.stats.shim_retries.clone(),
                 dead_lettered: self.stats.dead_lettered.clone(),
             };
@@ -292,6 +293,21 @@ impl Application {
                 }),
             ));
         }
+        let target = self.pool.target().clone();
+        if target.is_sentinel() {
+            tasks.push((
+                "Sentinel watcher",
+                Box::pin(target.clone().watch_switches(cancel.clone()).map(Ok)),
+            ));
+            let replayer = crate::worker::Replayer {
+                store: self.store.clone(),
+                publisher: Publisher::new(self.pool.clone(), self.topology.clone()),
+                target,
+                window: self.settings.redis.replay_window,
+                replayed: self.stats.results_replayed.clone(),
+            };
+            tasks.push(("result replayer", Box::pin(replayer.run(cancel.clone()))));
+        }
         let worker_cancel = cancel.clone();
         let halts = self.kill_switch.clone();
         let keys = bus::expected_keys(&self.topology, &self.settings.streams.shutdown_stream);
@@ -314,5 +330,25 @@ impl Application {
         supervise(tasks, cancel, self.stats.task_failures.clone()).await?;
         tracing::info!("execution service stopped");
         Ok(())
+    }
+}
+
+/// Live orders: a row committed on a primary whose standby has not got it
+/// is lost by an asynchronous failover, while its order is at the
+/// exchange. Said at start-up (the exchange check would find that order
+/// later, as an orphan).
+async fn warn_unless_commits_wait_for_a_standby(store: &Store) {
+    match store.commit_durability().await {
+        Ok(durability) if durability.waits_for_a_standby() => tracing::info!(
+            synchronous_standby_names = %durability.standby_names,
+            synchronous_commit = %durability.synchronous_commit,
+            "Postgres commits wait for a synchronous standby"
+        ),
+        Ok(durability) => tracing::warn!(
+            synchronous_standby_names = %durability.standby_names,
+            synchronous_commit = %durability.synchronous_commit,
+            "Postgres commits wait for no standby: a failover to an asynchronous standby can forget a live order that is at the exchange (the exchange check then reports it as an orphan); set synchronous_standby_names and synchronous_commit=on (or remote_apply) on the primary"
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot read Postgres' replication settings"),
     }
 }

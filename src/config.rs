@@ -17,6 +17,7 @@ mod env;
 mod local;
 mod mexc;
 mod redact;
+mod redis;
 mod streams;
 mod trading;
 mod urls;
@@ -26,6 +27,7 @@ pub use local::LocalSettings;
 use local::local_settings;
 pub use mexc::{MexcSettings, PaperPriceSource};
 pub use redact::{Redactor, redact_urls};
+pub use redis::{RedisSettings, SentinelSettings};
 use streams::stream_settings;
 pub use streams::{StreamSettings, TopologySettings, WorkerSettings};
 use trading::trading_settings;
@@ -41,12 +43,6 @@ pub struct Settings {
     pub mexc: MexcSettings,
     pub telemetry: TelemetrySettings,
     pub local: LocalSettings,
-}
-
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    pub url: SecretString,
-    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -102,10 +98,7 @@ impl Settings {
         let streams = stream_settings(&mut env);
         let postgres = postgres_settings(&mut env, postgres_url, streams.worker.batch_timeout);
         let settings = Settings {
-            redis: RedisSettings {
-                url: urls::redis_url(&mut env),
-                pool_size: env.ranged("REDIS_POOL_SIZE", 16, 1..=1000),
-            },
+            redis: redis::redis_settings(&mut env),
             http: HttpSettings {
                 host: env.text("HTTP_HOST", "0.0.0.0"),
                 // 0: any free port (tests).
@@ -141,6 +134,11 @@ impl Settings {
             &self.http.admin_token,
             &self.mexc.api_key,
             &self.mexc.api_secret,
+            &self
+                .redis
+                .sentinel
+                .as_ref()
+                .and_then(|sentinel| sentinel.password.clone()),
         ]
         .into_iter()
         .flatten()

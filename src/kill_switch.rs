@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use crate::bus::Pool;
 use sea_orm::DbErr;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -80,7 +80,6 @@ pub enum SubmitError {
 pub struct KillSwitch {
     store: Store,
     pool: Pool,
-    client: redis::Client,
     topology: Topology,
     stream: String,
     board: HaltBoard,
@@ -94,7 +93,6 @@ impl KillSwitch {
     pub fn new(
         store: Store,
         pool: Pool,
-        client: redis::Client,
         topology: Topology,
         stream: String,
         stats: Arc<Stats>,
@@ -102,7 +100,6 @@ impl KillSwitch {
         KillSwitch {
             store,
             pool,
-            client,
             topology,
             stream,
             board: HaltBoard::default(),
@@ -274,7 +271,7 @@ impl KillSwitch {
             .as_ref()
             .map_or_else(|| "0-0".to_owned(), |(id, _)| id.clone());
         let mut reader = loop {
-            match KillSwitchReader::connect(&self.client, &self.stream, READ_BLOCK).await {
+            match KillSwitchReader::connect(self.pool.target(), &self.stream, READ_BLOCK).await {
                 Ok(reader) => break reader,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot connect to read the kill-switch stream; retrying");

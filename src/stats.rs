@@ -59,6 +59,11 @@ pub struct Stats {
     /// Attempts of the shim to mirror messages that Redis refused (each
     /// is retried; none is dropped).
     pub shim_retries: IntCounter,
+    /// Times the Sentinels named another Redis primary.
+    pub redis_primary_moves: IntCounter,
+    /// Results announced again after the primary moved (each is dropped
+    /// by Redis when the new primary knows it was announced).
+    pub results_replayed: IntCounter,
     /// Long-lived tasks (HTTP, shim, worker, trimmer) that ended on their
     /// own; the process then exits non-zero.
     pub task_failures: IntCounter,
@@ -162,6 +167,14 @@ impl Stats {
             shim_retries: counter(
                 "shim_retries_total",
                 "Attempts to mirror pub/sub messages that Redis refused; each is retried",
+            ),
+            redis_primary_moves: counter(
+                "redis_primary_moves_total",
+                "Times the Sentinels named another Redis primary than before",
+            ),
+            results_replayed: counter(
+                "results_replayed_total",
+                "Results of orders finished shortly before a Redis failover, announced again",
             ),
             task_failures: counter(
                 "task_failures_total",

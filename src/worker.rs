@@ -15,6 +15,7 @@ mod consume;
 mod decided;
 mod in_flight;
 mod plan;
+mod replay;
 mod transaction;
 
 use std::collections::{HashMap, HashSet};
@@ -38,6 +39,7 @@ use bookkeeping::{StageClock, spans_of, trace_results};
 use decided::Decided;
 pub use in_flight::InFlight;
 use plan::{BatchPlan, Limits};
+pub use replay::Replayer;
 
 /// How the worker reads the stream.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use sea_orm::DbErr;
 use secrecy::ExposeSecret;
 
@@ -92,6 +93,19 @@ pub async fn connect_store(
         );
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Where Redis is (one address, or the Sentinels' primary), from the
+/// settings; an error is redacted, as it may quote an address.
+pub fn redis_target(settings: &Settings) -> anyhow::Result<crate::bus::RedisTarget> {
+    crate::bus::RedisTarget::from_settings(&settings.redis)
+        .map_err(|err| anyhow::anyhow!(settings.redactor().redact(&err.to_string())))
+        .context("reading the Redis address")
+}
+
+/// A pool of `size` connections to the Redis the settings name.
+pub fn redis_pool(settings: &Settings, size: usize) -> anyhow::Result<crate::bus::Pool> {
+    crate::bus::pool_for(redis_target(settings)?, size).context("creating the Redis pool")
 }
 
 /// What the store needs of the Postgres settings.

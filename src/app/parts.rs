@@ -106,7 +106,7 @@ pub fn executor_for(
 pub(super) fn live_desk(
     settings: &Settings,
     store: &Store,
-    pool: &deadpool_redis::Pool,
+    pool: &crate::bus::Pool,
     stats: &Arc<Stats>,
     halts: &HaltBoard,
     stop: &CancellationToken,

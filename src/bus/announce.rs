@@ -14,7 +14,7 @@
 
 use std::sync::LazyLock;
 
-use deadpool_redis::Pool;
+use super::Pool;
 use redis::Script;
 
 use super::keys::{ExpectedKey, WrongKind, wrong_kinds};

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use deadpool_redis::Pool;
+use super::Pool;
 use redis::Script;
 use redis::streams::StreamPendingCountReply;
 

@@ -5,7 +5,7 @@
 //! the dead-letter stream once Redis took it back. A letter that holds
 //! only the first bytes of a message too large to keep cannot be requeued.
 
-use deadpool_redis::Pool;
+use super::Pool;
 
 use super::entry::{RangeReply, RawEntry, RawFields};
 use super::{BusError, Topology};

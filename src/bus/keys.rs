@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use deadpool_redis::Pool;
+use super::Pool;
 use tokio_util::sync::CancellationToken;
 
 use super::{BusError, Topology};
@@ -124,7 +124,7 @@ pub async fn check_redis(
                 let named: Vec<String> = wrong.iter().map(WrongKind::to_string).collect();
                 anyhow::bail!("{}", named.join("; "));
             }
-            Err(BusError::Pool(deadpool_redis::PoolError::Backend(err)))
+            Err(BusError::Pool(super::PoolError::Backend(err)))
                 if err.kind() == redis::ErrorKind::AuthenticationFailed =>
             {
                 anyhow::bail!(

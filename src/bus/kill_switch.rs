@@ -8,35 +8,75 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
-use redis::aio::ConnectionManager;
+use super::Pool;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 
 use super::entry::{RangeReply, ReadReply};
-use super::{BusError, DeadLetter, Entry, Publisher};
+use super::{BusError, DeadLetter, Entry, Publisher, RedisTarget};
 use crate::domain::HaltCommand;
 
 /// Reads the kill-switch stream with blocking reads on a connection of its
-/// own (a blocked read must not hold a pooled connection).
-#[derive(Clone)]
+/// own (a blocked read must not hold a pooled connection). The connection
+/// is made again after an error, or once the primary moved.
 pub struct KillSwitchReader {
-    conn: ConnectionManager,
+    target: RedisTarget,
+    config: AsyncConnectionConfig,
+    conn: Option<(MultiplexedConnection, u64)>,
     stream: String,
 }
 
 impl KillSwitchReader {
     /// A reader whose commands may block for up to `block`.
     pub async fn connect(
-        client: &redis::Client,
+        target: &RedisTarget,
         stream: &str,
         block: Duration,
     ) -> Result<Self, BusError> {
-        let config = redis::aio::ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(2)))
             .set_connection_timeout(Some(Duration::from_secs(2)));
-        Ok(KillSwitchReader {
-            conn: client.get_connection_manager_with_config(config).await?,
+        let mut reader = KillSwitchReader {
+            target: target.clone(),
+            config,
+            conn: None,
             stream: stream.to_owned(),
-        })
+        };
+        reader.connection().await?;
+        Ok(reader)
+    }
+
+    /// The reader's connection, made again when there is none or the
+    /// primary moved since it was made.
+    async fn connection(&mut self) -> Result<&mut MultiplexedConnection, BusError> {
+        let generation = self.target.generation();
+        if self
+            .conn
+            .as_ref()
+            .is_none_or(|(_, made)| *made != generation)
+        {
+            self.conn = None;
+            let client = self.target.client().await?;
+            let conn = client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await?;
+            self.conn = Some((conn, self.target.generation()));
+        }
+        Ok(&mut self.conn.as_mut().expect("connected above").0)
+    }
+
+    /// Runs a command; any failure but a reply drops the connection.
+    async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T, BusError> {
+        let reply = cmd.query_async(self.connection().await?).await;
+        if let Err(err) = &reply
+            && (err.is_io_error()
+                || err.is_connection_dropped()
+                || err.is_unrecoverable_error()
+                || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly))
+        {
+            self.conn = None;
+        }
+        Ok(reply?)
     }
 
     /// Entries after `after`, waiting up to `block` for the first.
@@ -46,16 +86,15 @@ impl KillSwitchReader {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Entry>, BusError> {
-        let reply: ReadReply = redis::cmd("XREAD")
-            .arg("COUNT")
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
             .arg(count)
             .arg("BLOCK")
             .arg(block.as_millis() as u64)
             .arg("STREAMS")
             .arg(&self.stream)
-            .arg(after)
-            .query_async(&mut self.conn)
-            .await?;
+            .arg(after);
+        let reply: ReadReply = self.query(&cmd).await?;
         Ok(reply
             .into_iter()
             .flatten()
@@ -68,12 +107,9 @@ impl KillSwitchReader {
 impl KillSwitchReader {
     /// The entry with this id, if the stream still has it.
     pub async fn entry(&mut self, id: &str) -> Result<Option<Entry>, BusError> {
-        let reply: RangeReply = redis::cmd("XRANGE")
-            .arg(&self.stream)
-            .arg(id)
-            .arg(id)
-            .query_async(&mut self.conn)
-            .await?;
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(&self.stream).arg(id).arg(id);
+        let reply: RangeReply = self.query(&cmd).await?;
         Ok(reply.into_iter().next().map(Entry::from_raw))
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use super::Pool;
 use redis::Script;
 
 use super::BusError;

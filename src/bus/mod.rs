@@ -16,11 +16,11 @@ mod probe;
 mod publisher;
 mod rate_limit;
 mod shim;
+mod target;
 mod trim;
 
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
 use redis::AsyncConnectionConfig;
 
 pub use consumer::{CLAIM_START, Consumer, RECOVER_START};
@@ -32,7 +32,8 @@ pub use lease::RedisLease;
 pub use probe::{Probe, StreamStats};
 pub use publisher::{Announce, Announcement, DeadLetter, Publisher, Source, Truncation};
 pub use rate_limit::{RateLimiter, WINDOW as RATE_WINDOW};
-pub use shim::{Shim, mirror_messages};
+pub use shim::{Shim, WaitFor, mirror_messages};
+pub use target::{Connection, Moved, Pool, PoolError, RedisTarget};
 pub use trim::{Trimmer, trim_acknowledged};
 
 /// The names the service reads and writes, and how long streams may grow.
@@ -95,27 +96,31 @@ impl FailureNote {
     }
 }
 
+/// A command connection pool to the Redis at `url`.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    pool_for(RedisTarget::direct(url)?, size)
+}
+
 /// The command connection pool. Every wait is bounded, so a dead Redis
 /// surfaces as an error instead of a hang.
-pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+pub fn pool_for(target: RedisTarget, size: usize) -> anyhow::Result<Pool> {
     let connection = AsyncConnectionConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT));
-    let manager = Manager::new_with_config(url, connection)?;
-    Ok(Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(RESPONSE_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
-        .build()?)
+    Ok(Pool::new(
+        target,
+        size,
+        connection,
+        RESPONSE_TIMEOUT,
+        CONNECT_TIMEOUT,
+    )?)
 }
 
 /// Errors from the pool or from Redis itself.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("no Redis connection: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] PoolError),
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
     /// Keys that hold another kind of value than the command needs.

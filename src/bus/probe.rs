@@ -1,7 +1,7 @@
 //! Read-only questions about Redis for health checks and status: is it
 //! there, and how long are the streams.
 
-use deadpool_redis::Pool;
+use super::Pool;
 use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
 
 use super::{BusError, Topology};
@@ -81,10 +81,7 @@ impl Probe {
 
     /// The age of the group's oldest pending entry, from its id (the
     /// milliseconds Redis stamped it with) and Redis' own clock.
-    async fn oldest_pending_ms(
-        &self,
-        conn: &mut deadpool_redis::Connection,
-    ) -> Result<u64, BusError> {
+    async fn oldest_pending_ms(&self, conn: &mut super::Connection) -> Result<u64, BusError> {
         let topology = &self.topology;
         let (summary, (seconds, micros)): (StreamPendingReply, (u64, u64)) = match redis::pipe()
             .cmd("XPENDING")

@@ -1,7 +1,7 @@
 //! Announces results on `RESULTS_CHANNEL` and `RESULTS_STREAM`, and parks
 //! dead letters on `DLQ_STREAM`, all of one batch in one round trip.
 
-use deadpool_redis::Pool;
+use super::Pool;
 
 use super::announce::announce;
 use super::entry::{RawFields, Truncated};

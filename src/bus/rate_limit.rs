@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
+use super::Pool;
 use redis::Script;
 use tokio_util::sync::CancellationToken;
 

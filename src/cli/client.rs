@@ -4,7 +4,6 @@
 use anyhow::Context;
 use futures_util::{Stream, StreamExt};
 use redis::aio::MultiplexedConnection;
-use secrecy::ExposeSecret;
 
 use crate::config::Settings;
 use crate::domain::ExecutionResult;
@@ -27,8 +26,11 @@ pub struct OrderClient {
 
 impl OrderClient {
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let client = redis::Client::open(settings.redis.url.expose_secret())
-            .context("parsing the Redis URL")?;
+        // With Sentinels: the primary they name now.
+        let client = crate::app::redis_target(settings)?
+            .client()
+            .await
+            .context("finding the Redis primary")?;
         let conn = client
             .get_multiplexed_async_connection()
             .await

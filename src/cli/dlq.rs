@@ -3,9 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 
-use crate::bus::{self, DeadLetters, Letter};
+use crate::bus::{DeadLetters, Letter};
 use crate::config::Settings;
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,7 +35,7 @@ pub enum Action {
 }
 
 pub async fn run(action: Action, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let pool = bus::pool(settings.redis.url.expose_secret(), 2)?;
+    let pool = crate::app::redis_pool(settings, 2)?;
     let letters = DeadLetters::new(pool, crate::app::topology(&settings.streams.topology));
     match action {
         Action::List { limit } => {

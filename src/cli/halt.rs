@@ -67,7 +67,7 @@ pub async fn run(
         .map(|(name, value)| (name.to_owned(), serde_json::Value::String(value)))
         .collect();
     HaltCommand::parse(&written).map_err(anyhow::Error::msg)?;
-    let pool = bus::pool(settings.redis.url.expose_secret(), 1)?;
+    let pool = crate::app::redis_pool(settings, 1)?;
     let entry = bus::append_halt_command(&pool, &settings.streams.shutdown_stream, &command)
         .await
         .context("appending to the kill-switch stream")?;

@@ -88,9 +88,12 @@ fn reference_prices_are_keyed_by_normalised_symbol() {
 }
 
 /// Every numeric setting, and whether 0 is one of its values.
-const NUMBERS: [(&str, bool); 24] = [
+const NUMBERS: [(&str, bool); 27] = [
     ("REDIS_PORT", false),
     ("REDIS_POOL_SIZE", false),
+    ("REDIS_WAIT_REPLICAS", true),
+    ("REDIS_WAIT_TIMEOUT_MS", false),
+    ("REDIS_REPLAY_SECS", true),
     ("POSTGRES_PORT", false),
     ("POSTGRES_MAX_CONNECTIONS", false),
     ("HTTP_PORT", true),
@@ -395,6 +398,7 @@ fn composed_urls_take_ipv6_hosts_and_the_redactor_knows_their_passwords() {
 
 mod live;
 mod postgres;
+mod redis;
 mod stream;
 
 #[test]

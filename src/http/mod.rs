@@ -81,7 +81,6 @@ pub async fn spec() -> anyhow::Result<String> {
     let kill_switch = KillSwitch::new(
         store.clone(),
         pool.clone(),
-        redis::Client::open("redis://127.0.0.1/")?,
         Topology::default(),
         String::new(),
         stats.clone(),

@@ -77,7 +77,7 @@ impl From<sea_orm::DbErr> for CheckError {
 }
 
 impl ExchangeCheck {
-    pub fn new(desk: Arc<LiveDesk>, pool: deadpool_redis::Pool, options: CheckOptions) -> Self {
+    pub fn new(desk: Arc<LiveDesk>, pool: crate::bus::Pool, options: CheckOptions) -> Self {
         ExchangeCheck {
             lease: RedisLease::new(
                 pool,

@@ -110,7 +110,7 @@ impl UserStream {
     pub fn new(
         desk: Arc<LiveDesk>,
         publisher: Publisher,
-        pool: deadpool_redis::Pool,
+        pool: crate::bus::Pool,
         options: StreamOptions,
     ) -> Self {
         UserStream {

@@ -34,7 +34,9 @@ pub use rows::{
     NewOrder, NewTrade, TradeParty, completed_row, decided_row, pending_row, rejected_row,
     result_from_row, stored_content, trade_for,
 };
-pub use startup::{ConnectFailure, Created, classify, create_database, database_name};
+pub use startup::{
+    CommitDurability, ConnectFailure, Created, classify, create_database, database_name,
+};
 
 /// Whether Postgres refused the data itself (a data exception, a violated
 /// constraint, a program limit): the fault of a message, not of the

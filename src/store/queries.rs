@@ -67,6 +67,24 @@ impl Store {
             .await
     }
 
+    /// Orders whose row changed at or after `since`, by id after
+    /// `after_id`, at most `limit`: a page of what a Redis failover may
+    /// have taken back.
+    pub async fn changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        after_id: i64,
+        limit: u64,
+    ) -> Result<Vec<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::UpdatedAt.gte(since))
+            .filter(orders::Column::Id.gt(after_id))
+            .order_by_asc(orders::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await
+    }
+
     async fn order(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
         orders::Entity::find()
             .filter(orders::Column::OrderId.eq(order_id))

@@ -182,3 +182,41 @@ mod tests {
         assert_eq!(database_name("postgres://u@h").as_deref(), Some("u"));
     }
 }
+
+/// How the primary replicates a commit: whether `COMMIT` returns only once
+/// a standby has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitDurability {
+    /// `synchronous_standby_names`: empty when no standby is synchronous.
+    pub standby_names: String,
+    /// `synchronous_commit`: `off` and `local` wait for no standby.
+    pub synchronous_commit: String,
+}
+
+impl CommitDurability {
+    /// Whether a committed row survives a failover to a standby.
+    pub fn waits_for_a_standby(&self) -> bool {
+        !self.standby_names.trim().is_empty()
+            && !matches!(self.synchronous_commit.as_str(), "off" | "local")
+    }
+}
+
+impl super::Store {
+    /// The primary's replication settings of commits.
+    pub async fn commit_durability(&self) -> Result<CommitDurability, DbErr> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let row = self
+            .connection()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_setting('synchronous_standby_names'), \
+                 current_setting('synchronous_commit')",
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("no settings".to_owned()))?;
+        Ok(CommitDurability {
+            standby_names: row.try_get_by_index(0)?,
+            synchronous_commit: row.try_get_by_index(1)?,
+        })
+    }
+}

@@ -14,6 +14,7 @@ mod chaos;
 mod cli;
 mod conflicts;
 mod delivery;
+mod ha;
 mod halts;
 mod happy_path;
 mod idempotency;

@@ -6,6 +6,7 @@
 //! the clients while the server sides stay open), and to restore it.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,8 @@ enum Mode {
 
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Where new connections go.
+    upstream: Arc<Mutex<String>>,
     mode: watch::Sender<Mode>,
     /// Fires to close the server sides a sever left open.
     release: watch::Sender<u64>,
@@ -37,11 +40,13 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let (mode, watching) = watch::channel(Mode::Pass);
         let (release, released) = watch::channel(0);
-        let upstream = upstream.to_owned();
+        let upstream = Arc::new(Mutex::new(upstream.to_owned()));
+        let target = upstream.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let upstream = target.lock().expect("the upstream").clone();
                 let link = Link {
-                    upstream: upstream.clone(),
+                    upstream,
                     mode: watching.clone(),
                     released: released.clone(),
                 };
@@ -50,10 +55,17 @@ impl Proxy {
         });
         Proxy {
             addr,
+            upstream,
             mode,
             release,
             task,
         }
+    }
+
+    /// Sends new connections to `upstream` from now on (a switchover
+    /// behind one address); open ones stay where they are.
+    pub fn retarget(&self, upstream: &str) {
+        *self.upstream.lock().expect("the upstream") = upstream.to_owned();
     }
 
     /// Resets every open connection and refuses new ones.

@@ -1,0 +1,390 @@
+//! Where the service's Redis is: one address, or the primary that a set of
+//! Sentinels names, found again whenever it may have moved.
+//!
+//! Every connection (the pool's, the shim's subscription, the kill-switch
+//! reader's) is made through a [`RedisTarget`]. With Sentinels, each new
+//! connection asks them for the primary (the client crate's Sentinel
+//! support: it also checks that the node it names answers `ROLE` as a
+//! primary). When the answer differs from the last one, the target's
+//! generation goes up: pooled connections of an older generation are not
+//! handed out again, and subscriptions are made again. A pooled connection
+//! is also checked with `ROLE` before each use, so one left on a primary
+//! turned replica (`READONLY`) is replaced, and a `+switch-master` notice
+//! from a Sentinel triggers the same check at once rather than at the next
+//! error.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use futures_util::StreamExt;
+use prometheus::IntCounter;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError,
+    RedisFuture, RedisResult, Value,
+};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RedisSettings;
+use crate::retry::Backoff;
+
+/// How long asking the Sentinels for the primary may take in all.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The service's Redis, as an address or as the Sentinels' primary.
+#[derive(Clone)]
+pub struct RedisTarget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    /// Goes up each time the primary is found somewhere else.
+    generation: watch::Sender<u64>,
+    /// When the primary was last found to have moved.
+    moved_at: Mutex<Option<DateTime<Utc>>>,
+    /// Counts the moves, once the application gives it a counter.
+    moves_counter: OnceLock<IntCounter>,
+}
+
+enum Kind {
+    Direct(Client),
+    Sentinel {
+        client: tokio::sync::Mutex<SentinelClient>,
+        master: String,
+        /// The primary the Sentinels named last.
+        primary: Mutex<Option<String>>,
+    },
+}
+
+/// A primary the Sentinels named that differs from the one before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub generation: u64,
+    pub at: DateTime<Utc>,
+}
+
+impl RedisTarget {
+    /// One Redis at `url`.
+    pub fn direct(url: &str) -> RedisResult<Self> {
+        Ok(Self::new(Kind::Direct(Client::open(url)?)))
+    }
+
+    /// The primary `master` of these Sentinels (`redis://` URLs, with the
+    /// Sentinels' own credentials); `node` holds the credentials and
+    /// database used on the primary.
+    pub fn sentinel(
+        sentinels: Vec<ConnectionInfo>,
+        master: &str,
+        node: &ConnectionInfo,
+    ) -> RedisResult<Self> {
+        let node = SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(node.redis_settings().clone());
+        let client = SentinelClient::build(
+            sentinels,
+            master.to_owned(),
+            Some(node),
+            SentinelServerType::Master,
+        )?;
+        Ok(Self::new(Kind::Sentinel {
+            client: tokio::sync::Mutex::new(client),
+            master: master.to_owned(),
+            primary: Mutex::new(None),
+        }))
+    }
+
+    /// The target the settings describe: the Sentinels when
+    /// `REDIS_SENTINELS` is set, else `REDIS_URL`.
+    pub fn from_settings(settings: &RedisSettings) -> RedisResult<Self> {
+        let url = settings.url.expose_secret();
+        let Some(sentinel) = &settings.sentinel else {
+            return Self::direct(url);
+        };
+        let auth = match (&sentinel.username, &sentinel.password) {
+            (None, None) => String::new(),
+            (user, password) => format!(
+                "{}{}@",
+                user.as_deref().map(escape).unwrap_or_default(),
+                password
+                    .as_ref()
+                    .map(|p| format!(":{}", escape(p.expose_secret())))
+                    .unwrap_or_default()
+            ),
+        };
+        let sentinels = sentinel
+            .addresses
+            .iter()
+            .map(|(host, port)| {
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                format!("redis://{auth}{host}:{port}/").into_connection_info()
+            })
+            .collect::<RedisResult<Vec<_>>>()?;
+        Self::sentinel(sentinels, &sentinel.master, &url.into_connection_info()?)
+    }
+
+    fn new(kind: Kind) -> Self {
+        RedisTarget {
+            inner: Arc::new(Inner {
+                kind,
+                generation: watch::channel(0).0,
+                moved_at: Mutex::new(None),
+                moves_counter: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Counts each move of the primary in `counter` from now on.
+    pub fn count_moves_in(&self, counter: IntCounter) {
+        let _ = self.inner.moves_counter.set(counter);
+    }
+
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.inner.kind, Kind::Sentinel { .. })
+    }
+
+    /// A client for the primary as it is now: with Sentinels, asked of
+    /// them (which counts a move when the answer changed).
+    pub async fn client(&self) -> RedisResult<Client> {
+        let (client, master, primary) = match &self.inner.kind {
+            Kind::Direct(client) => return Ok(client.clone()),
+            Kind::Sentinel {
+                client,
+                master,
+                primary,
+            } => (client, master, primary),
+        };
+        let found = tokio::time::timeout(DISCOVERY_TIMEOUT, async {
+            client.lock().await.async_get_client().await
+        })
+        .await
+        .map_err(|_| {
+            RedisError::from((redis::ErrorKind::Io, "no Sentinel named a primary in time"))
+        })??;
+        let address = found.get_connection_info().addr().to_string();
+        let previous = primary
+            .lock()
+            .map(|mut known| known.replace(address.clone()))
+            .unwrap_or_default();
+        match previous {
+            Some(previous) if previous != address => {
+                let at = Utc::now();
+                if let Ok(mut moved) = self.inner.moved_at.lock() {
+                    *moved = Some(at);
+                }
+                self.inner.generation.send_modify(|g| *g += 1);
+                tracing::warn!(master = %master, from = %previous, to = %address, "the Redis primary moved");
+                if let Some(counter) = self.inner.moves_counter.get() {
+                    counter.inc();
+                }
+            }
+            None => tracing::info!(master = %master, primary = %address, "found the Redis primary"),
+            Some(_) => {}
+        }
+        Ok(found)
+    }
+
+    /// The current generation: it goes up when the primary moves.
+    pub fn generation(&self) -> u64 {
+        *self.inner.generation.borrow()
+    }
+
+    /// Notices of moves, for what must reconnect or re-announce.
+    pub fn moves(&self) -> watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
+    /// The last move, if the primary ever moved.
+    pub fn last_move(&self) -> Option<Moved> {
+        let at = (*self.inner.moved_at.lock().ok()?)?;
+        Some(Moved {
+            generation: self.generation(),
+            at,
+        })
+    }
+
+    /// Listens to the Sentinels' `+switch-master` notices until cancelled
+    /// and asks for the primary at each one that names ours; nothing to do
+    /// for a single Redis.
+    pub async fn watch_switches(self, cancel: CancellationToken) {
+        let Kind::Sentinel { client, master, .. } = &self.inner.kind else {
+            return;
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        while !cancel.is_cancelled() {
+            let listened = async {
+                let sentinel = client.lock().await.async_get_sentinel_client().await?;
+                let mut pubsub = sentinel.get_async_pubsub().await?;
+                pubsub.subscribe("+switch-master").await?;
+                // A switch missed while not listening is caught here.
+                self.client().await?;
+                let mut notices = pubsub.on_message();
+                while let Some(notice) = notices.next().await {
+                    let text = String::from_utf8_lossy(notice.get_payload_bytes()).into_owned();
+                    if text.split(' ').next() == Some(master.as_str()) {
+                        tracing::info!(notice = %text, "a Sentinel announced a new primary");
+                        // Not fatal: the next connection asks again.
+                        if let Err(err) = self.client().await {
+                            tracing::warn!(error = %err, "cannot ask the Sentinels for the primary");
+                        }
+                    }
+                }
+                Ok::<(), RedisError>(())
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                listened = listened => if let Err(err) = listened {
+                    tracing::warn!(error = %err, "cannot listen to the Sentinels; retrying");
+                },
+            }
+            if !backoff.wait(&cancel).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Percent-escapes a user name or password for a URL.
+fn escape(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Makes and checks the pool's connections.
+pub struct Manager {
+    target: RedisTarget,
+    config: AsyncConnectionConfig,
+    pings: AtomicU64,
+}
+
+/// A pooled connection and the generation of the primary it was made to.
+pub struct Link {
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+impl managed::Manager for Manager {
+    type Type = Link;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Link, RedisError> {
+        let generation = self.target.generation();
+        let client = self.target.client().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        Ok(Link { conn, generation })
+    }
+
+    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
+        if link.generation != self.target.generation() {
+            return Err(RecycleError::message("the Redis primary moved"));
+        }
+        if self.target.is_sentinel() {
+            // A primary turned replica answers writes with READONLY.
+            let (role,): (redis::Role,) = redis::pipe()
+                .cmd("UNWATCH")
+                .ignore()
+                .cmd("ROLE")
+                .query_async(&mut link.conn)
+                .await?;
+            return match role {
+                redis::Role::Primary { .. } => Ok(()),
+                _ => Err(RecycleError::message(
+                    "the Redis node is no longer the primary",
+                )),
+            };
+        }
+        let ping = self.pings.fetch_add(1, Ordering::Relaxed).to_string();
+        let (pong,): (String,) = redis::pipe()
+            .cmd("UNWATCH")
+            .ignore()
+            .cmd("PING")
+            .arg(&ping)
+            .query_async(&mut link.conn)
+            .await?;
+        if pong == ping {
+            Ok(())
+        } else {
+            Err(RecycleError::message("an unexpected PING reply"))
+        }
+    }
+}
+
+/// The command connection pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: managed::Pool<Manager>,
+    target: RedisTarget,
+}
+
+/// A connection taken from the [`Pool`]; it goes back when dropped.
+pub struct Connection(managed::Object<Manager>);
+
+/// Errors taking a connection from the pool.
+pub type PoolError = managed::PoolError<RedisError>;
+
+impl Pool {
+    /// A pool of at most `size` connections to `target`; every wait is
+    /// bounded by `timeout` or `connect_timeout`.
+    pub fn new(
+        target: RedisTarget,
+        size: usize,
+        config: AsyncConnectionConfig,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, managed::BuildError> {
+        let manager = Manager {
+            target: target.clone(),
+            config,
+            pings: AtomicU64::new(0),
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(connect_timeout + DISCOVERY_TIMEOUT))
+            .recycle_timeout(Some(connect_timeout))
+            .build()?;
+        Ok(Pool { inner, target })
+    }
+
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        self.inner.get().await.map(Connection)
+    }
+
+    /// Where the pool's connections go.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.conn.get_db()
+    }
+}

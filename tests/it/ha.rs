@@ -1,0 +1,8 @@
+//! High availability: the service behind Redis Sentinels, and behind a
+//! Postgres switchover.
+
+mod failover;
+mod sentinels;
+mod standby;
+mod switchover;
+mod wait;
