@@ -96,6 +96,11 @@ impl Application {
         if live.is_some() {
             warn_unless_commits_wait_for_a_standby(&store).await;
         }
+        if !settings.redis.cluster_nodes.is_empty() {
+            // Scripts and pipelines touch several keys at once.
+            bus::one_slot(&parts::used_keys(&settings, live.is_some()))
+                .map_err(|why| anyhow::anyhow!(why))?;
+        }
         Ok(Application {
             topology: topology(&settings.streams.topology),
             worker: worker_options(&settings.streams.worker),
@@ -252,10 +257,7 @@ impl Application {
                         self.pool.clone(),
                         live::stream::StreamOptions {
                             ws_url: ws_url.clone(),
-                            lease_key: format!(
-                                "mexc-user-stream:{}",
-                                self.settings.mexc.client_id_namespace
-                            ),
+                            lease_key: parts::user_stream_lease_key(&self.settings.mexc),
                             silence: self.settings.mexc.stream_silence,
                         },
                     );
@@ -273,10 +275,7 @@ impl Application {
                     every: self.settings.mexc.exchange_check,
                     cancel_orphans: self.settings.mexc.cancel_orphans,
                     symbols: self.settings.mexc.symbol_allowlist.clone(),
-                    lease_key: format!(
-                        "mexc-exchange-check:{}",
-                        self.settings.mexc.client_id_namespace
-                    ),
+                    lease_key: parts::exchange_check_lease_key(&self.settings.mexc),
                 },
             );
             tasks.push(("exchange check", Box::pin(check.run(cancel.clone()))));
@@ -294,7 +293,7 @@ impl Application {
             ));
         }
         let target = self.pool.target().clone();
-        if target.is_sentinel() {
+        if target.follows_a_primary() {
             tasks.push((
                 "Sentinel watcher",
                 Box::pin(target.clone().watch_switches(cancel.clone()).map(Ok)),

@@ -98,9 +98,12 @@ pub async fn connect_store(
 /// Where Redis is (one address, or the Sentinels' primary), from the
 /// settings; an error is redacted, as it may quote an address.
 pub fn redis_target(settings: &Settings) -> anyhow::Result<crate::bus::RedisTarget> {
-    crate::bus::RedisTarget::from_settings(&settings.redis)
-        .map_err(|err| anyhow::anyhow!(settings.redactor().redact(&err.to_string())))
-        .context("reading the Redis address")
+    crate::bus::RedisTarget::from_settings(
+        &settings.redis,
+        &settings.streams.topology.orders_stream,
+    )
+    .map_err(|err| anyhow::anyhow!(settings.redactor().redact(&err.to_string())))
+    .context("reading the Redis address")
 }
 
 /// A pool of `size` connections to the Redis the settings name.

@@ -124,7 +124,7 @@ pub(super) fn live_desk(
     )?;
     let limiter = bus::RateLimiter::new(
         pool.clone(),
-        format!("mexc-orders:{}", budget_name(mexc, key)),
+        rate_limit_key(mexc, key),
         mexc.max_orders_per_sec,
     );
     let options = LiveOptions {
@@ -166,6 +166,45 @@ pub(super) fn live_desk(
 /// address), not a deployment, so every deployment trading with one key
 /// shares it. `MEXC_RATE_LIMIT_KEY` when set (several keys of one
 /// account), else a digest of the API key (never the key itself in Redis).
+/// The Redis key of the fleet's MEXC request budget.
+fn rate_limit_key(mexc: &MexcSettings, api_key: &secrecy::SecretString) -> String {
+    format!("mexc-orders:{}", budget_name(mexc, api_key))
+}
+
+/// The Redis lease of the replica that holds the user data stream.
+pub(super) fn user_stream_lease_key(mexc: &MexcSettings) -> String {
+    format!("mexc-user-stream:{}", mexc.client_id_namespace)
+}
+
+/// The Redis lease of the replica that runs the exchange check.
+pub(super) fn exchange_check_lease_key(mexc: &MexcSettings) -> String {
+    format!("mexc-exchange-check:{}", mexc.client_id_namespace)
+}
+
+/// Every key the service uses with these settings (live mode's too, when
+/// real orders are on), for the one-slot check of a Redis Cluster.
+pub(super) fn used_keys(settings: &Settings, live: bool) -> Vec<bus::NamedKey> {
+    let mut keys = bus::used_keys(
+        &topology(&settings.streams.topology),
+        &settings.streams.shutdown_stream,
+    );
+    let mexc = &settings.mexc;
+    if live {
+        let stream = user_stream_lease_key(mexc);
+        let check = exchange_check_lease_key(mexc);
+        for key in [format!("{stream}:healthy"), stream, check] {
+            keys.push(bus::NamedKey::new("LIVE_CLIENT_ID_NAMESPACE", key));
+        }
+        if let Some(api_key) = &mexc.api_key {
+            let budget = rate_limit_key(mexc, api_key);
+            for key in [format!("{budget}:seq"), format!("{budget}:pause"), budget] {
+                keys.push(bus::NamedKey::new("MEXC_RATE_LIMIT_KEY", key));
+            }
+        }
+    }
+    keys
+}
+
 fn budget_name(mexc: &MexcSettings, api_key: &secrecy::SecretString) -> String {
     use secrecy::ExposeSecret;
     use sha2::Digest;

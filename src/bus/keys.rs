@@ -60,6 +60,25 @@ pub fn expected_keys(topology: &Topology, shutdown_stream: &str) -> Vec<Expected
     keys
 }
 
+/// Every key the pipeline writes, with the setting that names it: the
+/// fixed ones, and one of each family made per message or per order (a
+/// sample name: their slot depends on the setting's hash tag alone).
+pub fn used_keys(topology: &Topology, shutdown_stream: &str) -> Vec<super::NamedKey> {
+    let mut keys: Vec<super::NamedKey> = expected_keys(topology, shutdown_stream)
+        .into_iter()
+        .map(|key| super::NamedKey::new(key.setting, key.key))
+        .collect();
+    keys.push(super::NamedKey::new(
+        "ORDERS_STREAM (its dedup keys)",
+        super::shim::dedup_key(topology, "0"),
+    ));
+    keys.push(super::NamedKey::new(
+        "RESULTS_STREAM (its announced-state keys)",
+        topology.announced_key("order"),
+    ));
+    keys
+}
+
 /// A key that holds another kind of value than the service needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrongKind {

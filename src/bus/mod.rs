@@ -16,6 +16,7 @@ mod probe;
 mod publisher;
 mod rate_limit;
 mod shim;
+mod slots;
 mod target;
 mod trim;
 
@@ -26,13 +27,14 @@ use redis::AsyncConnectionConfig;
 pub use consumer::{CLAIM_START, Consumer, RECOVER_START};
 pub use dlq::{DeadLetters, Letter, RequeueError};
 pub use entry::{Entry, RawFields, Truncated, fields_size};
-pub use keys::{ExpectedKey, WrongKind, check_redis, expected_keys, wrong_kinds};
+pub use keys::{ExpectedKey, WrongKind, check_redis, expected_keys, used_keys, wrong_kinds};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use lease::RedisLease;
 pub use probe::{Probe, StreamStats};
 pub use publisher::{Announce, Announcement, DeadLetter, Publisher, Source, Truncation};
 pub use rate_limit::{RateLimiter, WINDOW as RATE_WINDOW};
 pub use shim::{Shim, WaitFor, mirror_messages};
+pub use slots::{NamedKey, key_slot, one_slot};
 pub use target::{Connection, Moved, Pool, PoolError, RedisTarget};
 pub use trim::{Trimmer, trim_acknowledged};
 

@@ -339,7 +339,7 @@ pub async fn mirror_messages(
 
 /// Where the shim remembers an identity: a hash, so its size is fixed
 /// whatever the message names.
-fn dedup_key(topology: &Topology, hash: &str) -> String {
+pub(super) fn dedup_key(topology: &Topology, hash: &str) -> String {
     format!("{}:dedup:{hash}", topology.orders_stream)
 }
 

@@ -62,6 +62,15 @@ enum Kind {
         /// The primary the Sentinels named last.
         primary: Mutex<Option<String>>,
     },
+    /// The cluster node that serves `slot`, the one slot of every key.
+    Cluster {
+        seeds: Vec<ConnectionInfo>,
+        slot: u16,
+        /// Credentials and database used on the node.
+        node: ConnectionInfo,
+        /// The node found last.
+        primary: Mutex<Option<String>>,
+    },
 }
 
 /// A primary the Sentinels named that differs from the one before.
@@ -100,10 +109,35 @@ impl RedisTarget {
         }))
     }
 
+    /// The primary of the cluster nodes `seeds` that serves `slot`;
+    /// `node` holds the credentials used on it.
+    pub fn cluster(seeds: Vec<ConnectionInfo>, slot: u16, node: ConnectionInfo) -> Self {
+        Self::new(Kind::Cluster {
+            seeds,
+            slot,
+            node,
+            primary: Mutex::new(None),
+        })
+    }
+
     /// The target the settings describe: the Sentinels when
-    /// `REDIS_SENTINELS` is set, else `REDIS_URL`.
-    pub fn from_settings(settings: &RedisSettings) -> RedisResult<Self> {
+    /// `REDIS_SENTINELS` is set, the cluster node serving `slot_key` when
+    /// `REDIS_CLUSTER_NODES` is, else `REDIS_URL`.
+    pub fn from_settings(settings: &RedisSettings, slot_key: &str) -> RedisResult<Self> {
         let url = settings.url.expose_secret();
+        if !settings.cluster_nodes.is_empty() {
+            let node = url.into_connection_info()?;
+            let seeds = settings
+                .cluster_nodes
+                .iter()
+                .map(|(host, port)| {
+                    let addr = redis::ConnectionAddr::Tcp(host.clone(), *port);
+                    node.clone().set_addr(addr)
+                })
+                .collect();
+            let slot = super::key_slot(slot_key.as_bytes());
+            return Ok(Self::cluster(seeds, slot, node));
+        }
         let Some(sentinel) = &settings.sentinel else {
             return Self::direct(url);
         };
@@ -149,28 +183,50 @@ impl RedisTarget {
         let _ = self.inner.moves_counter.set(counter);
     }
 
-    pub fn is_sentinel(&self) -> bool {
-        matches!(self.inner.kind, Kind::Sentinel { .. })
+    /// Whether the primary may move (Sentinels, or a cluster), so that
+    /// each pooled connection is checked to be on a primary still.
+    pub fn follows_a_primary(&self) -> bool {
+        !matches!(self.inner.kind, Kind::Direct(_))
     }
 
     /// A client for the primary as it is now: with Sentinels, asked of
-    /// them (which counts a move when the answer changed).
+    /// them; on a cluster, the node serving the slot (either counts a move
+    /// when the answer changed).
     pub async fn client(&self) -> RedisResult<Client> {
-        let (client, master, primary) = match &self.inner.kind {
+        let (found, master, primary) = match &self.inner.kind {
             Kind::Direct(client) => return Ok(client.clone()),
             Kind::Sentinel {
                 client,
                 master,
                 primary,
-            } => (client, master, primary),
+            } => {
+                let found = tokio::time::timeout(DISCOVERY_TIMEOUT, async {
+                    client.lock().await.async_get_client().await
+                })
+                .await
+                .map_err(|_| {
+                    RedisError::from((redis::ErrorKind::Io, "no Sentinel named a primary in time"))
+                })??;
+                (found, master.clone(), primary)
+            }
+            Kind::Cluster {
+                seeds,
+                slot,
+                node,
+                primary,
+            } => {
+                let known = primary.lock().ok().and_then(|p| p.clone());
+                let found = tokio::time::timeout(
+                    DISCOVERY_TIMEOUT,
+                    slot_owner(seeds, *slot, node, known.as_deref()),
+                )
+                .await
+                .map_err(|_| {
+                    RedisError::from((redis::ErrorKind::Io, "no cluster node answered in time"))
+                })??;
+                (found, format!("slot {slot}"), primary)
+            }
         };
-        let found = tokio::time::timeout(DISCOVERY_TIMEOUT, async {
-            client.lock().await.async_get_client().await
-        })
-        .await
-        .map_err(|_| {
-            RedisError::from((redis::ErrorKind::Io, "no Sentinel named a primary in time"))
-        })??;
         let address = found.get_connection_info().addr().to_string();
         let previous = primary
             .lock()
@@ -214,11 +270,26 @@ impl RedisTarget {
     }
 
     /// Listens to the Sentinels' `+switch-master` notices until cancelled
-    /// and asks for the primary at each one that names ours; nothing to do
-    /// for a single Redis.
+    /// and asks for the primary at each one that names ours; on a cluster,
+    /// asks where the slot is every second (a failover or a resharding
+    /// moves it); nothing to do for a single Redis.
     pub async fn watch_switches(self, cancel: CancellationToken) {
-        let Kind::Sentinel { client, master, .. } = &self.inner.kind else {
-            return;
+        let (client, master) = match &self.inner.kind {
+            Kind::Direct(_) => return cancel.cancelled().await,
+            Kind::Cluster { .. } => {
+                let mut every = tokio::time::interval(CLUSTER_LOOK_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        _ = every.tick() => {}
+                    }
+                    if let Err(err) = self.client().await {
+                        tracing::warn!(error = %err, "cannot ask the cluster where the service's slot is");
+                    }
+                }
+            }
+            Kind::Sentinel { client, master, .. } => (client, master),
         };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         while !cancel.is_cancelled() {
@@ -252,6 +323,102 @@ impl RedisTarget {
             }
         }
     }
+}
+
+/// How often a cluster is asked where the service's slot is.
+const CLUSTER_LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// A client for the primary serving `slot`, asked of the node found last
+/// (`known`) first, then of each seed (`CLUSTER SLOTS`).
+async fn slot_owner(
+    seeds: &[ConnectionInfo],
+    slot: u16,
+    node: &ConnectionInfo,
+    known: Option<&str>,
+) -> RedisResult<Client> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    let mut asked: Vec<ConnectionInfo> = Vec::new();
+    if let Some(known) = known.and_then(|k| k.rsplit_once(':'))
+        && let Ok(port) = known.1.parse()
+    {
+        let host = known.0.trim_start_matches('[').trim_end_matches(']');
+        asked.push(
+            node.clone()
+                .set_addr(redis::ConnectionAddr::Tcp(host.to_owned(), port)),
+        );
+    }
+    asked.extend(seeds.iter().cloned());
+    let mut last_error = None;
+    for info in asked {
+        let reply = async {
+            let mut conn = Client::open(info.clone())?
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async::<Vec<Value>>(&mut conn)
+                .await
+        }
+        .await;
+        match reply {
+            Ok(ranges) => match owner_in(&ranges, slot) {
+                Some((host, port)) => {
+                    let host = if host.is_empty() {
+                        // An empty address means the node asked.
+                        match info.addr() {
+                            redis::ConnectionAddr::Tcp(host, _) => host.clone(),
+                            _ => host,
+                        }
+                    } else {
+                        host
+                    };
+                    return Client::open(
+                        node.clone()
+                            .set_addr(redis::ConnectionAddr::Tcp(host, port)),
+                    );
+                }
+                None => {
+                    last_error = Some(RedisError::from((
+                        redis::ErrorKind::Io,
+                        "no cluster node serves the slot of the service's keys",
+                    )))
+                }
+            },
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no cluster node to ask"))))
+}
+
+/// The primary's address in a `CLUSTER SLOTS` reply for `slot`: each range
+/// is start, end, then the primary as [host, port, id, ...], then replicas.
+fn owner_in(ranges: &[Value], slot: u16) -> Option<(String, u16)> {
+    ranges.iter().find_map(|range| {
+        let Value::Array(parts) = range else {
+            return None;
+        };
+        let number = |value: &Value| match value {
+            Value::Int(n) => Some(*n),
+            _ => None,
+        };
+        let (start, end) = (number(parts.first()?)?, number(parts.get(1)?)?);
+        if !(start..=end).contains(&i64::from(slot)) {
+            return None;
+        }
+        let Value::Array(primary) = parts.get(2)? else {
+            return None;
+        };
+        let host = match primary.first()? {
+            Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
+            Value::SimpleString(text) => text.clone(),
+            _ => return None,
+        };
+        let port = u16::try_from(number(primary.get(1)?)?).ok()?;
+        Some((host, port))
+    })
 }
 
 /// Percent-escapes a user name or password for a URL.
@@ -291,7 +458,7 @@ impl managed::Manager for Manager {
         if link.generation != self.target.generation() {
             return Err(RecycleError::message("the Redis primary moved"));
         }
-        if self.target.is_sentinel() {
+        if self.target.follows_a_primary() {
             // A primary turned replica answers writes with READONLY.
             let (role,): (redis::Role,) = redis::pipe()
                 .cmd("UNWATCH")

@@ -16,6 +16,9 @@ pub struct RedisSettings {
     pub url: SecretString,
     pub pool_size: usize,
     pub sentinel: Option<SentinelSettings>,
+    /// `host:port` of cluster nodes to ask where the service's slot is
+    /// (`REDIS_CLUSTER_NODES`); empty: not a cluster.
+    pub cluster_nodes: Vec<(String, u16)>,
     /// Replicas every mirrored chunk must reach (`WAIT`) before the shim
     /// takes it as done; 0: a single Redis, no wait.
     pub wait_replicas: u32,
@@ -40,50 +43,70 @@ pub struct SentinelSettings {
 const SENTINEL_PORT: u16 = 26379;
 
 pub(super) fn redis_settings(env: &mut Env<'_>) -> RedisSettings {
+    let sentinel = sentinel_settings(env);
+    let cluster_nodes = addresses(env, "REDIS_CLUSTER_NODES", 6379).unwrap_or_default();
+    if sentinel.is_some() && !cluster_nodes.is_empty() {
+        let nodes = env.text("REDIS_CLUSTER_NODES", "");
+        env.invalid(
+            "REDIS_CLUSTER_NODES",
+            nodes,
+            "no REDIS_SENTINELS beside it (a cluster fails over on its own)",
+        );
+    }
     RedisSettings {
         url: urls::redis_url(env),
         pool_size: env.ranged("REDIS_POOL_SIZE", 16, 1..=1000),
-        sentinel: sentinel_settings(env),
+        sentinel,
+        cluster_nodes,
         wait_replicas: env.ranged("REDIS_WAIT_REPLICAS", 0, 0..=16),
         wait_timeout: Duration::from_millis(env.ranged("REDIS_WAIT_TIMEOUT_MS", 1000, 1..=60_000)),
         replay_window: Duration::from_secs(env.ranged("REDIS_REPLAY_SECS", 30, 0..=3600)),
     }
 }
 
-fn sentinel_settings(env: &mut Env<'_>) -> Option<SentinelSettings> {
-    let list = env.text("REDIS_SENTINELS", "");
-    let items: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let master = env
-        .var("REDIS_SENTINEL_MASTER")
-        .map(|m| m.trim().to_owned());
-    if items.is_empty() {
-        if master.as_deref().is_some_and(|m| !m.is_empty()) {
-            env.invalid(
-                "REDIS_SENTINEL_MASTER",
-                master.unwrap_or_default(),
-                "REDIS_SENTINELS beside it (the Sentinels to ask for this primary)",
-            );
-        }
-        return None;
-    }
+/// A comma-separated list of `host:port` (the port defaults to
+/// `default_port`); none when unset or invalid (recorded).
+fn addresses(env: &mut Env<'_>, name: &str, default_port: u16) -> Option<Vec<(String, u16)>> {
+    let list = env.text(name, "");
     let mut addresses = Vec::new();
-    for item in items {
-        match sentinel_address(item) {
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match address(item, default_port) {
             Some(address) => addresses.push(address),
             None => {
                 env.invalid(
-                    "REDIS_SENTINELS",
+                    name,
                     &list,
-                    "a comma-separated list of host:port (the port defaults to 26379)",
+                    &format!(
+                        "a comma-separated list of host:port (the port defaults to {default_port})"
+                    ),
                 );
                 return None;
             }
         }
     }
+    Some(addresses)
+}
+
+fn sentinel_settings(env: &mut Env<'_>) -> Option<SentinelSettings> {
+    let addresses = addresses(env, "REDIS_SENTINELS", SENTINEL_PORT);
+    let master = env
+        .var("REDIS_SENTINEL_MASTER")
+        .map(|m| m.trim().to_owned());
+    let addresses = match addresses {
+        Some(addresses) if !addresses.is_empty() => addresses,
+        // Refused already.
+        None => return None,
+        Some(_) => {
+            if master.as_deref().is_some_and(|m| !m.is_empty()) {
+                env.invalid(
+                    "REDIS_SENTINEL_MASTER",
+                    master.unwrap_or_default(),
+                    "REDIS_SENTINELS beside it (the Sentinels to ask for this primary)",
+                );
+            }
+            return None;
+        }
+    };
     let master = match master.filter(|m| !m.is_empty()) {
         Some(master) if master.chars().all(|c| c.is_ascii_graphic()) => master,
         Some(master) => {
@@ -114,18 +137,18 @@ fn sentinel_settings(env: &mut Env<'_>) -> Option<SentinelSettings> {
 }
 
 /// `host`, `host:port` or `[v6]:port`.
-fn sentinel_address(item: &str) -> Option<(String, u16)> {
+fn address(item: &str, default_port: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = item.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         host.parse::<std::net::Ipv6Addr>().ok()?;
         match after {
-            "" => (host.to_owned(), SENTINEL_PORT),
+            "" => (host.to_owned(), default_port),
             after => (host.to_owned(), after.strip_prefix(':')?.parse().ok()?),
         }
     } else {
         match item.rsplit_once(':') {
             Some((host, port)) => (host.to_owned(), port.parse().ok()?),
-            None => (item.to_owned(), SENTINEL_PORT),
+            None => (item.to_owned(), default_port),
         }
     };
     if port == 0 || url::Host::parse(&host).is_err() && host.parse::<std::net::Ipv6Addr>().is_err()
@@ -137,7 +160,11 @@ fn sentinel_address(item: &str) -> Option<(String, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::sentinel_address;
+    use super::{SENTINEL_PORT, address};
+
+    fn sentinel_address(item: &str) -> Option<(String, u16)> {
+        address(item, SENTINEL_PORT)
+    }
 
     #[test]
     fn sentinel_addresses_take_a_port_or_the_default() {

@@ -94,3 +94,29 @@ fn a_malformed_sentinel_list_is_refused_whole() {
             .is_none()
     );
 }
+
+#[test]
+fn cluster_nodes_are_addresses_and_exclude_sentinels() {
+    let s = settings(&[("REDIS_CLUSTER_NODES", "n1:7000,n2, [::1]:7002")]).unwrap();
+    assert_eq!(
+        s.redis.cluster_nodes,
+        vec![
+            ("n1".to_owned(), 7000),
+            ("n2".to_owned(), 6379),
+            ("::1".to_owned(), 7002)
+        ]
+    );
+    assert!(settings(&[]).unwrap().redis.cluster_nodes.is_empty());
+    let err = settings(&[("REDIS_CLUSTER_NODES", "n1:0")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("REDIS_CLUSTER_NODES=\"n1:0\""), "{err}");
+    let err = settings(&[
+        ("REDIS_CLUSTER_NODES", "n1:7000"),
+        ("REDIS_SENTINELS", "s1"),
+        ("REDIS_SENTINEL_MASTER", "m"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no REDIS_SENTINELS beside it"), "{err}");
+}
