@@ -227,6 +227,7 @@ impl Application {
                 },
                 retries: self.stats.shim_retries.clone(),
                 dead_lettered: self.stats.dead_lettered.clone(),
+                unconfirmed: self.stats.shim_unconfirmed.clone(),
             };
             tasks.push(("order shim", Box::pin(shim.run(cancel.clone()).map(Ok))));
         }

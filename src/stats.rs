@@ -59,6 +59,9 @@ pub struct Stats {
     /// Attempts of the shim to mirror messages that Redis refused (each
     /// is retried; none is dropped).
     pub shim_retries: IntCounter,
+    /// Messages the shim mirrored that fewer replicas than
+    /// `REDIS_WAIT_REPLICAS` have confirmed yet.
+    pub shim_unconfirmed: IntGauge,
     /// Times the Sentinels named another Redis primary.
     pub redis_primary_moves: IntCounter,
     /// Results announced again after the primary moved (each is dropped
@@ -167,6 +170,10 @@ impl Stats {
             shim_retries: counter(
                 "shim_retries_total",
                 "Attempts to mirror pub/sub messages that Redis refused; each is retried",
+            ),
+            shim_unconfirmed: gauge(
+                "shim_unconfirmed_messages",
+                "Messages the shim mirrored that fewer replicas than REDIS_WAIT_REPLICAS have confirmed yet",
             ),
             redis_primary_moves: counter(
                 "redis_primary_moves_total",

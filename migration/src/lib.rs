@@ -13,6 +13,7 @@ mod m20261126_000005_add_live_order_state;
 mod m20261207_000006_add_order_lifecycle;
 mod m20261207_000007_key_halt_entries_by_content;
 mod m20261207_000008_create_exchange_orphans;
+mod m20261207_000009_index_orders_by_update;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000006_add_order_lifecycle::Migration),
             Box::new(m20261207_000007_key_halt_entries_by_content::Migration),
             Box::new(m20261207_000008_create_exchange_orphans::Migration),
+            Box::new(m20261207_000009_index_orders_by_update::Migration),
         ]
     }
 }

@@ -73,6 +73,10 @@ pub fn used_keys(topology: &Topology, shutdown_stream: &str) -> Vec<super::Named
         super::shim::dedup_key(topology, "0"),
     ));
     keys.push(super::NamedKey::new(
+        "ORDERS_STREAM (its WAIT probe)",
+        super::shim::probe_key(topology),
+    ));
+    keys.push(super::NamedKey::new(
         "RESULTS_STREAM (its announced-state keys)",
         topology.announced_key("order"),
     ));

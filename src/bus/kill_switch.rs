@@ -49,18 +49,17 @@ impl KillSwitchReader {
     /// The reader's connection, made again when there is none or the
     /// primary moved since it was made.
     async fn connection(&mut self) -> Result<&mut MultiplexedConnection, BusError> {
-        let generation = self.target.generation();
         if self
             .conn
             .as_ref()
-            .is_none_or(|(_, made)| *made != generation)
+            .is_none_or(|(_, made)| *made != self.target.generation())
         {
             self.conn = None;
-            let client = self.target.client().await?;
+            let (client, generation) = self.target.located().await?;
             let conn = client
                 .get_multiplexed_async_connection_with_config(&self.config)
                 .await?;
-            self.conn = Some((conn, self.target.generation()));
+            self.conn = Some((conn, generation));
         }
         Ok(&mut self.conn.as_mut().expect("connected above").0)
     }

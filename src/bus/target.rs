@@ -16,11 +16,12 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use prometheus::IntCounter;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
@@ -33,7 +34,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisSettings;
-use crate::retry::Backoff;
 
 /// How long asking the Sentinels for the primary may take in all.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -52,12 +52,19 @@ struct Inner {
     moved_at: Mutex<Option<DateTime<Utc>>>,
     /// Counts the moves, once the application gives it a counter.
     moves_counter: OnceLock<IntCounter>,
+    /// One lookup at a time: each records what it found in turn.
+    lookup: tokio::sync::Mutex<()>,
+    /// The primary found last, its generation, and when: connections made
+    /// meanwhile use it rather than asking again.
+    found: Mutex<Option<(Client, u64, Instant)>>,
 }
 
 enum Kind {
     Direct(Client),
     Sentinel {
         client: tokio::sync::Mutex<SentinelClient>,
+        /// The Sentinels, for listening to their notices.
+        sentinels: Vec<ConnectionInfo>,
         master: String,
         /// The primary the Sentinels named last.
         primary: Mutex<Option<String>>,
@@ -97,13 +104,14 @@ impl RedisTarget {
         let node = SentinelNodeConnectionInfo::default()
             .set_redis_connection_info(node.redis_settings().clone());
         let client = SentinelClient::build(
-            sentinels,
+            sentinels.clone(),
             master.to_owned(),
             Some(node),
             SentinelServerType::Master,
         )?;
         Ok(Self::new(Kind::Sentinel {
             client: tokio::sync::Mutex::new(client),
+            sentinels,
             master: master.to_owned(),
             primary: Mutex::new(None),
         }))
@@ -174,6 +182,8 @@ impl RedisTarget {
                 generation: watch::channel(0).0,
                 moved_at: Mutex::new(None),
                 moves_counter: OnceLock::new(),
+                lookup: tokio::sync::Mutex::new(()),
+                found: Mutex::new(None),
             }),
         }
     }
@@ -189,16 +199,60 @@ impl RedisTarget {
         !matches!(self.inner.kind, Kind::Direct(_))
     }
 
-    /// A client for the primary as it is now: with Sentinels, asked of
-    /// them; on a cluster, the node serving the slot (either counts a move
-    /// when the answer changed).
+    /// A client for the primary: with Sentinels, the one they named; on a
+    /// cluster, the node serving the slot. Found at most [`FOUND_FOR`]
+    /// ago, else looked up now.
     pub async fn client(&self) -> RedisResult<Client> {
-        let (found, master, primary) = match &self.inner.kind {
-            Kind::Direct(client) => return Ok(client.clone()),
+        Ok(self.located().await?.0)
+    }
+
+    /// [`RedisTarget::client`] with the generation it belongs to: what is
+    /// written through it was written to that generation's primary.
+    pub async fn located(&self) -> RedisResult<(Client, u64)> {
+        if let Kind::Direct(client) = &self.inner.kind {
+            return Ok((client.clone(), 0));
+        }
+        if let Some(found) = self.recently_found() {
+            return Ok(found);
+        }
+        let _one_at_a_time = self.inner.lookup.lock().await;
+        // Another caller may have looked it up meanwhile.
+        if let Some(found) = self.recently_found() {
+            return Ok(found);
+        }
+        self.look_up_locked().await
+    }
+
+    fn recently_found(&self) -> Option<(Client, u64)> {
+        let found = self.inner.found.lock().ok()?;
+        let (client, generation, at) = found.as_ref()?;
+        (at.elapsed() < FOUND_FOR && *generation == self.generation())
+            .then(|| (client.clone(), *generation))
+    }
+
+    /// Forgets the primary found last: a connection to it failed, or it
+    /// answered as a replica.
+    pub fn forget(&self) {
+        if let Ok(mut found) = self.inner.found.lock() {
+            *found = None;
+        }
+    }
+
+    /// Asks the Sentinels (or the cluster) for the primary now, one lookup
+    /// at a time; a move is counted when the answer changed.
+    pub async fn look_up(&self) -> RedisResult<(Client, u64)> {
+        let _one_at_a_time = self.inner.lookup.lock().await;
+        self.look_up_locked().await
+    }
+
+    async fn look_up_locked(&self) -> RedisResult<(Client, u64)> {
+        let (found, what, primary) = match &self.inner.kind {
+            Kind::Direct(client) => return Ok((client.clone(), 0)),
             Kind::Sentinel {
                 client,
                 master,
                 primary,
+                ..
             } => {
                 let found = tokio::time::timeout(DISCOVERY_TIMEOUT, async {
                     client.lock().await.async_get_client().await
@@ -232,22 +286,33 @@ impl RedisTarget {
             .lock()
             .map(|mut known| known.replace(address.clone()))
             .unwrap_or_default();
+        let moved = previous
+            .as_ref()
+            .is_some_and(|previous| *previous != address);
+        // Cached before the generation goes up: whoever wakes on the move
+        // finds the new primary, not the old one under the new number.
+        let generation = self.generation() + u64::from(moved);
+        if let Ok(mut cached) = self.inner.found.lock() {
+            *cached = Some((found.clone(), generation, Instant::now()));
+        }
         match previous {
-            Some(previous) if previous != address => {
+            Some(previous) if moved => {
                 let at = Utc::now();
                 if let Ok(mut moved) = self.inner.moved_at.lock() {
                     *moved = Some(at);
                 }
-                self.inner.generation.send_modify(|g| *g += 1);
-                tracing::warn!(master = %master, from = %previous, to = %address, "the Redis primary moved");
+                self.inner.generation.send_modify(|g| *g = generation);
+                tracing::warn!(primary_of = %what, from = %previous, to = %address, "the Redis primary moved");
                 if let Some(counter) = self.inner.moves_counter.get() {
                     counter.inc();
                 }
             }
-            None => tracing::info!(master = %master, primary = %address, "found the Redis primary"),
+            None => {
+                tracing::info!(primary_of = %what, primary = %address, "found the Redis primary")
+            }
             Some(_) => {}
         }
-        Ok(found)
+        Ok((found, generation))
     }
 
     /// The current generation: it goes up when the primary moves.
@@ -269,64 +334,83 @@ impl RedisTarget {
         })
     }
 
-    /// Listens to the Sentinels' `+switch-master` notices until cancelled
-    /// and asks for the primary at each one that names ours; on a cluster,
-    /// asks where the slot is every second (a failover or a resharding
-    /// moves it); nothing to do for a single Redis.
+    /// Until cancelled: looks the primary up every second (a failover or
+    /// a resharding moves it; a Sentinel's notice may be missed), and with
+    /// Sentinels also at each `+switch-master` notice that names ours;
+    /// nothing to do for a single Redis.
     pub async fn watch_switches(self, cancel: CancellationToken) {
-        let (client, master) = match &self.inner.kind {
+        let mut every = tokio::time::interval(LOOK_UP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (sentinels, master) = match &self.inner.kind {
             Kind::Direct(_) => return cancel.cancelled().await,
-            Kind::Cluster { .. } => {
-                let mut every = tokio::time::interval(CLUSTER_LOOK_EVERY);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        _ = every.tick() => {}
-                    }
-                    if let Err(err) = self.client().await {
-                        tracing::warn!(error = %err, "cannot ask the cluster where the service's slot is");
-                    }
-                }
-            }
-            Kind::Sentinel { client, master, .. } => (client, master),
+            Kind::Cluster { .. } => (&[][..], ""),
+            Kind::Sentinel {
+                sentinels, master, ..
+            } => (&sentinels[..], master.as_str()),
         };
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        while !cancel.is_cancelled() {
-            let listened = async {
-                let sentinel = client.lock().await.async_get_sentinel_client().await?;
-                let mut pubsub = sentinel.get_async_pubsub().await?;
-                pubsub.subscribe("+switch-master").await?;
-                // A switch missed while not listening is caught here.
-                self.client().await?;
-                let mut notices = pubsub.on_message();
-                while let Some(notice) = notices.next().await {
-                    let text = String::from_utf8_lossy(notice.get_payload_bytes()).into_owned();
-                    if text.split(' ').next() == Some(master.as_str()) {
-                        tracing::info!(notice = %text, "a Sentinel announced a new primary");
-                        // Not fatal: the next connection asks again.
-                        if let Err(err) = self.client().await {
-                            tracing::warn!(error = %err, "cannot ask the Sentinels for the primary");
-                        }
+        // The Sentinel listened to, taken in turn.
+        let mut next = 0;
+        let mut notices: Option<BoxStream<'static, redis::Msg>> = None;
+        loop {
+            if notices.is_none() && !sentinels.is_empty() {
+                let sentinel = &sentinels[next % sentinels.len()];
+                next += 1;
+                notices = match listen_for_switches(sentinel).await {
+                    Ok(stream) => Some(stream),
+                    Err(err) => {
+                        tracing::warn!(error = %err, sentinel = %sentinel.addr(), "cannot listen to a Sentinel; trying the next");
+                        None
                     }
+                };
+            }
+            let notice = async {
+                match notices.as_mut() {
+                    Some(stream) => stream.next().await,
+                    None => std::future::pending().await,
                 }
-                Ok::<(), RedisError>(())
             };
             tokio::select! {
                 () = cancel.cancelled() => return,
-                listened = listened => if let Err(err) = listened {
-                    tracing::warn!(error = %err, "cannot listen to the Sentinels; retrying");
+                _ = every.tick() => {}
+                notice = notice => match notice {
+                    Some(notice) => {
+                        let text = String::from_utf8_lossy(notice.get_payload_bytes()).into_owned();
+                        if text.split(' ').next() != Some(master) {
+                            continue;
+                        }
+                        tracing::info!(notice = %text, "a Sentinel announced a new primary");
+                    }
+                    None => {
+                        notices = None;
+                        continue;
+                    }
                 },
             }
-            if !backoff.wait(&cancel).await {
-                return;
+            if let Err(err) = self.look_up().await {
+                tracing::warn!(error = %err, "cannot look the Redis primary up");
             }
         }
     }
 }
 
-/// How often a cluster is asked where the service's slot is.
-const CLUSTER_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// A subscription to a Sentinel's `+switch-master` notices.
+async fn listen_for_switches(
+    sentinel: &ConnectionInfo,
+) -> RedisResult<BoxStream<'static, redis::Msg>> {
+    tokio::time::timeout(DISCOVERY_TIMEOUT, async {
+        let mut pubsub = Client::open(sentinel.clone())?.get_async_pubsub().await?;
+        pubsub.subscribe("+switch-master").await?;
+        Ok(pubsub.into_on_message().boxed())
+    })
+    .await
+    .map_err(|_| RedisError::from((redis::ErrorKind::Io, "the Sentinel did not answer in time")))?
+}
+
+/// How long a primary found is used without asking again.
+const FOUND_FOR: Duration = Duration::from_secs(1);
+
+/// How often the primary is looked up while nothing else says it moved.
+const LOOK_UP_EVERY: Duration = Duration::from_secs(1);
 
 /// A client for the primary serving `slot`, asked of the node found last
 /// (`known`) first, then of each seed (`CLUSTER SLOTS`).
@@ -446,11 +530,11 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Link, RedisError> {
-        let generation = self.target.generation();
-        let client = self.target.client().await?;
+        let (client, generation) = self.target.located().await?;
         let conn = client
             .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+            .await
+            .inspect_err(|_| self.target.forget())?;
         Ok(Link { conn, generation })
     }
 
@@ -468,9 +552,12 @@ impl managed::Manager for Manager {
                 .await?;
             return match role {
                 redis::Role::Primary { .. } => Ok(()),
-                _ => Err(RecycleError::message(
-                    "the Redis node is no longer the primary",
-                )),
+                _ => {
+                    self.target.forget();
+                    Err(RecycleError::message(
+                        "the Redis node is no longer the primary",
+                    ))
+                }
             };
         }
         let ping = self.pings.fetch_add(1, Ordering::Relaxed).to_string();
@@ -517,11 +604,17 @@ impl Pool {
             config,
             pings: AtomicU64::new(0),
         };
+        // Making a connection may first ask where the primary is.
+        let lookup = if target.follows_a_primary() {
+            DISCOVERY_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
         let inner = managed::Pool::builder(manager)
             .max_size(size)
             .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(timeout))
-            .create_timeout(Some(connect_timeout + DISCOVERY_TIMEOUT))
+            .create_timeout(Some(connect_timeout + lookup))
             .recycle_timeout(Some(connect_timeout))
             .build()?;
         Ok(Pool { inner, target })
@@ -534,6 +627,13 @@ impl Pool {
     /// Where the pool's connections go.
     pub fn target(&self) -> &RedisTarget {
         &self.target
+    }
+}
+
+impl Connection {
+    /// The generation of the primary this connection was made to.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
     }
 }
 

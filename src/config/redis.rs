@@ -22,6 +22,7 @@ pub struct RedisSettings {
     /// Replicas every mirrored chunk must reach (`WAIT`) before the shim
     /// takes it as done; 0: a single Redis, no wait.
     pub wait_replicas: u32,
+    /// At most 4 s: every Redis command is given up after 5 s.
     pub wait_timeout: Duration,
     /// After the primary changed, results finished this long before the
     /// change are announced again (marked as replays): the old primary may
@@ -59,7 +60,7 @@ pub(super) fn redis_settings(env: &mut Env<'_>) -> RedisSettings {
         sentinel,
         cluster_nodes,
         wait_replicas: env.ranged("REDIS_WAIT_REPLICAS", 0, 0..=16),
-        wait_timeout: Duration::from_millis(env.ranged("REDIS_WAIT_TIMEOUT_MS", 1000, 1..=60_000)),
+        wait_timeout: Duration::from_millis(env.ranged("REDIS_WAIT_TIMEOUT_MS", 1000, 1..=4000)),
         replay_window: Duration::from_secs(env.ranged("REDIS_REPLAY_SECS", 30, 0..=3600)),
     }
 }

@@ -341,14 +341,15 @@ async fn migrate_applies_reports_and_rolls_back() {
     let raw_column = "SELECT count(*) FROM information_schema.columns \
                       WHERE table_name = 'orders' AND column_name = 'raw_message'";
     assert_eq!(env.count(raw_column).await, 1);
-    // Each `down` rolls back the newest migration: the exchange orphans,
+    // Each `down` rolls back the newest migration: the index by update
+    // time, the exchange orphans,
     // halt entries keyed by content, the order lifecycle (events, sequence
     // numbers), the live order columns, the halts tables, the nullable
     // rejection columns, then the trades table.
     let orphans =
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'exchange_orphans'";
     assert_eq!(env.count(orphans).await, 1);
-    for _ in 0..7 {
+    for _ in 0..8 {
         let down = migrate("down").output().await.expect("migrate down");
         assert!(
             down.status.success(),

@@ -385,12 +385,13 @@ async fn an_unreachable_postgres_is_waited_for() {
 #[tokio::test]
 async fn schema_changes_wait_for_the_migration_lock() {
     let env = TestEnv::new().await;
-    // The tables, the newest migration's among them: `down` removes it,
-    // `fresh` puts everything back.
-    let tables = "SELECT count(*) FROM information_schema.tables \
+    // The tables and the newest migration's index: `down` removes the
+    // index, `fresh` puts everything back.
+    let tables = "SELECT (SELECT count(*) FROM information_schema.tables \
                     WHERE table_name IN ('orders', 'trades', 'halts', 'halt_entries', \
-                      'order_events', 'exchange_orphans')";
-    for (action, tables_after) in [("down", 5), ("fresh", 6)] {
+                      'order_events', 'exchange_orphans')) \
+                  + (SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_updated_at')";
+    for (action, tables_after) in [("down", 6), ("fresh", 7)] {
         // Holds the lock, as a replica migrating at start-up would.
         let txn = env.db.begin().await.expect("begin");
         txn.execute_unprepared(&format!(

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::{connect, wait_until};
 use crate::helpers::{DEADLINE, TestEnv, free_port, order_json};
 
 struct Cluster {
@@ -41,10 +42,7 @@ impl Cluster {
             nodes.push(child);
         }
         for port in &ports {
-            wait_until("a node answers", || async {
-                connect(*port).await.is_some()
-            })
-            .await;
+            wait_until("a node answers", || async { connect(*port).await.is_ok() }).await;
         }
         let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -62,7 +60,7 @@ impl Cluster {
         );
         for port in &ports {
             wait_until("the cluster is ok", || async {
-                let Some(mut conn) = connect(*port).await else {
+                let Ok(mut conn) = connect(*port).await else {
                     return false;
                 };
                 let info: String = redis::cmd("CLUSTER")
@@ -243,28 +241,5 @@ async fn names_in_several_slots_stop_start_up_naming_them() {
         "SHUTDOWN_STREAM",
     ] {
         assert!(err.contains(needle), "{needle} missing from: {err}");
-    }
-}
-
-async fn connect(port: u16) -> Option<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .ok()?
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .ok()
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -8,6 +8,7 @@ use execution_service::bus::RedisTarget;
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
+use super::read_stream;
 use super::sentinels::Sentinels;
 use crate::chaos::harness::{Cluster, SETTLE, valid_orders};
 use crate::helpers::{DEADLINE, TestEnv};
@@ -261,31 +262,6 @@ async fn connect(target: &RedisTarget) -> MultiplexedConnection {
         .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect to the primary")
-}
-
-/// Every entry of a stream, as text.
-async fn read_stream(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-) -> Vec<(String, HashMap<String, String>)> {
-    let mut entries = Vec::new();
-    let mut after = "-".to_owned();
-    loop {
-        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(stream)
-            .arg(&after)
-            .arg("+")
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(conn)
-            .await
-            .expect("XRANGE");
-        let Some((last, _)) = page.last() else {
-            return entries;
-        };
-        after = format!("({last}");
-        entries.extend(page);
-    }
 }
 
 fn entry_ms(id: &str) -> u64 {

@@ -10,6 +10,7 @@ use redis::IntoConnectionInfo;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use super::{connect, wait_until};
 use crate::helpers::{DEADLINE, free_port};
 use crate::proxy::Proxy;
 
@@ -142,6 +143,11 @@ impl Sentinels {
             .map(|(port, _)| format!("127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The port of the first Sentinel.
+    pub fn sentinel_port(&self) -> u16 {
+        self.sentinels[0].0
     }
 
     /// The settings that point the service at this set.
@@ -291,31 +297,5 @@ impl Sentinels {
 impl Drop for Sentinels {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn connect(port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map(|_| conn)
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
