@@ -141,6 +141,25 @@ impl PoolSettings {
                     Ok(())
                 })
             })
+            // In place of sqlx's ping before each use, one round trip
+            // that also tells a primary from a standby: after a
+            // switchover, a connection to a node that is (or became) a
+            // standby is closed rather than failing every write
+            // ("read-only transaction") for as long as it lives.
+            .test_before_acquire(false)
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    let standby: bool = sea_orm::sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if standby {
+                        tracing::warn!(
+                            "a Postgres connection leads to a standby (read-only); closing it"
+                        );
+                    }
+                    Ok(!standby)
+                })
+            })
     }
 
     fn connect_options(&self, url: &str) -> Result<PgConnectOptions, DbErr> {
