@@ -85,6 +85,11 @@ pub struct Stats {
     pub uptime_seconds: IntGauge,
     /// This process's resident memory (Linux), read at each render.
     pub resident_memory_bytes: IntGauge,
+    /// This process's CPU time, user and system (Linux), brought up to
+    /// date at each render.
+    pub cpu_seconds: prometheus::Counter,
+    /// The CPU clock ticks `cpu_seconds` has counted so far.
+    cpu_ticks_counted: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub live: LiveStats,
     /// Unix milliseconds of the worker's last successful read (0: never).
     last_read_ms: std::sync::Arc<AtomicI64>,
@@ -237,6 +242,18 @@ impl Stats {
                 gauge
             },
             uptime_seconds: gauge("uptime_seconds", "Seconds since the service started"),
+            cpu_seconds: {
+                let counter = prometheus::Counter::new(
+                    "process_cpu_seconds_total",
+                    "Total user and system CPU time spent in seconds",
+                )
+                .expect("valid counter name");
+                registry
+                    .register(Box::new(counter.clone()))
+                    .expect("unique counter");
+                counter
+            },
+            cpu_ticks_counted: Default::default(),
             resident_memory_bytes: {
                 let gauge = IntGauge::new(
                     "process_resident_memory_bytes",
@@ -311,6 +328,13 @@ impl Stats {
         if let Some(bytes) = resident_memory_bytes() {
             self.resident_memory_bytes.set(bytes);
         }
+        if let Some(ticks) = cpu_ticks() {
+            let counted = self.cpu_ticks_counted.fetch_max(ticks, Ordering::Relaxed);
+            if ticks > counted {
+                self.cpu_seconds
+                    .inc_by((ticks - counted) as f64 / CLOCK_TICKS_PER_SEC);
+            }
+        }
         let oldest = self.halt_oldest_set_ms.load(Ordering::Relaxed);
         self.halt_oldest_seconds.set(if oldest > 0 {
             (chrono::Utc::now().timestamp_millis() - oldest).max(0) / 1000
@@ -321,6 +345,25 @@ impl Stats {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
+}
+
+/// Linux's `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat`
+/// (100 on every architecture Linux exposes to user space this way).
+pub const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// User plus system CPU time of this process, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    proc_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// User plus system CPU time (`utime`, `stime`: the 14th and 15th fields)
+/// of a `/proc/<pid>/stat` line, whose second field (the command, in
+/// parentheses) may hold spaces.
+pub fn proc_cpu_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// `VmRSS` of `/proc/self/status`, in bytes (Linux only).
@@ -335,4 +378,25 @@ fn resident_memory_bytes() -> Option<i64> {
         .parse()
         .ok()?;
     Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_from_a_stat_line_whatever_the_command() {
+        let stat = "4242 (redis server) S 1 4242 4242 0 -1 4194560 1285 0 0 0 \
+                    731 269 0 0 20 0 5 0 1234 0 0";
+        assert_eq!(proc_cpu_ticks(stat), Some(1000));
+        assert_eq!(proc_cpu_ticks("4242 (x) S 1"), None);
+        assert_eq!(proc_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn the_metrics_page_counts_this_process_cpu() {
+        let stats = Stats::new();
+        let page = stats.render();
+        assert!(page.contains("process_cpu_seconds_total"), "{page}");
+    }
 }

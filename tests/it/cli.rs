@@ -472,7 +472,7 @@ async fn real_orders_without_confirmation_and_keys_refuse_to_start() {
 }
 
 #[tokio::test]
-async fn bench_prints_the_postgres_ceiling_its_share_and_the_peak_memory() {
+async fn bench_prints_the_postgres_ceiling_its_share_the_peak_memory_and_cpu_per_order() {
     let env = TestEnv::new().await;
     let app = env.spawn("replica-a", &[]).await;
 
@@ -514,6 +514,16 @@ async fn bench_prints_the_postgres_ceiling_its_share_and_the_peak_memory() {
     };
     assert!(value("ceiling") > 0.0, "{printed}");
     assert!(value("peak_rss") > 1.0, "{printed}");
+    // CPU per order of each process: the service (here the test process
+    // itself) and Redis are always known; Postgres when it runs here.
+    assert!(printed.contains("cpu_us_per_order "), "{printed}");
+    assert!(value("service") > 0.0, "{printed}");
+    assert!(value("redis") > 0.0, "{printed}");
+    // Each figure is rounded to 0.1 on its own.
+    assert!(
+        value("total") + 0.2 >= value("service") + value("redis"),
+        "{printed}"
+    );
     assert!(printed.contains("% of the ceiling"), "{printed}");
     assert!(printed.contains("results=400"), "{printed}");
     assert_eq!(
