@@ -32,6 +32,7 @@ use streams::stream_settings;
 pub use streams::{StreamSettings, TopologySettings, WorkerSettings};
 use trading::trading_settings;
 pub use trading::{DEFAULT_REFERENCE_PRICES, Mode, TradingSettings};
+pub(crate) use urls::url_escape;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

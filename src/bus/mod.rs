@@ -12,6 +12,7 @@ mod entry;
 mod keys;
 mod kill_switch;
 mod lease;
+mod pool;
 mod probe;
 mod publisher;
 mod rate_limit;
@@ -30,12 +31,13 @@ pub use entry::{Entry, RawFields, Truncated, fields_size};
 pub use keys::{ExpectedKey, WrongKind, check_redis, expected_keys, used_keys, wrong_kinds};
 pub use kill_switch::{KillSwitchReader, append_halt_command, dead_letter_entry};
 pub use lease::RedisLease;
+pub use pool::{Connection, Pool, PoolError};
 pub use probe::{Probe, StreamStats};
 pub use publisher::{Announce, Announcement, DeadLetter, Publisher, Source, Truncation};
 pub use rate_limit::{RateLimiter, WINDOW as RATE_WINDOW};
 pub use shim::{Shim, WaitFor, mirror_messages};
 pub use slots::{NamedKey, key_slot, one_slot};
-pub use target::{Connection, Moved, Pool, PoolError, RedisTarget};
+pub use target::RedisTarget;
 pub use trim::{Trimmer, trim_acknowledged};
 
 /// The names the service reads and writes, and how long streams may grow.

@@ -20,21 +20,24 @@
 //! pub/sub messages it came from are gone. The subscription follows the
 //! primary when it moves.
 
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use super::Pool;
 use futures_util::stream::{BoxStream, SelectAll};
 use futures_util::{FutureExt, StreamExt};
 use prometheus::{IntCounter, IntGauge};
-use redis::{RedisError, Script, Value};
-use sha2::{Digest, Sha256};
+use redis::RedisError;
 use tokio_util::sync::CancellationToken;
 
-use super::{BusError, DeadLetter, Topology};
-use crate::domain::message_summary;
-use crate::propagation;
+use super::{BusError, Pool, Topology};
 use crate::retry::Backoff;
+
+mod mirror;
+mod unconfirmed;
+
+pub use mirror::mirror_messages;
+use mirror::probe;
+pub(super) use mirror::{dedup_key, probe_key};
+use unconfirmed::Unconfirmed;
 
 /// Most messages mirrored in one pipeline.
 const MIRROR_CHUNK: usize = 512;
@@ -42,33 +45,6 @@ const MIRROR_CHUNK: usize = 512;
 /// The first and the longest wait between attempts to mirror a chunk.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_CAP: Duration = Duration::from_millis(500);
-
-/// KEYS: dedup key, target stream. ARGV: dedup window (ms), the target's
-/// cap ('' for none), whether a copy already mirrored is touched ('1'),
-/// then field and value pairs. Returns the new entry's id, or false for a
-/// copy already mirrored. The key is set only once the entry exists, so a
-/// failed append is retried, never taken as done. Touching (with `WAIT`
-/// after the call) makes the call a write even for a copy: `WAIT` counts
-/// the replicas that have the connection's last write, and the touch comes
-/// after the entry in the replication stream, so their count covers the
-/// entry too, whichever connection or replica mirrored it.
-static MIRROR: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-  return false
-end
-local args = {}
-if ARGV[2] ~= '' then args = {'MAXLEN', '~', ARGV[2]} end
-table.insert(args, '*')
-for i = 4, #ARGV do table.insert(args, ARGV[i]) end
-local id = redis.call('XADD', KEYS[2], unpack(args))
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return id
-",
-    )
-});
 
 /// How many replicas must have a mirrored chunk before the shim takes it
 /// as done (`REDIS_WAIT_REPLICAS`), and how long to wait for them
@@ -93,108 +69,10 @@ pub struct Shim {
     pub unconfirmed: IntGauge,
 }
 
-/// What became of one chunk.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Mirrored {
-    /// New entries in the orders stream.
-    pub added: usize,
-    /// Messages too large, dead-lettered.
-    pub refused: usize,
-    /// Copies another shim (or an earlier attempt) had mirrored already.
-    pub duplicates: usize,
-    /// Replicas that confirmed the chunk (`WAIT`), when asked to.
-    pub confirmed_by: Option<u32>,
-    /// The generation of the primary the chunk was written to.
-    pub generation: u64,
-}
-
 /// The subscriptions a shim reads: one, and after the primary moved also
 /// the one on the old primary until that closes (what it received is this
 /// shim's to mirror: its publisher counted it as delivered).
 type Subscriptions = SelectAll<BoxStream<'static, redis::Msg>>;
-
-/// Messages mirrored into a primary whose replicas (fewer than `WAIT`
-/// asks for) have not confirmed them yet. They are in its orders stream
-/// and are executed from there; kept only to be mirrored again should the
-/// primary move before a later `WAIT` on it succeeds (its replication
-/// stream is ordered, so a later confirmation covers them). While any are
-/// kept, chunks go out without `WAIT` and a probe asks every 500 ms.
-#[derive(Default)]
-struct Unconfirmed {
-    messages: Vec<redis::Msg>,
-    /// Their payloads' size in all.
-    bytes: usize,
-    /// The generation of the primary they were last written to.
-    generation: u64,
-    since: Option<Instant>,
-    /// When they were last asked about.
-    checked: Option<Instant>,
-}
-
-impl Unconfirmed {
-    /// Whether it is time to ask again (a probe write and a `WAIT`).
-    fn due(&self) -> bool {
-        !self.messages.is_empty() && self.checked.is_none_or(|at| at.elapsed() >= RETRY_CAP)
-    }
-
-    /// Whether they were written to a primary that is not the current one.
-    fn stranded(&self, generation: u64) -> bool {
-        !self.messages.is_empty() && self.generation != generation
-    }
-
-    /// Keeps `messages`, written to `generation`'s primary.
-    fn keep(&mut self, messages: &[redis::Msg], generation: u64) {
-        if self.messages.is_empty() {
-            self.generation = generation;
-            self.since = Some(Instant::now());
-            tracing::warn!(
-                "fewer replicas than REDIS_WAIT_REPLICAS confirmed mirrored messages; they are kept, to be mirrored again should the primary move"
-            );
-        } else {
-            // The older: a move since either write re-sends all.
-            self.generation = self.generation.min(generation);
-        }
-        self.bytes += messages
-            .iter()
-            .map(|m| m.get_payload_bytes().len())
-            .sum::<usize>();
-        self.messages.extend(messages.iter().cloned());
-        let mut excess = 0;
-        while self.messages.len() - excess > MAX_UNCONFIRMED
-            || (self.bytes > MAX_UNCONFIRMED_BYTES && excess < self.messages.len())
-        {
-            self.bytes -= self.messages[excess].get_payload_bytes().len();
-            excess += 1;
-        }
-        if excess > 0 {
-            self.messages.drain(..excess);
-            tracing::error!(
-                let_go = excess,
-                "too many mirrored messages wait for a replica's confirmation; the oldest are let go of (a failover now could lose them)"
-            );
-        }
-    }
-
-    fn clear(&mut self) {
-        if let Some(since) = self.since.take()
-            && !self.messages.is_empty()
-        {
-            tracing::info!(
-                messages = self.messages.len(),
-                after_ms = since.elapsed().as_millis() as u64,
-                "replicas confirmed the messages mirrored meanwhile"
-            );
-        }
-        self.messages.clear();
-        self.bytes = 0;
-    }
-}
-
-/// Most unconfirmed messages kept, by count and by size; the oldest beyond
-/// are let go of (they are in the primary's stream, most of them executed
-/// long since).
-const MAX_UNCONFIRMED: usize = 100_000;
-const MAX_UNCONFIRMED_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long subscribing may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -406,137 +284,4 @@ impl Shim {
             }
         }
     }
-}
-
-/// A write of its own and `WAIT`: how many replicas have everything the
-/// primary took so far, and that primary's generation.
-async fn probe(pool: &Pool, topology: &Topology, wait: WaitFor) -> Result<(u32, u64), BusError> {
-    let mut conn = pool.get().await?;
-    let (by,): (u32,) = redis::pipe()
-        .cmd("SET")
-        .arg(probe_key(topology))
-        .arg(chrono::Utc::now().timestamp_millis())
-        .arg("PX")
-        .arg(60_000)
-        .ignore()
-        .cmd("WAIT")
-        .arg(wait.replicas)
-        .arg(wait.timeout_ms)
-        .query_async(&mut conn)
-        .await?;
-    Ok((by, conn.generation()))
-}
-
-/// The key the probe writes.
-pub(super) fn probe_key(topology: &Topology) -> String {
-    format!("{}:wait-probe", topology.orders_stream)
-}
-
-/// Mirrors raw messages into the orders stream (or, when too large, into
-/// the dead-letter stream). Returns what became of them (with `wait`, how
-/// many replicas confirmed), and the messages (by index) Redis refused,
-/// with why.
-///
-/// Each message gets a `shim.mirror` span continuing the trace its
-/// `traceparent` names; the entry carries that span's context on, so the
-/// worker continues the same trace on whichever replica reads it.
-#[tracing::instrument(name = "shim.mirror_batch", skip_all, fields(messages = payloads.len()), err)]
-pub async fn mirror_messages(
-    pool: &Pool,
-    topology: &Topology,
-    payloads: &[&[u8]],
-    wait: WaitFor,
-) -> Result<(Mirrored, Vec<(usize, String)>), BusError> {
-    let touch = if wait.replicas > 0 { "1" } else { "" };
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    let mut spans = Vec::with_capacity(payloads.len());
-    let mut oversized = Vec::with_capacity(payloads.len());
-    let failed_at = chrono::Utc::now().timestamp();
-    for payload in payloads {
-        let mut invocation = MIRROR.prepare_invoke();
-        if payload.len() > topology.max_message_bytes {
-            // Not parsed: the copies of one message merge on its hash.
-            let letter = DeadLetter::oversized_message(
-                payload,
-                topology.max_message_bytes,
-                &topology.orders_channel,
-            );
-            invocation
-                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
-                .key(&topology.dlq_stream)
-                .arg(topology.dedup_window_ms)
-                .arg(topology.stream_maxlen)
-                .arg(touch);
-            for (name, value) in letter.to_fields(topology, failed_at) {
-                invocation.arg(name).arg(value);
-            }
-            oversized.push(true);
-        } else {
-            let (identity, traceparent) = message_summary(payload);
-            let span = tracing::info_span!("shim.mirror", order_id = %identity, channel = %topology.orders_channel);
-            propagation::continue_trace(&span, traceparent.as_deref());
-            let forwarded = propagation::traceparent(&span).or(traceparent);
-            invocation
-                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
-                .key(&topology.orders_stream)
-                .arg(topology.dedup_window_ms)
-                .arg("")
-                .arg(touch)
-                .arg("payload")
-                .arg(*payload);
-            if let Some(traceparent) = forwarded {
-                invocation.arg("traceparent").arg(traceparent);
-            }
-            spans.push(span);
-            oversized.push(false);
-        }
-        pipe.invoke_script(&invocation);
-    }
-    if wait.replicas > 0 {
-        pipe.cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms);
-    }
-    let mut conn = pool.get().await?;
-    let mut replies: Vec<Result<Value, RedisError>> = pipe.query_async(&mut conn).await?;
-    if replies.iter().any(is_noscript) {
-        // A restarted (or flushed) Redis forgot the script: load it, run again.
-        MIRROR.prepare_invoke().load_async(&mut conn).await?;
-        replies = pipe.query_async(&mut conn).await?;
-    }
-    drop(spans);
-    let mut mirrored = Mirrored {
-        generation: conn.generation(),
-        ..Mirrored::default()
-    };
-    let mut failed = Vec::new();
-    if wait.replicas > 0 {
-        let confirmed_by = match replies.pop() {
-            Some(Ok(Value::Int(n))) => u32::try_from(n).unwrap_or(0),
-            Some(Err(err)) => {
-                tracing::warn!(error = %err, "WAIT failed");
-                0
-            }
-            _ => 0,
-        };
-        mirrored.confirmed_by = Some(confirmed_by);
-    }
-    for (index, (reply, oversized)) in replies.into_iter().zip(oversized).enumerate() {
-        match reply {
-            Ok(Value::Nil) => mirrored.duplicates += 1,
-            Ok(_) if oversized => mirrored.refused += 1,
-            Ok(_) => mirrored.added += 1,
-            Err(err) => failed.push((index, err.to_string())),
-        }
-    }
-    Ok((mirrored, failed))
-}
-
-/// Where the shim remembers an identity: a hash, so its size is fixed
-/// whatever the message names.
-pub(super) fn dedup_key(topology: &Topology, hash: &str) -> String {
-    format!("{}:dedup:{hash}", topology.orders_stream)
-}
-
-fn is_noscript(reply: &Result<Value, RedisError>) -> bool {
-    matches!(reply, Err(err) if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
 }

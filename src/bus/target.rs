@@ -14,31 +14,30 @@
 //! error.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use prometheus::IntCounter;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{
-    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError,
-    RedisFuture, RedisResult, Value,
-};
+use redis::{Client, ConnectionInfo, IntoConnectionInfo, RedisError, RedisResult};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, url_escape};
+
+mod cluster;
+
+use cluster::slot_owner;
 
 /// How long asking the Sentinels for the primary may take in all.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The service's Redis, as an address or as the Sentinels' primary.
+/// The service's Redis: one address, the Sentinels' primary, or the cluster
+/// node serving its slot.
 #[derive(Clone)]
 pub struct RedisTarget {
     inner: Arc<Inner>,
@@ -57,6 +56,9 @@ struct Inner {
     /// The primary found last, its generation, and when: connections made
     /// meanwhile use it rather than asking again.
     found: Mutex<Option<(Client, u64, Instant)>>,
+    /// The address of the primary found last (not forgotten with `found`:
+    /// a move is a change of it).
+    primary: Mutex<Option<String>>,
 }
 
 enum Kind {
@@ -66,8 +68,6 @@ enum Kind {
         /// The Sentinels, for listening to their notices.
         sentinels: Vec<ConnectionInfo>,
         master: String,
-        /// The primary the Sentinels named last.
-        primary: Mutex<Option<String>>,
     },
     /// The cluster node that serves `slot`, the one slot of every key.
     Cluster {
@@ -75,16 +75,7 @@ enum Kind {
         slot: u16,
         /// Credentials and database used on the node.
         node: ConnectionInfo,
-        /// The node found last.
-        primary: Mutex<Option<String>>,
     },
-}
-
-/// A primary the Sentinels named that differs from the one before.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Moved {
-    pub generation: u64,
-    pub at: DateTime<Utc>,
 }
 
 impl RedisTarget {
@@ -113,19 +104,13 @@ impl RedisTarget {
             client: tokio::sync::Mutex::new(client),
             sentinels,
             master: master.to_owned(),
-            primary: Mutex::new(None),
         }))
     }
 
     /// The primary of the cluster nodes `seeds` that serves `slot`;
     /// `node` holds the credentials used on it.
     pub fn cluster(seeds: Vec<ConnectionInfo>, slot: u16, node: ConnectionInfo) -> Self {
-        Self::new(Kind::Cluster {
-            seeds,
-            slot,
-            node,
-            primary: Mutex::new(None),
-        })
+        Self::new(Kind::Cluster { seeds, slot, node })
     }
 
     /// The target the settings describe: the Sentinels when
@@ -153,10 +138,10 @@ impl RedisTarget {
             (None, None) => String::new(),
             (user, password) => format!(
                 "{}{}@",
-                user.as_deref().map(escape).unwrap_or_default(),
+                user.as_deref().map(url_escape).unwrap_or_default(),
                 password
                     .as_ref()
-                    .map(|p| format!(":{}", escape(p.expose_secret())))
+                    .map(|p| format!(":{}", url_escape(p.expose_secret())))
                     .unwrap_or_default()
             ),
         };
@@ -184,6 +169,7 @@ impl RedisTarget {
                 moves_counter: OnceLock::new(),
                 lookup: tokio::sync::Mutex::new(()),
                 found: Mutex::new(None),
+                primary: Mutex::new(None),
             }),
         }
     }
@@ -246,14 +232,9 @@ impl RedisTarget {
     }
 
     async fn look_up_locked(&self) -> RedisResult<(Client, u64)> {
-        let (found, what, primary) = match &self.inner.kind {
+        let (found, what) = match &self.inner.kind {
             Kind::Direct(client) => return Ok((client.clone(), 0)),
-            Kind::Sentinel {
-                client,
-                master,
-                primary,
-                ..
-            } => {
+            Kind::Sentinel { client, master, .. } => {
                 let found = tokio::time::timeout(DISCOVERY_TIMEOUT, async {
                     client.lock().await.async_get_client().await
                 })
@@ -261,15 +242,10 @@ impl RedisTarget {
                 .map_err(|_| {
                     RedisError::from((redis::ErrorKind::Io, "no Sentinel named a primary in time"))
                 })??;
-                (found, master.clone(), primary)
+                (found, master.clone())
             }
-            Kind::Cluster {
-                seeds,
-                slot,
-                node,
-                primary,
-            } => {
-                let known = primary.lock().ok().and_then(|p| p.clone());
+            Kind::Cluster { seeds, slot, node } => {
+                let known = self.inner.primary.lock().ok().and_then(|p| p.clone());
                 let found = tokio::time::timeout(
                     DISCOVERY_TIMEOUT,
                     slot_owner(seeds, *slot, node, known.as_deref()),
@@ -278,11 +254,13 @@ impl RedisTarget {
                 .map_err(|_| {
                     RedisError::from((redis::ErrorKind::Io, "no cluster node answered in time"))
                 })??;
-                (found, format!("slot {slot}"), primary)
+                (found, format!("slot {slot}"))
             }
         };
         let address = found.get_connection_info().addr().to_string();
-        let previous = primary
+        let previous = self
+            .inner
+            .primary
             .lock()
             .map(|mut known| known.replace(address.clone()))
             .unwrap_or_default();
@@ -325,13 +303,9 @@ impl RedisTarget {
         self.inner.generation.subscribe()
     }
 
-    /// The last move, if the primary ever moved.
-    pub fn last_move(&self) -> Option<Moved> {
-        let at = (*self.inner.moved_at.lock().ok()?)?;
-        Some(Moved {
-            generation: self.generation(),
-            at,
-        })
+    /// When the primary last moved, if it ever did.
+    pub fn last_move(&self) -> Option<DateTime<Utc>> {
+        *self.inner.moved_at.lock().ok()?
     }
 
     /// Until cancelled: looks the primary up every second (a failover or
@@ -411,247 +385,3 @@ const FOUND_FOR: Duration = Duration::from_secs(1);
 
 /// How often the primary is looked up while nothing else says it moved.
 const LOOK_UP_EVERY: Duration = Duration::from_secs(1);
-
-/// A client for the primary serving `slot`, asked of the node found last
-/// (`known`) first, then of each seed (`CLUSTER SLOTS`).
-async fn slot_owner(
-    seeds: &[ConnectionInfo],
-    slot: u16,
-    node: &ConnectionInfo,
-    known: Option<&str>,
-) -> RedisResult<Client> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)));
-    let mut asked: Vec<ConnectionInfo> = Vec::new();
-    if let Some(known) = known.and_then(|k| k.rsplit_once(':'))
-        && let Ok(port) = known.1.parse()
-    {
-        let host = known.0.trim_start_matches('[').trim_end_matches(']');
-        asked.push(
-            node.clone()
-                .set_addr(redis::ConnectionAddr::Tcp(host.to_owned(), port)),
-        );
-    }
-    asked.extend(seeds.iter().cloned());
-    let mut last_error = None;
-    for info in asked {
-        let reply = async {
-            let mut conn = Client::open(info.clone())?
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?;
-            redis::cmd("CLUSTER")
-                .arg("SLOTS")
-                .query_async::<Vec<Value>>(&mut conn)
-                .await
-        }
-        .await;
-        match reply {
-            Ok(ranges) => match owner_in(&ranges, slot) {
-                Some((host, port)) => {
-                    let host = if host.is_empty() {
-                        // An empty address means the node asked.
-                        match info.addr() {
-                            redis::ConnectionAddr::Tcp(host, _) => host.clone(),
-                            _ => host,
-                        }
-                    } else {
-                        host
-                    };
-                    return Client::open(
-                        node.clone()
-                            .set_addr(redis::ConnectionAddr::Tcp(host, port)),
-                    );
-                }
-                None => {
-                    last_error = Some(RedisError::from((
-                        redis::ErrorKind::Io,
-                        "no cluster node serves the slot of the service's keys",
-                    )))
-                }
-            },
-            Err(err) => last_error = Some(err),
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, "no cluster node to ask"))))
-}
-
-/// The primary's address in a `CLUSTER SLOTS` reply for `slot`: each range
-/// is start, end, then the primary as [host, port, id, ...], then replicas.
-fn owner_in(ranges: &[Value], slot: u16) -> Option<(String, u16)> {
-    ranges.iter().find_map(|range| {
-        let Value::Array(parts) = range else {
-            return None;
-        };
-        let number = |value: &Value| match value {
-            Value::Int(n) => Some(*n),
-            _ => None,
-        };
-        let (start, end) = (number(parts.first()?)?, number(parts.get(1)?)?);
-        if !(start..=end).contains(&i64::from(slot)) {
-            return None;
-        }
-        let Value::Array(primary) = parts.get(2)? else {
-            return None;
-        };
-        let host = match primary.first()? {
-            Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
-            Value::SimpleString(text) => text.clone(),
-            _ => return None,
-        };
-        let port = u16::try_from(number(primary.get(1)?)?).ok()?;
-        Some((host, port))
-    })
-}
-
-/// Percent-escapes a user name or password for a URL.
-fn escape(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
-/// Makes and checks the pool's connections.
-pub struct Manager {
-    target: RedisTarget,
-    config: AsyncConnectionConfig,
-    pings: AtomicU64,
-}
-
-/// A pooled connection and the generation of the primary it was made to.
-pub struct Link {
-    conn: MultiplexedConnection,
-    generation: u64,
-}
-
-impl managed::Manager for Manager {
-    type Type = Link;
-    type Error = RedisError;
-
-    async fn create(&self) -> Result<Link, RedisError> {
-        let (client, generation) = self.target.located().await?;
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-            .inspect_err(|_| self.target.forget())?;
-        Ok(Link { conn, generation })
-    }
-
-    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
-        if link.generation != self.target.generation() {
-            return Err(RecycleError::message("the Redis primary moved"));
-        }
-        if self.target.follows_a_primary() {
-            // A primary turned replica answers writes with READONLY.
-            let (role,): (redis::Role,) = redis::pipe()
-                .cmd("UNWATCH")
-                .ignore()
-                .cmd("ROLE")
-                .query_async(&mut link.conn)
-                .await?;
-            return match role {
-                redis::Role::Primary { .. } => Ok(()),
-                _ => {
-                    self.target.forget();
-                    Err(RecycleError::message(
-                        "the Redis node is no longer the primary",
-                    ))
-                }
-            };
-        }
-        let ping = self.pings.fetch_add(1, Ordering::Relaxed).to_string();
-        let (pong,): (String,) = redis::pipe()
-            .cmd("UNWATCH")
-            .ignore()
-            .cmd("PING")
-            .arg(&ping)
-            .query_async(&mut link.conn)
-            .await?;
-        if pong == ping {
-            Ok(())
-        } else {
-            Err(RecycleError::message("an unexpected PING reply"))
-        }
-    }
-}
-
-/// The command connection pool.
-#[derive(Clone)]
-pub struct Pool {
-    inner: managed::Pool<Manager>,
-    target: RedisTarget,
-}
-
-/// A connection taken from the [`Pool`]; it goes back when dropped.
-pub struct Connection(managed::Object<Manager>);
-
-/// Errors taking a connection from the pool.
-pub type PoolError = managed::PoolError<RedisError>;
-
-impl Pool {
-    /// A pool of at most `size` connections to `target`; every wait is
-    /// bounded by `timeout` or `connect_timeout`.
-    pub fn new(
-        target: RedisTarget,
-        size: usize,
-        config: AsyncConnectionConfig,
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<Self, managed::BuildError> {
-        let manager = Manager {
-            target: target.clone(),
-            config,
-            pings: AtomicU64::new(0),
-        };
-        // Making a connection may first ask where the primary is.
-        let lookup = if target.follows_a_primary() {
-            DISCOVERY_TIMEOUT
-        } else {
-            Duration::ZERO
-        };
-        let inner = managed::Pool::builder(manager)
-            .max_size(size)
-            .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(timeout))
-            .create_timeout(Some(connect_timeout + lookup))
-            .recycle_timeout(Some(connect_timeout))
-            .build()?;
-        Ok(Pool { inner, target })
-    }
-
-    pub async fn get(&self) -> Result<Connection, PoolError> {
-        self.inner.get().await.map(Connection)
-    }
-
-    /// Where the pool's connections go.
-    pub fn target(&self) -> &RedisTarget {
-        &self.target
-    }
-}
-
-impl Connection {
-    /// The generation of the primary this connection was made to.
-    pub fn generation(&self) -> u64 {
-        self.0.generation
-    }
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.conn.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.conn.req_packed_commands(pipeline, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.conn.get_db()
-    }
-}

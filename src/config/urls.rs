@@ -137,7 +137,7 @@ fn redis_url_problem(url: &str) -> Option<String> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
-pub(super) fn url_escape(text: &str) -> String {
+pub(crate) fn url_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

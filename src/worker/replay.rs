@@ -46,7 +46,7 @@ impl Replayer {
                 continue;
             };
             let since =
-                moved.at - chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
+                moved - chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
             let started = Utc::now();
             match self.replay_since(since, &cancel).await {
                 Some(offered) => tracing::info!(

@@ -1,0 +1,158 @@
+//! The command connection pool: connections made through a
+//! [`RedisTarget`], each knowing the generation of the primary it was made
+//! to, and checked before each use (`PING` for one Redis; `ROLE` and the
+//! generation when the primary can move).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+use super::RedisTarget;
+use super::target::DISCOVERY_TIMEOUT;
+
+/// Makes and checks the pool's connections.
+pub struct Manager {
+    target: RedisTarget,
+    config: AsyncConnectionConfig,
+    pings: AtomicU64,
+}
+
+/// A pooled connection and the generation of the primary it was made to.
+pub struct Link {
+    conn: MultiplexedConnection,
+    generation: u64,
+}
+
+impl managed::Manager for Manager {
+    type Type = Link;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Link, RedisError> {
+        let (client, generation) = self.target.located().await?;
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .inspect_err(|_| self.target.forget())?;
+        Ok(Link { conn, generation })
+    }
+
+    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
+        if link.generation != self.target.generation() {
+            return Err(RecycleError::message("the Redis primary moved"));
+        }
+        if self.target.follows_a_primary() {
+            // A primary turned replica answers writes with READONLY.
+            let (role,): (redis::Role,) = redis::pipe()
+                .cmd("UNWATCH")
+                .ignore()
+                .cmd("ROLE")
+                .query_async(&mut link.conn)
+                .await?;
+            return match role {
+                redis::Role::Primary { .. } => Ok(()),
+                _ => {
+                    self.target.forget();
+                    Err(RecycleError::message(
+                        "the Redis node is no longer the primary",
+                    ))
+                }
+            };
+        }
+        let ping = self.pings.fetch_add(1, Ordering::Relaxed).to_string();
+        let (pong,): (String,) = redis::pipe()
+            .cmd("UNWATCH")
+            .ignore()
+            .cmd("PING")
+            .arg(&ping)
+            .query_async(&mut link.conn)
+            .await?;
+        if pong == ping {
+            Ok(())
+        } else {
+            Err(RecycleError::message("an unexpected PING reply"))
+        }
+    }
+}
+
+/// The command connection pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: managed::Pool<Manager>,
+    target: RedisTarget,
+}
+
+/// A connection taken from the [`Pool`]; it goes back when dropped.
+pub struct Connection(managed::Object<Manager>);
+
+/// Errors taking a connection from the pool.
+pub type PoolError = managed::PoolError<RedisError>;
+
+impl Pool {
+    /// A pool of at most `size` connections to `target`; every wait is
+    /// bounded by `timeout` or `connect_timeout`.
+    pub fn new(
+        target: RedisTarget,
+        size: usize,
+        config: AsyncConnectionConfig,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, managed::BuildError> {
+        let manager = Manager {
+            target: target.clone(),
+            config,
+            pings: AtomicU64::new(0),
+        };
+        // Making a connection may first ask where the primary is.
+        let lookup = if target.follows_a_primary() {
+            DISCOVERY_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
+        let inner = managed::Pool::builder(manager)
+            .max_size(size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(connect_timeout + lookup))
+            .recycle_timeout(Some(connect_timeout))
+            .build()?;
+        Ok(Pool { inner, target })
+    }
+
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        self.inner.get().await.map(Connection)
+    }
+
+    /// Where the pool's connections go.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+}
+
+impl Connection {
+    /// The generation of the primary this connection was made to.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.conn.get_db()
+    }
+}
