@@ -1,17 +1,20 @@
 //! The statements of one batch. Paper and mock batches, whose outcomes are
 //! decided before Postgres is asked, take one statement: insert the orders
-//! as they end and their trades, leave what is stored already, return
-//! every row. Live batches take a transaction: upsert every order by
-//! `order_id`, record outcomes, commit.
+//! as they end and their trades, leave what is stored already, return the
+//! rows that were stored before (the batch knows the others). Live batches
+//! take a transaction: upsert every order by `order_id`, record outcomes,
+//! commit.
 //!
-//! Each statement carries the whole batch as one JSON parameter expanded by
-//! `json_to_recordset`: one short statement to parse and plan whatever the
-//! batch size, with amounts passed as decimal text, never as floats.
+//! A batch's rows travel as one typed array per column (see `columns`);
+//! the live path's statements, built for SeaORM, carry them as one JSON
+//! parameter expanded by `json_to_recordset`. Either way one short
+//! statement to parse and plan whatever the batch size, with amounts as
+//! decimals, never as floats.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sea_orm::sqlx::{self, Error as SqlxError, Executor, Postgres, Row, pool::PoolConnection};
+use sea_orm::sqlx::{self, Error as SqlxError, Executor, Postgres, pool::PoolConnection};
 use sea_orm::{DbErr, FromQueryResult, QueryResult, RuntimeErr};
 use serde::Serialize;
 
@@ -19,11 +22,25 @@ use super::entity::orders;
 use super::rows::{NewOrder, NewTrade};
 use super::writers::{Writer, Writers, terminate_backend};
 
-/// One statement inserts orders from a JSON array of [`NewOrder`] (the
-/// parameter named), each in `order_id` order, and counts an attempt on
-/// each order already stored instead; both batch paths use it.
+#[macro_use]
+mod columns;
+
+/// The orders of a JSON array of [`NewOrder`] (`$1`), as `r`.
+macro_rules! order_json {
+    () => {
+        "json_to_recordset($1::json) AS r(order_id text, symbol text, side text, order_type text, \
+            quantity numeric, price numeric, status text, filled_quantity numeric, fill_price numeric, \
+            fee numeric, client_id text, strategy_id text, bot_id text, mode text, reject_reason text, \
+            exchange_order_id text, order_timestamp timestamptz, created_at timestamptz, \
+            filled_at timestamptz, raw_message text)"
+    };
+}
+
+/// One statement inserts the orders of `r` (the source named), each in
+/// `order_id` order, and counts an attempt on each order already stored
+/// instead; both batch paths and the live path use it.
 macro_rules! insert_orders {
-    ($rows:literal) => {
+    ($($source:tt)+) => {
         concat!(
             "INSERT INTO orders (order_id, symbol, side, order_type, quantity, price, status, filled_quantity, \
                 fill_price, fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, attempts, \
@@ -31,34 +48,26 @@ macro_rules! insert_orders {
              SELECT order_id, symbol, side, order_type, quantity, price, status, filled_quantity, fill_price, fee, \
                 client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, 1, order_timestamp, \
                 created_at, created_at, filled_at, raw_message \
-             FROM json_to_recordset(",
-            $rows,
-            "::json) AS r(order_id text, symbol text, side text, order_type text, quantity numeric, \
-                price numeric, status text, filled_quantity numeric, fill_price numeric, fee numeric, \
-                client_id text, strategy_id text, bot_id text, mode text, reject_reason text, \
-                exchange_order_id text, order_timestamp timestamptz, created_at timestamptz, \
-                filled_at timestamptz, raw_message text) \
-             ORDER BY order_id COLLATE \"C\" \
+             FROM ",
+            $($source)+,
+            " ORDER BY order_id COLLATE \"C\" \
              ON CONFLICT (order_id) DO UPDATE SET attempts = orders.attempts + 1 "
         )
     };
 }
 
-/// One statement inserts trades from a JSON array of [`NewTrade`] (the
-/// parameter named, `t` in `$join`), in `trade_id` order, keeping a trade
-/// already stored.
+/// One statement inserts the trades of `t` (the source named, joined as
+/// `$join` says), in `trade_id` order, keeping a trade already stored.
 macro_rules! insert_trades {
-    ($rows:literal, $join:literal) => {
+    ($join:literal, $($source:tt)+) => {
         concat!(
             "INSERT INTO trades (trade_id, order_id, symbol, side, price, quantity, fee, mode, \
                 exchange_order_id, executed_at, fee_asset) \
              SELECT t.trade_id, t.order_id, t.symbol, t.side, t.price, t.quantity, t.fee, t.mode, \
                 t.exchange_order_id, t.executed_at, t.fee_asset \
-             FROM json_to_recordset(",
-            $rows,
-            "::json) AS t(trade_id text, order_id text, symbol text, side text, price numeric, \
-                quantity numeric, fee numeric, mode text, exchange_order_id text, executed_at timestamptz, \
-                fee_asset text) ",
+             FROM ",
+            $($source)+,
+            " ",
             $join,
             " ORDER BY t.trade_id COLLATE \"C\" \
              ON CONFLICT (trade_id) DO NOTHING"
@@ -67,19 +76,23 @@ macro_rules! insert_trades {
 }
 
 /// The transaction path: every order of the batch, as stored afterwards.
-const UPSERT_ORDERS: &str = concat!(insert_orders!("$1"), "RETURNING *");
+const UPSERT_ORDERS: &str = concat!(insert_orders!(order_arrays!()), "RETURNING *");
+
+/// The live path's claim of one order (SeaORM, one JSON parameter).
+const UPSERT_ORDERS_JSON: &str = concat!(insert_orders!(order_json!()), "RETURNING *");
 
 /// The one-statement path: orders that end at once, and the trades of
-/// those inserted now (a duplicate's fills are not its own).
+/// those inserted now (a duplicate's fills are not its own). Only rows
+/// stored before come back: the inserted ones are the batch's own.
 const WRITE_DECIDED: &str = concat!(
     "WITH stored AS (",
-    insert_orders!("$1"),
+    insert_orders!(order_arrays!()),
     "RETURNING orders.*, orders.xmax = 0 AS inserted), fills AS (",
     insert_trades!(
-        "$2",
-        "JOIN stored ON stored.order_id = t.order_id AND stored.inserted"
+        "JOIN stored ON stored.order_id = t.order_id AND stored.inserted",
+        trade_arrays_after_orders!()
     ),
-    ") SELECT * FROM stored"
+    ") SELECT * FROM stored WHERE NOT inserted"
 );
 
 const RECORD_OUTCOMES: &str = r#"
@@ -92,7 +105,13 @@ FROM json_to_recordset($1::json) AS r(order_id text, status text, filled_quantit
 WHERE o.order_id = r.order_id
 "#;
 
-const INSERT_TRADES: &str = insert_trades!("$1", "");
+/// The trades of a JSON array of [`NewTrade`] (`$1`).
+const INSERT_TRADES: &str = insert_trades!(
+    "",
+    "json_to_recordset($1::json) AS t(trade_id text, order_id text, symbol text, side text, \
+        price numeric, quantity numeric, fee numeric, mode text, exchange_order_id text, \
+        executed_at timestamptz, fee_asset text)"
+);
 
 /// The columns an outcome changes.
 #[derive(Serialize)]
@@ -162,12 +181,9 @@ impl BatchTx {
         if rows.is_empty() {
             return Ok(HashMap::new());
         }
-        let json = batch_json(rows)?;
+        let statement = columns::bind_orders(sqlx::query(UPSERT_ORDERS), rows);
         let conn = self.start()?;
-        let stored = sqlx::query(UPSERT_ORDERS)
-            .bind(json)
-            .fetch_all(&mut **conn)
-            .await;
+        let stored = statement.fetch_all(&mut **conn).await;
         self.answered(stored)?
             .into_iter()
             .map(|row| {
@@ -181,20 +197,18 @@ impl BatchTx {
     /// one statement that commits on its own: a row whose `order_id` is
     /// stored already is left as it is (one more attempt counted), and so
     /// are the fills of its order. Returns every row as it now stands, and
-    /// whether this statement inserted it.
+    /// whether this statement inserted it: an inserted row is the one
+    /// given, a stored one as Postgres has it.
     #[tracing::instrument(name = "postgres.write_decided", skip_all, fields(rows = rows.len(), trades = fills.len()), err(level = "debug"))]
     pub async fn write_decided(
         mut self,
-        rows: &[NewOrder],
+        rows: Vec<NewOrder>,
         fills: &[NewTrade],
     ) -> Result<HashMap<String, Written>, DbErr> {
-        let (orders, trades) = (batch_json(rows)?, batch_json(fills)?);
+        let statement = columns::bind_orders(sqlx::query(WRITE_DECIDED), &rows);
+        let statement = columns::bind_trades(statement, fills);
         let conn = self.start()?;
-        let written = sqlx::query(WRITE_DECIDED)
-            .bind(orders)
-            .bind(trades)
-            .fetch_all(&mut **conn)
-            .await;
+        let written = statement.fetch_all(&mut **conn).await;
         let written = match self.answered(written) {
             Ok(written) => written,
             Err(err) => {
@@ -206,15 +220,28 @@ impl BatchTx {
                 return Err(err);
             }
         };
-        let written = written
+        let mut written = written
             .into_iter()
             .map(|row| {
-                let inserted: bool = row.try_get("inserted").map_err(query_err)?;
                 let row = orders::Model::from_query_result(&QueryResult::from(row), "")?;
-                Ok((row.order_id.clone(), Written { row, inserted }))
+                let written = Written {
+                    row,
+                    inserted: false,
+                };
+                Ok((written.row.order_id.clone(), written))
             })
-            .collect::<Result<_, DbErr>>()?;
+            .collect::<Result<HashMap<_, _>, DbErr>>()?;
         self.finish();
+        for row in rows {
+            if !written.contains_key(&row.order_id) {
+                let row = row.into_inserted();
+                let inserted = Written {
+                    row,
+                    inserted: true,
+                };
+                written.insert(inserted.row.order_id.clone(), inserted);
+            }
+        }
         Ok(written)
     }
 
@@ -356,7 +383,7 @@ fn query_err(err: SqlxError) -> DbErr {
 pub(super) fn upsert_statement(rows: &[NewOrder]) -> Result<sea_orm::Statement, DbErr> {
     Ok(sea_orm::Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
-        UPSERT_ORDERS,
+        UPSERT_ORDERS_JSON,
         [batch_json(rows)?.into()],
     ))
 }

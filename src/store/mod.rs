@@ -271,7 +271,7 @@ impl Store {
     /// [`BatchTx::write_decided`]) in one statement.
     pub async fn write_decided(
         &self,
-        rows: &[NewOrder],
+        rows: Vec<NewOrder>,
         fills: &[NewTrade],
     ) -> Result<HashMap<String, Written>, DbErr> {
         // A batch of dead letters and ignored messages writes nothing.

@@ -2,7 +2,7 @@
 //! rejection, an outcome and a fill look like in the tables, and how a
 //! stored row becomes the result that is (re-)published.
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -28,7 +28,7 @@ pub struct NewOrder {
     pub client_id: Option<String>,
     pub strategy_id: Option<String>,
     pub bot_id: Option<String>,
-    pub mode: &'static str,
+    pub mode: TradingMode,
     pub reject_reason: Option<String>,
     pub order_timestamp: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -40,6 +40,54 @@ pub struct NewOrder {
     pub exchange_order_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filled_at: Option<DateTime<Utc>>,
+}
+
+impl NewOrder {
+    /// The row as inserting it stores it: the columns given, the rest at
+    /// their defaults (`id` is not known and left 0: nothing downstream of
+    /// a batch reads it). Timestamps keep the microseconds Postgres keeps.
+    pub fn into_inserted(self) -> orders::Model {
+        let micros = |at: DateTime<Utc>| at.trunc_subsecs(6).fixed_offset();
+        let created_at = micros(self.created_at);
+        orders::Model {
+            id: 0,
+            order_id: self.order_id,
+            symbol: self.symbol,
+            side: self.side,
+            order_type: self.order_type,
+            quantity: self.quantity,
+            price: self.price,
+            status: self.status,
+            filled_quantity: self.filled_quantity,
+            fill_price: self.fill_price,
+            fee: self.fee,
+            client_id: self.client_id,
+            strategy_id: self.strategy_id,
+            bot_id: self.bot_id,
+            mode: self.mode,
+            reject_reason: self.reject_reason,
+            exchange_order_id: self.exchange_order_id,
+            attempts: 1,
+            order_timestamp: self.order_timestamp.map(micros),
+            created_at,
+            updated_at: created_at,
+            filled_at: self.filled_at.map(micros),
+            raw_message: self.raw_message,
+            client_order_id: None,
+            lease_owner: None,
+            lease_until: None,
+            sent_at: None,
+            send_attempts: 0,
+            lookups: 0,
+            exchange_status: None,
+            fee_asset: None,
+            state_seq: 1,
+            fees: None,
+            resolved_at: None,
+            watch_until: None,
+            corrects_seq: None,
+        }
+    }
 }
 
 /// A valid order seen for the first time: PENDING.
@@ -57,7 +105,7 @@ pub fn pending_row(order: &Order, mode: TradingMode, now: DateTime<Utc>) -> NewO
         client_id: order.client_id.clone(),
         strategy_id: order.strategy_id.clone(),
         bot_id: order.bot_id.clone(),
-        mode: mode.as_str(),
+        mode,
         reject_reason: None,
         order_timestamp: order.timestamp,
         created_at: now,
@@ -87,7 +135,7 @@ pub fn rejected_row(rejection: &Rejection, mode: TradingMode, now: DateTime<Utc>
         client_id: fitting(&rejection.client_id, MAX_ID_LEN),
         strategy_id: fitting(&rejection.strategy_id, MAX_ID_LEN),
         bot_id: fitting(&rejection.bot_id, MAX_ID_LEN),
-        mode: mode.as_str(),
+        mode,
         reject_reason: Some(rejection.reason.clone()),
         order_timestamp: rejection.timestamp,
         created_at: now,
@@ -145,7 +193,7 @@ pub fn decided_row(
             order_id: &row.order_id,
             symbol: row.symbol.as_deref(),
             side: row.side.as_deref(),
-            mode: row.mode,
+            mode: row.mode.as_str(),
             executed_at: at.fixed_offset(),
         };
         party.trade(fill, 1)

@@ -66,7 +66,7 @@ impl Worker {
         clock.lap("execute");
 
         // Write what is new, read what is not.
-        let written = self.store.write_decided(&rows, &fills).await?;
+        let written = self.store.write_decided(rows, &fills).await?;
         clock.lap("write");
         let inserted = |id: &str| written.get(id).is_some_and(|w| w.inserted);
         let executed = plan
