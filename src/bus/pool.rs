@@ -1,7 +1,9 @@
 //! The command connection pool: connections made through a
 //! [`RedisTarget`], each knowing the generation of the primary it was made
-//! to, and checked before each use (`PING` for one Redis; `ROLE` and the
-//! generation when the primary can move).
+//! to. Before each use a connection is dropped when the primary moved or a
+//! command on it failed the connection; one idle for a while is asked
+//! first (`PING` for one Redis; `ROLE` when the primary can move). A
+//! connection in steady use costs no round trip of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +26,21 @@ pub struct Manager {
 pub struct Link {
     conn: MultiplexedConnection,
     generation: u64,
+    /// A command failed the connection, or met a node that is no longer
+    /// the primary: it is not used again.
+    broken: bool,
+}
+
+/// A connection taken again within this long of its last use is not asked
+/// first: a failure of its own since then marked it.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Whether `err` leaves the connection it came on unfit for more commands.
+fn breaks_the_connection(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_unrecoverable_error()
+        || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
 }
 
 impl managed::Manager for Manager {
@@ -36,12 +53,22 @@ impl managed::Manager for Manager {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
             .inspect_err(|_| self.target.forget())?;
-        Ok(Link { conn, generation })
+        Ok(Link {
+            conn,
+            generation,
+            broken: false,
+        })
     }
 
-    async fn recycle(&self, link: &mut Link, _: &Metrics) -> RecycleResult<RedisError> {
+    async fn recycle(&self, link: &mut Link, metrics: &Metrics) -> RecycleResult<RedisError> {
+        if link.broken {
+            return Err(RecycleError::message("a command failed the connection"));
+        }
         if link.generation != self.target.generation() {
             return Err(RecycleError::message("the Redis primary moved"));
+        }
+        if metrics.last_used() < CHECK_AFTER_IDLE {
+            return Ok(());
         }
         if self.target.follows_a_primary() {
             // A primary turned replica answers writes with READONLY.
@@ -131,6 +158,16 @@ impl Pool {
     }
 }
 
+impl Link {
+    /// Marks the connection broken when `reply` says it is.
+    fn note<T>(&mut self, reply: Result<T, RedisError>) -> Result<T, RedisError> {
+        if reply.as_ref().is_err_and(breaks_the_connection) {
+            self.broken = true;
+        }
+        reply
+    }
+}
+
 impl Connection {
     /// The generation of the primary this connection was made to.
     pub fn generation(&self) -> u64 {
@@ -140,7 +177,11 @@ impl Connection {
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.conn.req_packed_command(cmd)
+        let link = &mut *self.0;
+        Box::pin(async move {
+            let reply = link.conn.req_packed_command(cmd).await;
+            link.note(reply)
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -149,7 +190,11 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.conn.req_packed_commands(pipeline, offset, count)
+        let link = &mut *self.0;
+        Box::pin(async move {
+            let replies = link.conn.req_packed_commands(pipeline, offset, count).await;
+            link.note(replies)
+        })
     }
 
     fn get_db(&self) -> i64 {
