@@ -1,9 +1,9 @@
 //! The pub/sub shim: mirrors every message of `ORDERS_CHANNEL` into
 //! `ORDERS_STREAM` once across all replicas.
 //!
-//! Each replica subscribes; for each message one Lua script appends the
-//! message unless a dedup key on its bytes (their SHA-256: the copies of
-//! one publish are identical) exists, and then sets that key for
+//! Each replica subscribes; one Lua script call per chunk of messages
+//! appends each message unless a dedup key on its bytes (their SHA-256:
+//! the copies of one publish are identical) exists, and then sets that key for
 //! `DEDUP_WINDOW_MS`, so the N copies of one publish make one stream entry,
 //! while a re-send seconds later, or another message under the same
 //! `order_id`, gets through (the worker answers it from the stored row, or

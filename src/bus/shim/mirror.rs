@@ -1,6 +1,6 @@
-//! The writes of the shim: each message appended to the orders stream once
-//! (a script per message, merged on its dedup key), `WAIT` when asked, and
-//! the probe that asks the replicas again.
+//! The writes of the shim: each chunk of messages appended to the orders
+//! stream by one script call (each message once, merged on its dedup key),
+//! `WAIT` when asked, and the probe that asks the replicas again.
 
 use std::sync::LazyLock;
 
@@ -12,29 +12,48 @@ use crate::bus::{BusError, DeadLetter, Pool, Topology};
 use crate::domain::message_summary;
 use crate::propagation;
 
-/// KEYS: dedup key, target stream. ARGV: dedup window (ms), the target's
-/// cap ('' for none), whether a copy already mirrored is touched ('1'),
-/// then field and value pairs. Returns the new entry's id, or false for a
-/// copy already mirrored. The key is set only once the entry exists, so a
-/// failed append is retried, never taken as done. Touching (with `WAIT`
-/// after the call) makes the call a write even for a copy: `WAIT` counts
-/// the replicas that have the connection's last write, and the touch comes
-/// after the entry in the replication stream, so their count covers the
-/// entry too, whichever connection or replica mirrored it.
+/// KEYS: the orders stream, the dead-letter stream, then each message's
+/// dedup key. ARGV: dedup window (ms), the dead-letter stream's cap,
+/// whether a copy already mirrored is touched ('1'), then per message: its
+/// stream (1 or 2: its KEYS index), its field count, its fields. Returns
+/// per message 1 (appended), 0 (a copy already mirrored) or Redis' error
+/// for its append (it alone is retried). A key is set (`NX`) before its
+/// entry is appended and deleted again when the append fails, in the same
+/// call: a failed append is retried, never taken as done. Touching
+/// (with `WAIT` after the call) makes the call a write even for a copy:
+/// `WAIT` counts the replicas that have the connection's last write, and
+/// the touch comes after the entry in the replication stream, so their
+/// count covers the entry too, whichever connection or replica mirrored it.
 static MIRROR: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-  return false
+local window, cap, touch = ARGV[1], ARGV[2], ARGV[3] == '1'
+local out, at = {}, 4
+for m = 3, #KEYS do
+  local stream, count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  local first = at + 2
+  at = first + count
+  local fresh = redis.pcall('SET', KEYS[m], '1', 'PX', window, 'NX')
+  if type(fresh) == 'table' and fresh.err then
+    out[#out + 1] = fresh.err
+  elseif not fresh then
+    if touch then redis.call('PEXPIRE', KEYS[m], window) end
+    out[#out + 1] = 0
+  else
+    local args = {}
+    if stream == 2 then args = {'MAXLEN', '~', cap} end
+    args[#args + 1] = '*'
+    for i = first, at - 1 do args[#args + 1] = ARGV[i] end
+    local added = redis.pcall('XADD', KEYS[stream], unpack(args))
+    if type(added) == 'table' and added.err then
+      redis.call('DEL', KEYS[m])
+      out[#out + 1] = added.err
+    else
+      out[#out + 1] = 1
+    end
+  end
 end
-local args = {}
-if ARGV[2] ~= '' then args = {'MAXLEN', '~', ARGV[2]} end
-table.insert(args, '*')
-for i = 4, #ARGV do table.insert(args, ARGV[i]) end
-local id = redis.call('XADD', KEYS[2], unpack(args))
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return id
+return out
 ",
     )
 });
@@ -97,29 +116,28 @@ pub async fn mirror_messages(
     payloads: &[&[u8]],
     wait: WaitFor,
 ) -> Result<(Mirrored, Vec<(usize, String)>), BusError> {
-    let touch = if wait.replicas > 0 { "1" } else { "" };
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
+    let mut call = MIRROR.prepare_invoke();
+    call.key(&topology.orders_stream)
+        .key(&topology.dlq_stream)
+        .arg(topology.dedup_window_ms)
+        .arg(topology.stream_maxlen)
+        .arg(if wait.replicas > 0 { "1" } else { "" });
     let mut spans = Vec::with_capacity(payloads.len());
     let mut oversized = Vec::with_capacity(payloads.len());
     let failed_at = chrono::Utc::now().timestamp();
     for payload in payloads {
-        let mut invocation = MIRROR.prepare_invoke();
+        // Not parsed when too large: the copies of a message merge on its hash.
+        call.key(dedup_key(topology, &hex::encode(Sha256::digest(payload))));
         if payload.len() > topology.max_message_bytes {
-            // Not parsed: the copies of one message merge on its hash.
             let letter = DeadLetter::oversized_message(
                 payload,
                 topology.max_message_bytes,
                 &topology.orders_channel,
             );
-            invocation
-                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
-                .key(&topology.dlq_stream)
-                .arg(topology.dedup_window_ms)
-                .arg(topology.stream_maxlen)
-                .arg(touch);
-            for (name, value) in letter.to_fields(topology, failed_at) {
-                invocation.arg(name).arg(value);
+            let fields = letter.to_fields(topology, failed_at);
+            call.arg(2).arg(fields.len() * 2);
+            for (name, value) in fields {
+                call.arg(name).arg(value);
             }
             oversized.push(true);
         } else {
@@ -127,30 +145,27 @@ pub async fn mirror_messages(
             let span = tracing::info_span!("shim.mirror", order_id = %identity, channel = %topology.orders_channel);
             propagation::continue_trace(&span, traceparent.as_deref());
             let forwarded = propagation::traceparent(&span).or(traceparent);
-            invocation
-                .key(dedup_key(topology, &hex::encode(Sha256::digest(payload))))
-                .key(&topology.orders_stream)
-                .arg(topology.dedup_window_ms)
-                .arg("")
-                .arg(touch)
+            call.arg(1)
+                .arg(if forwarded.is_some() { 4 } else { 2 })
                 .arg("payload")
                 .arg(*payload);
             if let Some(traceparent) = forwarded {
-                invocation.arg("traceparent").arg(traceparent);
+                call.arg("traceparent").arg(traceparent);
             }
             spans.push(span);
             oversized.push(false);
         }
-        pipe.invoke_script(&invocation);
     }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors().invoke_script(&call);
     if wait.replicas > 0 {
         pipe.cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms);
     }
     let mut conn = pool.get().await?;
     let mut replies: Vec<Result<Value, RedisError>> = pipe.query_async(&mut conn).await?;
-    if replies.iter().any(is_noscript) {
+    if replies.first().is_some_and(is_noscript) {
         // A restarted (or flushed) Redis forgot the script: load it, run again.
-        MIRROR.prepare_invoke().load_async(&mut conn).await?;
+        call.load_async(&mut conn).await?;
         replies = pipe.query_async(&mut conn).await?;
     }
     drop(spans);
@@ -158,9 +173,20 @@ pub async fn mirror_messages(
         generation: conn.generation(),
         ..Mirrored::default()
     };
-    let mut failed = Vec::new();
+    let mut replies = replies.into_iter();
+    let each = match replies.next() {
+        Some(Ok(Value::Array(each))) if each.len() == payloads.len() => each,
+        Some(Err(err)) => {
+            let error = err.to_string();
+            return Ok((mirrored, failed_all(payloads.len(), &error)));
+        }
+        other => {
+            let error = format!("an unexpected reply to the mirroring script: {other:?}");
+            return Ok((mirrored, failed_all(payloads.len(), &error)));
+        }
+    };
     if wait.replicas > 0 {
-        let confirmed_by = match replies.pop() {
+        let confirmed_by = match replies.next() {
             Some(Ok(Value::Int(n))) => u32::try_from(n).unwrap_or(0),
             Some(Err(err)) => {
                 tracing::warn!(error = %err, "WAIT failed");
@@ -170,15 +196,24 @@ pub async fn mirror_messages(
         };
         mirrored.confirmed_by = Some(confirmed_by);
     }
-    for (index, (reply, oversized)) in replies.into_iter().zip(oversized).enumerate() {
+    let mut failed = Vec::new();
+    for (index, (reply, oversized)) in each.into_iter().zip(oversized).enumerate() {
         match reply {
-            Ok(Value::Nil) => mirrored.duplicates += 1,
-            Ok(_) if oversized => mirrored.refused += 1,
-            Ok(_) => mirrored.added += 1,
-            Err(err) => failed.push((index, err.to_string())),
+            Value::Int(0) => mirrored.duplicates += 1,
+            Value::Int(_) if oversized => mirrored.refused += 1,
+            Value::Int(_) => mirrored.added += 1,
+            Value::BulkString(error) => {
+                failed.push((index, String::from_utf8_lossy(&error).into_owned()));
+            }
+            other => failed.push((index, format!("an unexpected reply: {other:?}"))),
         }
     }
     Ok((mirrored, failed))
+}
+
+/// Every message of a chunk, failed with one error.
+fn failed_all(count: usize, error: &str) -> Vec<(usize, String)> {
+    (0..count).map(|index| (index, error.to_owned())).collect()
 }
 
 /// Where the shim remembers an identity: a hash, so its size is fixed
