@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 //! execution-service: turns approved orders into executions, exactly once.
 
+pub mod allocator;
 pub mod app;
 pub mod bus;
 pub mod cli;

@@ -12,8 +12,13 @@ use execution_service::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn main() -> ExitCode {
+    execution_service::allocator::tune();
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
