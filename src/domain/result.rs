@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
 
 use super::amount::format_amount;
 
@@ -232,28 +231,51 @@ impl ExecutionResult {
 
     /// The JSON document for the results channel, and the same fields as
     /// text for the results streams (absent ones left out, strings as they
-    /// are, anything else as its JSON text), from one serialisation.
-    pub fn rendered(&self) -> (String, Vec<(String, String)>) {
-        let value = match serde_json::to_value(self) {
-            Ok(value) => value,
-            Err(err) => {
-                let json = format!(r#"{{"type":"order_result","error":"{err}"}}"#);
-                return (json, Vec::new());
-            }
-        };
-        let json = value.to_string();
-        let Value::Object(map) = value else {
-            return (json, Vec::new());
-        };
-        let fields = map
+    /// are, anything else as its JSON text), by name.
+    pub fn rendered(&self) -> (String, Vec<(&'static str, String)>) {
+        let json = serde_json::to_string(self)
+            .unwrap_or_else(|err| format!(r#"{{"type":"order_result","error":"{err}"}}"#));
+        (json, self.fields())
+    }
+
+    /// The stream fields, in the order of their names.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let text = |value: &Option<String>| value.clone();
+        let amount = |value: Option<Decimal>| value.map(format_amount);
+        let fees = self
+            .fees
+            .as_ref()
+            .and_then(|fees| serde_json::to_string(fees).ok());
+        let fields: [(&'static str, Option<String>); 24] = [
+            ("bot_id", text(&self.bot_id)),
+            ("client_id", text(&self.client_id)),
+            ("client_order_id", text(&self.client_order_id)),
+            ("corrects", text(&self.corrects)),
+            ("error_message", text(&self.error_message)),
+            ("exchange_order_id", text(&self.exchange_order_id)),
+            ("fee", amount(self.fee)),
+            ("fee_asset", text(&self.fee_asset)),
+            ("fees", fees),
+            ("filled_quantity", amount(Some(self.filled_quantity))),
+            ("mode", Some(self.mode.as_str().to_owned())),
+            ("order_id", Some(self.order_id.clone())),
+            ("price", amount(self.price)),
+            ("quantity", amount(self.quantity)),
+            ("replay", self.replay.map(|replay| replay.to_string())),
+            ("result_id", text(&self.result_id)),
+            ("seq", self.seq.map(|seq| seq.to_string())),
+            ("side", text(&self.side)),
+            ("status", Some(self.status.as_str().to_owned())),
+            ("strategy_id", text(&self.strategy_id)),
+            ("symbol", text(&self.symbol)),
+            ("timestamp", Some(self.timestamp.to_string())),
+            ("traceparent", text(&self.traceparent)),
+            ("type", Some(self.kind.clone())),
+        ];
+        fields
             .into_iter()
-            .filter_map(|(name, value)| match value {
-                Value::Null => None,
-                Value::String(text) => Some((name, text)),
-                other => Some((name, other.to_string())),
-            })
-            .collect();
-        (json, fields)
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect()
     }
 
     /// Reads a result back from its JSON (for clients and tests).
@@ -265,6 +287,7 @@ impl ExecutionResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use std::str::FromStr;
 
     fn filled() -> ExecutionResult {
@@ -299,12 +322,63 @@ mod tests {
         let get = |name: &str| {
             fields
                 .iter()
-                .find(|(n, _)| n == name)
+                .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.as_str())
         };
         assert_eq!(get("timestamp"), Some("1764124800"));
         assert_eq!(get("filled_quantity"), Some("0.00100000"));
         assert_eq!(get("error_message"), None);
+    }
+
+    /// The fields as the JSON document has them: what `fields` must give.
+    fn fields_of_json(result: &ExecutionResult) -> Vec<(String, String)> {
+        let Value::Object(map) = serde_json::to_value(result).unwrap() else {
+            panic!("a result is an object");
+        };
+        map.into_iter()
+            .filter_map(|(name, value)| match value {
+                Value::Null => None,
+                Value::String(text) => Some((name, text)),
+                other => Some((name, other.to_string())),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_fields_are_the_json_documents_fields() {
+        let mut full = filled().with_seq(3);
+        full.symbol = Some("BTCUSDT".into());
+        full.side = Some("BUY".into());
+        full.client_id = Some("c".into());
+        full.strategy_id = Some("s".into());
+        full.bot_id = Some("b".into());
+        full.error_message = Some("no \"quote\" \u{e9}".into());
+        full.exchange_order_id = Some("x-1".into());
+        full.client_order_id = Some("co-1".into());
+        full.fee = None;
+        full.fee_asset = Some("USDT".into());
+        full.fees = Some(BTreeMap::from([
+            ("MX".to_owned(), "0.00100000".to_owned()),
+            ("USDT".to_owned(), "0.05000000".to_owned()),
+        ]));
+        full.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        full.replay = Some(true);
+        full.corrects = Some("o-1:2".into());
+        full.mode = TradingMode::DryRun;
+        full.status = OrderStatus::PartiallyFilled;
+        for result in [
+            ExecutionResult::new("o-2".into(), OrderStatus::Rejected, TradingMode::Mock, -1),
+            filled(),
+            full,
+        ] {
+            let fields: Vec<(String, String)> = result
+                .rendered()
+                .1
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
+            assert_eq!(fields, fields_of_json(&result));
+        }
     }
 
     #[test]
