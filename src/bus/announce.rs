@@ -31,8 +31,9 @@ use crate::domain::ExecutionResult;
 /// answer to a fresh message, `f` the first answer of a row this batch
 /// inserted, `a` always; the KEYS index of its announced-
 /// state key, 0 for none; its state sequence number; its JSON; for `r`
-/// its JSON as a replay; field count, fields, alias count, aliases: the
-/// fields only the fills stream gets), entries whose failure notes to drop
+/// its JSON as a replay; field count, alias count, fields, aliases: the
+/// fields only the fills stream gets, right after the fields, so each
+/// stream's entry is one range of ARGV), entries whose failure notes to drop
 /// (their dead letters are parked), entry ids to acknowledge (at most
 /// `BATCH_SIZE`, 2,000, well within what `unpack` takes).
 ///
@@ -59,25 +60,15 @@ local function take()
   at = at + 1
   return value
 end
-local function range()
-  local count = tonumber(take())
-  local first = at
-  at = at + count
-  return first, at - 1
-end
-local function add(stream, first, last, extra_first, extra_last)
-  local args = {'MAXLEN', '~', maxlen, '*'}
-  for i = first, last do args[#args + 1] = ARGV[i] end
-  for i = extra_first or 1, extra_last or 0 do args[#args + 1] = ARGV[i] end
-  redis.call('XADD', stream, unpack(args))
-end
 for _ = 1, tonumber(take()) do
   local how, key, seq = take(), tonumber(take()), tonumber(take())
   local json = take()
   local replay = nil
   if how == 'r' then replay = take() end
-  local first, last = range()
-  local alias_first, alias_last = range()
+  local count, aliases = tonumber(take()), tonumber(take())
+  local first = at
+  local last = first + count - 1
+  at = last + aliases + 1
   local news = true
   if key > 0 then
     local known = tonumber(redis.call('GET', KEYS[key]) or '0') or 0
@@ -85,9 +76,9 @@ for _ = 1, tonumber(take()) do
   end
   if news then
     redis.call('PUBLISH', channel, json)
-    add(KEYS[1], first, last)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, last))
     if fills then
-      add(KEYS[4], first, last, alias_first, alias_last)
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, first, at - 1))
     end
     if key > 0 then
       redis.call('SET', KEYS[key], seq, 'EX', ttl)
@@ -224,11 +215,10 @@ pub(super) async fn announce(
             };
             call.arg(replay.rendered().0);
         }
-        call.arg(fields.len() * 2);
+        call.arg(fields.len() * 2).arg(aliases.len() * 2);
         for (name, value) in &fields {
             call.arg(name).arg(value);
         }
-        call.arg(aliases.len() * 2);
         for (name, value) in aliases {
             call.arg(name).arg(value);
         }

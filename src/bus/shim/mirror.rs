@@ -40,11 +40,12 @@ for m = 3, #KEYS do
     if touch then redis.call('PEXPIRE', KEYS[m], window) end
     out[#out + 1] = 0
   else
-    local args = {}
-    if stream == 2 then args = {'MAXLEN', '~', cap} end
-    args[#args + 1] = '*'
-    for i = first, at - 1 do args[#args + 1] = ARGV[i] end
-    local added = redis.pcall('XADD', KEYS[stream], unpack(args))
+    local added
+    if stream == 2 then
+      added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', cap, '*', unpack(ARGV, first, at - 1))
+    else
+      added = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, first, at - 1))
+    end
     if type(added) == 'table' and added.err then
       redis.call('DEL', KEYS[m])
       out[#out + 1] = added.err
