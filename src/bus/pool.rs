@@ -26,9 +26,11 @@ pub struct Manager {
 pub struct Link {
     conn: MultiplexedConnection,
     generation: u64,
-    /// A command failed the connection, or met a node that is no longer
-    /// the primary: it is not used again.
+    /// A command failed the connection: it is not used again.
     broken: bool,
+    /// A command met a node that is no longer the primary (`READONLY`):
+    /// the connection is not used again, and the primary is looked up anew.
+    demoted: bool,
 }
 
 /// A connection taken again within this long of its last use is not asked
@@ -37,10 +39,12 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Whether `err` leaves the connection it came on unfit for more commands.
 fn breaks_the_connection(err: &RedisError) -> bool {
-    err.is_io_error()
-        || err.is_connection_dropped()
-        || err.is_unrecoverable_error()
-        || err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+    err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
+}
+
+/// Whether a reply is Redis' `READONLY`: the node is a replica now.
+fn is_readonly(value: &Value) -> bool {
+    matches!(value, Value::ServerError(err) if err.kind() == Some(redis::ServerErrorKind::ReadOnly))
 }
 
 impl managed::Manager for Manager {
@@ -57,10 +61,17 @@ impl managed::Manager for Manager {
             conn,
             generation,
             broken: false,
+            demoted: false,
         })
     }
 
     async fn recycle(&self, link: &mut Link, metrics: &Metrics) -> RecycleResult<RedisError> {
+        if link.demoted {
+            self.target.forget();
+            return Err(RecycleError::message(
+                "the Redis node is no longer the primary",
+            ));
+        }
         if link.broken {
             return Err(RecycleError::message("a command failed the connection"));
         }
@@ -169,6 +180,12 @@ impl Link {
 }
 
 impl Connection {
+    /// Marks the connection as leading to a node that is no longer the
+    /// primary (a script saw `READONLY` and said so in its own reply).
+    pub fn demoted(&mut self) {
+        self.0.demoted = true;
+    }
+
     /// The generation of the primary this connection was made to.
     pub fn generation(&self) -> u64 {
         self.0.generation
@@ -180,6 +197,9 @@ impl ConnectionLike for Connection {
         let link = &mut *self.0;
         Box::pin(async move {
             let reply = link.conn.req_packed_command(cmd).await;
+            if reply.as_ref().is_ok_and(is_readonly) {
+                link.demoted = true;
+            }
             link.note(reply)
         })
     }
@@ -193,6 +213,12 @@ impl ConnectionLike for Connection {
         let link = &mut *self.0;
         Box::pin(async move {
             let replies = link.conn.req_packed_commands(pipeline, offset, count).await;
+            if replies
+                .as_ref()
+                .is_ok_and(|replies| replies.iter().any(is_readonly))
+            {
+                link.demoted = true;
+            }
             link.note(replies)
         })
     }

@@ -8,10 +8,10 @@
 //! primary). When the answer differs from the last one, the target's
 //! generation goes up: pooled connections of an older generation are not
 //! handed out again, and subscriptions are made again. A pooled connection
-//! is also checked with `ROLE` before each use, so one left on a primary
-//! turned replica (`READONLY`) is replaced, and a `+switch-master` notice
-//! from a Sentinel triggers the same check at once rather than at the next
-//! error.
+//! that meets `READONLY` (left on a primary turned replica) is not handed
+//! out again and the primary is looked up anew; one idle for a while is
+//! checked with `ROLE` first; and a `+switch-master` notice from a Sentinel
+//! triggers the look-up at once rather than at the next error.
 
 use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
