@@ -17,9 +17,9 @@ use crate::propagation;
 /// whether a copy already mirrored is touched ('1'), then per message: its
 /// stream (1 or 2: its KEYS index), its field count, its fields. Returns
 /// per message 1 (appended), 0 (a copy already mirrored) or Redis' error
-/// for its append (it alone is retried). A key is set (`NX`) before its
-/// entry is appended and deleted again when the append fails, in the same
-/// call: a failed append is retried, never taken as done. Touching
+/// for its append (it alone is retried). A key is set only once its
+/// entry exists, so a failed append is retried, never taken as done; a
+/// copy is known by its key even while Redis is out of memory. Touching
 /// (with `WAIT` after the call) makes the call a write even for a copy:
 /// `WAIT` counts the replicas that have the connection's last write, and
 /// the touch comes after the entry in the replication stream, so their
@@ -33,10 +33,7 @@ for m = 3, #KEYS do
   local stream, count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local first = at + 2
   at = first + count
-  local fresh = redis.pcall('SET', KEYS[m], '1', 'PX', window, 'NX')
-  if type(fresh) == 'table' and fresh.err then
-    out[#out + 1] = fresh.err
-  elseif not fresh then
+  if redis.call('EXISTS', KEYS[m]) == 1 then
     if touch then redis.call('PEXPIRE', KEYS[m], window) end
     out[#out + 1] = 0
   else
@@ -47,9 +44,9 @@ for m = 3, #KEYS do
       added = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, first, at - 1))
     end
     if type(added) == 'table' and added.err then
-      redis.call('DEL', KEYS[m])
       out[#out + 1] = added.err
     else
+      redis.call('SET', KEYS[m], '1', 'PX', window)
       out[#out + 1] = 1
     end
   end
@@ -204,7 +201,11 @@ pub async fn mirror_messages(
             Value::Int(_) if oversized => mirrored.refused += 1,
             Value::Int(_) => mirrored.added += 1,
             Value::BulkString(error) => {
-                failed.push((index, String::from_utf8_lossy(&error).into_owned()));
+                let error = String::from_utf8_lossy(&error).into_owned();
+                if error.starts_with("READONLY") {
+                    conn.demoted();
+                }
+                failed.push((index, error));
             }
             other => failed.push((index, format!("an unexpected reply: {other:?}"))),
         }
