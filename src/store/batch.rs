@@ -196,9 +196,10 @@ impl BatchTx {
     /// Writes rows whose outcome is already decided, and their fills, in
     /// one statement that commits on its own: a row whose `order_id` is
     /// stored already is left as it is (one more attempt counted), and so
-    /// are the fills of its order. Returns every row as it now stands, and
-    /// whether this statement inserted it: an inserted row is the one
-    /// given, a stored one as Postgres has it.
+    /// are the fills of its order. Returns every row, and whether this
+    /// statement inserted it: an inserted row is the one given, as
+    /// [`NewOrder::into_inserted`] makes it (its `id` unknown, 0); a stored
+    /// one as Postgres has it.
     #[tracing::instrument(name = "postgres.write_decided", skip_all, fields(rows = rows.len(), trades = fills.len()), err(level = "debug"))]
     pub async fn write_decided(
         mut self,

@@ -2,7 +2,7 @@
 //! rejection, an outcome and a fill look like in the tables, and how a
 //! stored row becomes the result that is (re-)published.
 
-use chrono::{DateTime, FixedOffset, SubsecRound, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -45,9 +45,18 @@ pub struct NewOrder {
 impl NewOrder {
     /// The row as inserting it stores it: the columns given, the rest at
     /// their defaults (`id` is not known and left 0: nothing downstream of
-    /// a batch reads it). Timestamps keep the microseconds Postgres keeps.
+    /// a batch reads it). Timestamps are cut to whole microseconds, as the
+    /// binary parameters carry them.
     pub fn into_inserted(self) -> orders::Model {
-        let micros = |at: DateTime<Utc>| at.trunc_subsecs(6).fixed_offset();
+        // As sqlx encodes them: whole microseconds from 2000-01-01, cut
+        // toward that date.
+        let micros = |at: DateTime<Utc>| {
+            let epoch = DateTime::UNIX_EPOCH + chrono::TimeDelta::seconds(946_684_800);
+            (at - epoch)
+                .num_microseconds()
+                .map_or(at, |us| epoch + chrono::TimeDelta::microseconds(us))
+                .fixed_offset()
+        };
         let created_at = micros(self.created_at);
         orders::Model {
             id: 0,

@@ -13,6 +13,7 @@ mod bytes;
 mod chaos;
 mod cli;
 mod conflicts;
+mod decided_rows;
 mod delivery;
 mod ha;
 mod halts;
