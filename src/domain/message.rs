@@ -118,6 +118,27 @@ impl Parsed {
         Parsed::read(fields, Vec::new())
     }
 
+    /// The identity and trace context [`Parsed::read`] gives `fields` when
+    /// their `order_id` names the order (whatever else they say, it is
+    /// then the order's or the rejection's id); none when naming it needs
+    /// more of the message (no usable `order_id`, or a `type` that is not
+    /// an order's).
+    fn summary(fields: &Fields) -> Option<(String, Option<String>)> {
+        let mut reader = Reader {
+            fields,
+            problems: Vec::new(),
+        };
+        if reader
+            .text("type")
+            .is_some_and(|kind| !kind.trim().eq_ignore_ascii_case("order"))
+        {
+            return None;
+        }
+        let order_id = reader.identifier("order_id").filter(|id| !id.is_empty())?;
+        let traceparent = reader.text("traceparent").filter(|tp| is_traceparent(tp));
+        Some((order_id, traceparent))
+    }
+
     /// Validates `fields`, adding what is wrong with them to `problems`.
     fn read(fields: &Fields, problems: Vec<String>) -> Parsed {
         let mut reader = Reader { fields, problems };
@@ -244,14 +265,20 @@ pub fn message_identity(bytes: &[u8]) -> String {
 }
 
 /// The message's identity (as [`message_identity`]) and the trace context
-/// it carries, from one parse.
+/// it carries, from one parse: what [`Parsed::from_incoming`] would name
+/// it, without validating the rest of an order that names itself.
 pub fn message_summary(bytes: &[u8]) -> (String, Option<String>) {
-    match Parsed::from_incoming(Incoming::Json(bytes)) {
+    let raw = || (format!("raw-{}", hex::encode(Sha256::digest(bytes))), None);
+    let Ok(fields) = Incoming::Json(bytes).fields() else {
+        return raw();
+    };
+    if let Some(summary) = Parsed::summary(&fields) {
+        return summary;
+    }
+    match Parsed::from_fields(&fields) {
         Parsed::Order(order) => (order.order_id, order.traceparent),
         Parsed::Rejected(rejection) => (rejection.order_id, rejection.traceparent),
-        Parsed::Unidentified(_) | Parsed::Ignored(_) => {
-            (format!("raw-{}", hex::encode(Sha256::digest(bytes))), None)
-        }
+        Parsed::Unidentified(_) | Parsed::Ignored(_) => raw(),
     }
 }
 

@@ -281,3 +281,42 @@ proptest! {
         prop_assert_eq!(&rejection.order_id, &as_text(&fields["order_id"]));
     }
 }
+
+/// How a message was named before the short way: by the full read.
+fn summary_by_full_read(bytes: &[u8]) -> (String, Option<String>) {
+    match Parsed::from_incoming(Incoming::Json(bytes)) {
+        Parsed::Order(order) => (order.order_id, order.traceparent),
+        Parsed::Rejected(rejection) => (rejection.order_id, rejection.traceparent),
+        Parsed::Unidentified(_) | Parsed::Ignored(_) => {
+            (format!("raw-{}", hex::encode(Sha256::digest(bytes))), None)
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn the_summary_names_a_message_as_the_full_read_does(
+        fields in any_object(),
+        order in valid_order(),
+        traceparent in prop_oneof![
+            Just(None),
+            Just(Some(Value::from("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))),
+            Just(Some(Value::from("00-0af7651916cd43dd8448eb211c80319c-00"))),
+            Just(Some(Value::from(7))),
+        ],
+        kind in prop_oneof![Just(None), Just(Some(" ORDER ")), Just(Some("cancel"))],
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        for mut object in [fields, order] {
+            if let Some(traceparent) = &traceparent {
+                object.insert("traceparent".to_owned(), traceparent.clone());
+            }
+            if let Some(kind) = kind {
+                object.insert("type".to_owned(), Value::from(kind));
+            }
+            let text = serde_json::to_vec(&Value::Object(object)).unwrap_or_default();
+            prop_assert_eq!(message_summary(&text), summary_by_full_read(&text));
+        }
+        prop_assert_eq!(message_summary(&bytes), summary_by_full_read(&bytes));
+    }
+}
