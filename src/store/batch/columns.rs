@@ -13,12 +13,12 @@ use crate::store::rows::{NewOrder, NewTrade};
 macro_rules! order_arrays {
     () => {
         "unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-    $5::numeric[], $6::numeric[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[], \
-    $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
-    $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::text[]) \
-    AS r(order_id, symbol, side, order_type, quantity, price, status, filled_quantity, \
-    fill_price, fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, \
-    order_timestamp, created_at, filled_at, raw_message)"
+            $5::numeric[], $6::numeric[], $7::text[], $8::numeric[], $9::numeric[], $10::numeric[], \
+            $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+            $17::timestamptz[], $18::timestamptz[], $19::timestamptz[], $20::text[]) \
+            AS r(order_id, symbol, side, order_type, quantity, price, status, filled_quantity, \
+            fill_price, fee, client_id, strategy_id, bot_id, mode, reject_reason, exchange_order_id, \
+            order_timestamp, created_at, filled_at, raw_message)"
     };
 }
 
@@ -27,10 +27,10 @@ macro_rules! order_arrays {
 macro_rules! trade_arrays_after_orders {
     () => {
         "unnest($21::text[], $22::text[], $23::text[], \
-    $24::text[], $25::numeric[], $26::numeric[], $27::numeric[], $28::text[], $29::text[], \
-    $30::timestamptz[], $31::text[]) \
-    AS t(trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, \
-    executed_at, fee_asset)"
+            $24::text[], $25::numeric[], $26::numeric[], $27::numeric[], $28::text[], $29::text[], \
+            $30::timestamptz[], $31::text[]) \
+            AS t(trade_id, order_id, symbol, side, price, quantity, fee, mode, exchange_order_id, \
+            executed_at, fee_asset)"
     };
 }
 
