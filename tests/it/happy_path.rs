@@ -282,3 +282,32 @@ async fn a_market_order_without_a_price_fills_at_the_default_reference_price() {
     assert!(second["error_message"].contains("no price"), "{second:?}");
     app.stop().await;
 }
+
+/// A Redis that forgot the service's scripts (restarted, or `SCRIPT
+/// FLUSH`): the shim and the results script load theirs again, and no
+/// order waits for it.
+#[tokio::test]
+async fn orders_still_go_through_after_redis_forgets_the_scripts() {
+    let env = TestEnv::new().await;
+    let _app = env.spawn("replica-a", &[]).await;
+    env.publish(&[crate::helpers::order_json("forgotten-1", "0.001", "50000")])
+        .await;
+    env.wait_for_results(1).await;
+
+    let client = redis::Client::open(crate::helpers::redis_url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .expect("flush");
+
+    env.publish(&[crate::helpers::order_json("forgotten-2", "0.001", "50000")])
+        .await;
+    let results = env.wait_for_results(2).await;
+    assert_eq!(results[1]["order_id"], "forgotten-2");
+    assert_eq!(results[1]["status"], "FILLED");
+}
