@@ -124,16 +124,7 @@ fn read_exponent(text: &str) -> Option<i64> {
 pub fn format_amount(value: Decimal) -> String {
     let mut value = to_scale(value);
     value.rescale(SCALE);
-    if value.scale() != SCALE {
-        // Too large to carry eight places: Decimal says what it holds.
-        return value.to_string();
-    }
-    // The digits of the mantissa, the point before the last eight: the
-    // same text as Decimal's own, without its general formatting.
-    const ONE: u128 = 10_u128.pow(SCALE);
-    let units = value.mantissa().unsigned_abs();
-    let sign = if value.is_sign_negative() { "-" } else { "" };
-    format!("{sign}{}.{:08}", units / ONE, units % ONE)
+    value.to_string()
 }
 
 /// Rounds a computed amount to the [`SCALE`] places the columns keep.

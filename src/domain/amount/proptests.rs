@@ -115,35 +115,3 @@ proptest! {
         }
     }
 }
-
-proptest! {
-    #[test]
-    fn amounts_are_formatted_as_decimal_formats_them(
-        mantissa in any::<i128>(),
-        scale in 0_u32..=28,
-    ) {
-        let value = Decimal::try_from_i128_with_scale(mantissa % 79_228_162_514_264_337_593_543_950_335, scale)
-            .unwrap_or_default();
-        let mut expected = to_scale(value);
-        expected.rescale(SCALE);
-        prop_assert_eq!(format_amount(value), expected.to_string());
-    }
-}
-
-#[test]
-fn edge_amounts_are_formatted_as_decimal_formats_them() {
-    for text in [
-        "-0.000000001",
-        "-0.000000005",
-        "0",
-        "-1.5",
-        "79228162514264337593543950335",
-        "-7922816251426433759354.3950335",
-        "0.000000005",
-    ] {
-        let value = Decimal::from_str(text).expect("a decimal");
-        let mut expected = to_scale(value);
-        expected.rescale(SCALE);
-        assert_eq!(format_amount(value), expected.to_string(), "{text}");
-    }
-}
